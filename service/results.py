@@ -1,0 +1,115 @@
+"""What a worker returns for one run: metrics, spectra with their tail fits, learning curve.
+
+The JSON field names here are the contract (DESIGN.md, "Run metrics"): API, CLI and
+exports all use them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+StopReason = Literal[
+    "gradient",  # gradient-norm criterion met
+    "objective",  # relative objective change below tol
+    "duality_gap",  # convex solver: relative duality gap below tol
+    "max_steps",  # step budget exhausted before any criterion
+    "diverged",  # non-finite loss
+    "timeout",  # wall-time limit exceeded
+    "error",  # anything else that went wrong
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TailFit(_Model):
+    """Continuous power-law fit p(x) ~ x^-alpha of the largest values (Clauset et al. 2009)."""
+
+    alpha: float
+    """Heavy-tail exponent (WeightWatchers' alpha); theory: 1 + 1/gamma."""
+    xmin: float
+    """Lower cut-off chosen by the minimal Kolmogorov-Smirnov distance."""
+    n_tail: int
+    """Number of values >= xmin that the fit used."""
+    ks_distance: float
+    sigma: float
+    """Asymptotic standard error (alpha - 1)/sqrt(n_tail)."""
+    alpha_ci: tuple[float, float]
+    """95% bootstrap interval (percentile), xmin re-chosen in every replicate."""
+    n_bootstrap: int
+
+
+class RankFit(_Model):
+    """Rank-ordered fit value_k ~ C k^-exponent of the top of the spectrum."""
+
+    exponent: float
+    prefactor: float
+    n_points: int
+    """Ranks 1..n_points were used."""
+    r2: float
+
+
+class Spectrum(_Model):
+    """One spectrum of the trained weights, sorted in decreasing order."""
+
+    kind: Literal["eig_S", "sv_W", "abs_theta"]
+    """eig_S: eigenvalues of S = W' diag(s) W; sv_W: singular values of W;
+    abs_theta: |a * w| of the diagonal net."""
+    values: list[float]
+    tail_fit: TailFit | None = None
+    tail_fit_error: str | None = None
+    """Why there is no tail fit (e.g. fewer than 10 positive values)."""
+    rank_fit: RankFit | None = None
+    rank_fit_error: str | None = None
+
+
+class CurvePoint(_Model):
+    """One point of the learning curve."""
+
+    step: int
+    train_loss: float
+    excess_risk: float
+
+
+class RunMetrics(_Model):
+    """The metrics of a finished run (DESIGN.md field names, plus certificates)."""
+
+    excess_risk: float
+    """Exact excess risk from the weights (THEORY.md section 1)."""
+    train_loss: float
+    """Mean squared error on the training set, (1/n) sum (y - f)^2."""
+    objective: float
+    """The training objective (1/2n) sum (y - f)^2 + penalty, at the returned parameters."""
+    grad_norm: float
+    """Euclidean norm of the gradient of the objective w.r.t. the trained parameters
+    (for the convex optimizer: the prox-gradient fixed-point residual)."""
+    converged: bool
+    """A stop criterion was met *and* the duality gap of the equivalent convex problem is small."""
+    steps: int
+    stop_reason: StopReason
+    wall_time_s: float
+    device: str
+    test_error: float | None = None
+    """Mean of (f_hat(x) - f*(x))^2 over ``test_samples`` fresh inputs (no label noise)."""
+    test_error_se: float | None = None
+    duality_gap: float
+    """Relative duality gap (P - D)/|P| of the equivalent convex problem at the solution."""
+    support: int
+    """Non-zero coefficients (diagonal) or numerical rank of S (quadratic)."""
+    penalty_norm: float
+    """l1 norm of theta (diagonal) or nuclear norm of S (quadratic)."""
+
+
+class RunResult(_Model):
+    """What a worker sends back for one run."""
+
+    config_hash: str
+    status: Literal["succeeded", "failed"]
+    error: str | None = None
+    metrics: RunMetrics | None = None
+    spectra: list[Spectrum] = Field(default_factory=list)
+    curve: list[CurvePoint] = Field(default_factory=list)

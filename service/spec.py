@@ -1,0 +1,315 @@
+"""The sweep spec and the run configuration: the contract shared by api, service and workers.
+
+A :class:`SweepSpec` is what a researcher submits (DESIGN.md, "the sweep spec");
+:func:`expand` turns it, deterministically, into :class:`RunConfig` objects, one per
+training run. A run's identity is :meth:`RunConfig.config_hash`, the sha256 of its
+canonical JSON (seed included), which makes stored results idempotent and lets finished
+runs be reused across sweeps.
+
+Everything here is frozen pydantic, imports neither torch, ray, SQLAlchemy nor FastAPI, and
+is shipped to Ray workers as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+Model = Literal["quadratic", "diagonal"]
+Optimizer = Literal["lbfgs", "gd", "adam", "convex"]
+DType = Literal["float32", "float64"]
+Device = Literal["auto", "cpu", "cuda"]
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+PositiveFiniteFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFiniteFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TeacherSpec(_Frozen):
+    """The target: power-law spectrum (THEORY.md section 1) and label noise."""
+
+    gamma: PositiveFiniteFloat = 1.0
+    """Power-law exponent of the teacher coefficients / eigenvalues."""
+    rank: PositiveInt | None = None
+    """Number of non-zero teacher coefficients (diagonal) or eigenvalues (quadratic); default d."""
+    noise: NonNegativeFiniteFloat = 0.0
+    """Label-noise variance Delta."""
+    signed: bool = False
+    """Quadratic only: teacher eigenvalues alternate in sign (needs ``second_layer: signed``)."""
+
+
+class TrainingSpec(_Frozen):
+    """How a run is trained (the network's own parameters, or the convex equivalent)."""
+
+    optimizer: Optimizer = "lbfgs"
+    width: PositiveInt | None = None
+    """Quadratic: hidden width m; default d (2d for a signed second layer)."""
+    second_layer: Literal["positive", "signed"] = "positive"
+    max_steps: PositiveInt = 20000
+    tol: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 1e-8
+    """Stop when the relative objective change per step falls below tol, or the gradient
+    norm below sqrt(tol) (see workers.train); ``converged`` also needs the duality-gap
+    certificate of the equivalent convex problem to be small."""
+    dtype: DType = "float64"
+    device: Device = "auto"
+    lr: PositiveFiniteFloat | None = None
+    """Fixed learning rate for gd/adam; default: chosen by backtracking (gd) or adaptively."""
+    init_scale: PositiveFiniteFloat = 1e-2
+    """Standard deviation of the i.i.d. Gaussian initialisation of the parameters."""
+    timeout_s: PositiveFiniteFloat | None = None
+    """Wall-time limit of one run; a run that exceeds it fails with stop_reason 'timeout'."""
+
+
+class MeasureSpec(_Frozen):
+    """What is measured besides the metrics."""
+
+    spectrum: bool = True
+    curve_every: NonNegativeInt = 0
+    """Record (step, train loss, excess risk) every k steps; 0 = off."""
+    test_samples: NonNegativeInt = 0
+    """If > 0, also measure the test error on that many fresh samples."""
+
+
+class RunConfig(_Frozen):
+    """One training run: everything needed to reproduce it bit for bit."""
+
+    model: Model
+    d: PositiveInt
+    n: PositiveInt
+    weight_decay: NonNegativeFiniteFloat
+    seed: NonNegativeInt = 0
+    teacher: TeacherSpec = TeacherSpec()
+    training: TrainingSpec = TrainingSpec()
+    measure: MeasureSpec = MeasureSpec()
+    link_power: FiniteFloat | None = None
+    """When weight_decay comes from a ``link`` (lambda = coef * n^power): that power."""
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.teacher.rank is not None and self.teacher.rank > self.d:
+            raise ValueError(f"teacher.rank ({self.teacher.rank}) must be <= d ({self.d})")
+        if self.teacher.signed and self.model != "quadratic":
+            raise ValueError("teacher.signed applies to the quadratic model only")
+        if (
+            self.model == "quadratic"
+            and self.teacher.signed
+            and self.training.second_layer != "signed"
+        ):
+            raise ValueError("teacher.signed needs training.second_layer: signed")
+        return self
+
+    @property
+    def alpha(self) -> float:
+        """Sample ratio: n/d^2 (quadratic) or n/d (diagonal)."""
+        return self.n / (self.d**2 if self.model == "quadratic" else self.d)
+
+    @property
+    def width(self) -> int:
+        """Hidden width of the network (quadratic); d for the diagonal net."""
+        if self.model == "diagonal":
+            return self.d
+        if self.training.width is not None:
+            return self.training.width
+        return 2 * self.d if self.training.second_layer == "signed" else self.d
+
+    def canonical_json(self) -> str:
+        """Canonical JSON: sorted keys, no whitespace, every default written out."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON: the run's identity (seed included)."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# Sweep spec
+
+
+class Space(_Frozen):
+    """A range written as ``{geomspace: [lo, hi], num}`` or ``{linspace: [lo, hi], num}``."""
+
+    geomspace: tuple[PositiveFiniteFloat, PositiveFiniteFloat] | None = None
+    linspace: tuple[FiniteFloat, FiniteFloat] | None = None
+    num: PositiveInt
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Space:
+        if (self.geomspace is None) == (self.linspace is None):
+            raise ValueError("give exactly one of geomspace or linspace")
+        return self
+
+    def values(self) -> list[float]:
+        """The points of the range (endpoints included)."""
+        if self.geomspace is not None:
+            pts = np.geomspace(*self.geomspace, num=self.num)
+        else:
+            assert self.linspace is not None
+            pts = np.linspace(*self.linspace, num=self.num)
+        return [float(v) for v in pts]
+
+
+Axis = list[FiniteFloat] | Space
+
+
+def _axis_values(axis: Axis | None) -> list[float]:
+    if axis is None:
+        return []
+    return axis.values() if isinstance(axis, Space) else list(axis)
+
+
+class Grid(_Frozen):
+    """The Cartesian product of every axis (DESIGN.md)."""
+
+    d: list[PositiveInt] | Space
+    n: Axis | None = None
+    alpha: Axis | None = None
+    weight_decay: Axis | None = None
+    seed: list[NonNegativeInt] = [0]
+    gamma: Axis | None = None
+    """Optional: several teacher exponents (overrides teacher.gamma)."""
+    noise: Axis | None = None
+    """Optional: several label-noise variances (overrides teacher.noise)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Grid:
+        if (self.n is None) == (self.alpha is None):
+            raise ValueError("give exactly one of grid.n or grid.alpha")
+        for name in ("d", "n", "alpha", "weight_decay", "seed", "gamma", "noise"):
+            axis = getattr(self, name)
+            if axis is None:
+                continue
+            vals = _axis_values(axis)
+            if not vals:
+                raise ValueError(f"grid.{name} is empty")
+            if len(set(vals)) != len(vals):
+                raise ValueError(f"grid.{name} has repeated values")
+        for name in ("n", "alpha", "gamma"):
+            if any(v <= 0 for v in _axis_values(getattr(self, name))):
+                raise ValueError(f"grid.{name} values must be > 0")
+        for name in ("weight_decay", "noise"):
+            if any(v < 0 for v in _axis_values(getattr(self, name))):
+                raise ValueError(f"grid.{name} values must be >= 0")
+        if any(v < 1 for v in _axis_values(self.d)):
+            raise ValueError("grid.d values must be >= 1")
+        return self
+
+
+class LinkSpec(_Frozen):
+    """lambda = coef * (of)^power: an axis defined as a power of another (a scaling path)."""
+
+    coef: PositiveFiniteFloat
+    of: Literal["n", "alpha", "d"] = "n"
+    power: FiniteFloat | list[FiniteFloat]
+
+    @field_validator("power")
+    @classmethod
+    def _nonempty(cls, v: float | list[float]) -> float | list[float]:
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            raise ValueError("power must be a non-empty list of distinct values")
+        return v
+
+    def powers(self) -> list[float]:
+        """Every power, one family each."""
+        return list(self.power) if isinstance(self.power, list) else [self.power]
+
+
+class SweepSpec(_Frozen):
+    """A sweep as submitted (POST /v1/sweeps, or YAML for the CLI)."""
+
+    schema_version: Literal[1] = 1
+    name: Annotated[str, Field(max_length=200)] = ""
+    model: Model
+    teacher: TeacherSpec = TeacherSpec()
+    grid: Grid
+    link: dict[Literal["weight_decay"], LinkSpec] | None = None
+    training: TrainingSpec = TrainingSpec()
+    measure: MeasureSpec = MeasureSpec()
+    recompute: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpec:
+        linked = self.link is not None and "weight_decay" in self.link
+        if linked and self.grid.weight_decay is not None:
+            raise ValueError("weight_decay is linked: remove it from grid")
+        if not linked and self.grid.weight_decay is None:
+            raise ValueError("give grid.weight_decay or link.weight_decay")
+        if self.teacher.rank is not None and self.teacher.rank > min(_axis_values(self.grid.d)):
+            raise ValueError("teacher.rank must be <= every grid.d value")
+        return self
+
+    def n_runs(self) -> int:
+        """Number of runs the grid expands to (without expanding it)."""
+        g = self.grid
+        sizes = [
+            len(_axis_values(g.d)),
+            len(_axis_values(g.n if g.n is not None else g.alpha)),
+            len(self.link["weight_decay"].powers())
+            if self.link is not None and "weight_decay" in self.link
+            else len(_axis_values(g.weight_decay)),
+            len(g.seed),
+            max(1, len(_axis_values(g.gamma))),
+            max(1, len(_axis_values(g.noise))),
+        ]
+        return math.prod(sizes)
+
+
+def sample_size(model: Model, d: int, alpha: float) -> int:
+    """n from alpha: n = alpha d^2 (quadratic) or alpha d (diagonal), rounded, at least 1."""
+    return max(1, round(alpha * (d * d if model == "quadratic" else d)))
+
+
+def expand(spec: SweepSpec) -> Iterator[RunConfig]:
+    """Every run of the sweep, in a fixed order (d, n, weight decay, gamma, noise, seed)."""
+    g = spec.grid
+    ds = [int(v) for v in _axis_values(g.d)]
+    gammas = _axis_values(g.gamma) or [spec.teacher.gamma]
+    noises = _axis_values(g.noise) or [spec.teacher.noise]
+    link = spec.link["weight_decay"] if spec.link and "weight_decay" in spec.link else None
+    for d in ds:
+        if g.n is not None:
+            ns = [int(round(v)) for v in _axis_values(g.n)]
+        else:
+            ns = [sample_size(spec.model, d, a) for a in _axis_values(g.alpha)]
+        for n in dict.fromkeys(ns):  # alphas that round to the same n are one run
+            wds: list[tuple[float, float | None]]
+            if link is not None:
+                base = {"n": n, "d": d, "alpha": n / (d * d if spec.model == "quadratic" else d)}
+                wds = [(link.coef * base[link.of] ** p, p) for p in link.powers()]
+            else:
+                wds = [(v, None) for v in _axis_values(g.weight_decay)]
+            for (wd, power), gamma, noise, seed in itertools.product(wds, gammas, noises, g.seed):
+                yield RunConfig(
+                    model=spec.model,
+                    d=d,
+                    n=n,
+                    weight_decay=wd,
+                    seed=seed,
+                    teacher=spec.teacher.model_copy(update={"gamma": gamma, "noise": noise}),
+                    training=spec.training,
+                    measure=spec.measure,
+                    link_power=power,
+                )
+
+
+def spec_from_obj(obj: Any) -> SweepSpec:
+    """Validate a parsed JSON/YAML object as a sweep spec (raises pydantic.ValidationError)."""
+    return SweepSpec.model_validate(obj)

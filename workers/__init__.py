@@ -1,0 +1,1 @@
+"""scalesweep's compute: teachers, data, networks, training, convex solvers, spectra, the task Ray runs."""
