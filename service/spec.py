@@ -170,10 +170,10 @@ class Space(_Frozen):
 Axis = list[FiniteFloat] | Space
 
 
-def _axis_values(axis: Axis | None) -> list[float]:
+def _axis_values(axis: Axis | list[int] | None) -> list[float]:
     if axis is None:
         return []
-    return axis.values() if isinstance(axis, Space) else list(axis)
+    return axis.values() if isinstance(axis, Space) else [float(v) for v in axis]
 
 
 class Grid(_Frozen):

@@ -34,7 +34,9 @@ class Certificate:
 
     @property
     def gap(self) -> float:
-        """(P - D)/max(|P|, tiny): >= 0 up to rounding; 0 at the optimum."""
+        """(P - D)/max(|P|, tiny): >= 0 up to rounding; 0 at the optimum; inf if infeasible."""
+        if self.primal == float("inf"):  # infeasible candidate (inf/inf would give nan)
+            return float("inf")
         return max(self.primal - self.dual, 0.0) / max(abs(self.primal), 1e-300)
 
 
@@ -67,7 +69,8 @@ def sensing_gradient(x: Array, r: Array) -> Array:
     """A'(r)/n = (1/n) sum_mu r_mu (x_mu x_mu' - I), symmetric (d, d)."""
     n = len(r)
     m = (x.T * r) @ x / n - (r.sum() / n) * np.eye(x.shape[1])
-    return (m + m.T) / 2.0
+    out: Array = (m + m.T) / 2.0
+    return out
 
 
 def penalty_trace(s: Array, psd: bool) -> float:

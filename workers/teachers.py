@@ -51,7 +51,8 @@ def quadratic_eigenvalues(d: int, gamma: float, rank: int | None = None, signed:
 def haar_orthogonal(d: int, rng: np.random.Generator) -> Array:
     """A Haar-distributed d x d orthogonal matrix (QR of a Gaussian matrix, signs fixed)."""
     q, r = np.linalg.qr(rng.standard_normal((d, d)))
-    return q * np.sign(np.diag(r))
+    out: Array = q * np.sign(np.diag(r))
+    return out
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ Teacher = DiagonalTeacher | QuadraticTeacher
 
 def quadratic_form(x: Array, s: Array) -> Array:
     """<x x' - I, S> for every row x of ``x`` (shape (n, d)); S symmetric (d, d)."""
-    return np.einsum("ij,ij->i", x @ s, x) - np.trace(s)
+    out: Array = np.einsum("ij,ij->i", x @ s, x) - np.trace(s)
+    return out
 
 
 def make_teacher(cfg: RunConfig) -> Teacher:

@@ -1,0 +1,47 @@
+"""Settings from the environment (and a ``.env`` file); DESIGN.md lists the variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything configurable; nothing is built at import time."""
+
+    model_config = SettingsConfigDict(env_prefix="SCALESWEEP_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./scalesweep.db"
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("RAY_ADDRESS", "SCALESWEEP_RAY_ADDRESS")
+    )
+    server: str = "http://127.0.0.1:8000"
+    max_runs_per_sweep: PositiveInt = 10_000
+    auth: Literal["off", "on"] = "off"
+    api_token: str | None = None
+    max_inflight_runs: PositiveInt = 64
+    """Ray tasks in flight at once (bounded with ray.wait)."""
+    lease_s: PositiveFloat = 60.0
+    """A claimed run whose lease is older than this goes back to the queue."""
+    max_attempts: PositiveInt = 3
+    """Retry budget of a run whose worker was lost."""
+    runner_poll_s: PositiveFloat = 0.2
+    pack_below_s: PositiveFloat = 0.5
+    """Runs expected to take less than this are packed several per Ray task."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, v: str) -> str:
+        for old in ("postgres://", "postgresql://"):
+            if v.startswith(old):
+                return "postgresql+psycopg://" + v[len(old) :]
+        return v
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings``)."""
+    return Settings()

@@ -1,0 +1,68 @@
+"""Read models that storage returns and the API serves (rows never leave service.storage)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.results import CurvePoint, RunMetrics, RunStatus
+from service.spec import RunConfig, SweepSpec
+
+SweepStatus = Literal["queued", "running", "succeeded", "cancelled"]
+T = TypeVar("T")
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SweepRecord(_Record):
+    """A stored sweep with its run counts."""
+
+    id: int
+    name: str
+    spec: SweepSpec
+    status: SweepStatus
+    n_runs: int
+    counts: dict[RunStatus, int]
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class RunRecord(_Record):
+    """A stored run: configuration, status, metrics (and, from get_run, the learning curve)."""
+
+    id: int
+    sweep_id: int
+    index: int
+    """Position of the run in the sweep's expansion order."""
+    config: RunConfig
+    config_hash: str
+    status: RunStatus
+    attempts: int
+    error: str | None = None
+    metrics: RunMetrics | None = None
+    reused_from: int | None = None
+    """Id of the finished run whose result was reused (the team-shared cache)."""
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    curve: list[CurvePoint] = Field(default_factory=list)
+
+
+class Claim(_Record):
+    """A run handed to a runner under a lease."""
+
+    run_id: int
+    sweep_id: int
+    config: RunConfig
+    attempt: int
+
+
+class Page(_Record, Generic[T]):
+    """One page of a list; ``next_cursor`` is None on the last page (lists never truncate silently)."""
+
+    items: list[T]
+    next_cursor: str | None = None

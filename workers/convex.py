@@ -1,0 +1,384 @@
+"""The ``convex`` optimizer: the networks' equivalent convex problems solved to a duality gap.
+
+Both problems (THEORY.md section 1; workers.objectives) are a least-squares term plus a
+non-smooth convex penalty,
+
+* LASSO (diagonal net): ``P(theta) = (1/2n)||y - X theta||^2 + lam ||theta||_1``, theta (d,);
+* trace-penalised sensing (quadratic net):
+  ``P(S) = (1/2n) sum_mu (y_mu - <A_mu, S>)^2 + (lam/2) tr S`` over PSD S (``psd=True``),
+  or ``+ (lam/2)||S||_*`` over symmetric S (``psd=False``),
+  ``A_mu = x_mu x_mu' - I``, S shape (d, d).
+
+They are solved by accelerated proximal gradient (FISTA) with the gradient-based adaptive
+restart of O'Donoghue and Candès (2015) and a sufficient-decrease (backtracking) safeguard
+on the step, so the iteration cannot diverge even when the Lipschitz estimate is too small.
+The sensing operator is applied matrix-free: predictions ``einsum((X S) * X) - tr S`` and
+gradient ``(X' diag(r) X)/n - mean(r) I`` cost O(n d^2); the D x D quadratic form
+(D = d(d+1)/2) is never formed. The stopping rule is the relative duality gap of
+workers.objectives (lasso_certificate / sensing_certificate), checked every few iterations.
+All arithmetic is float64 numpy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from workers.objectives import (
+    Certificate,
+    lasso_certificate,
+    sensing_certificate,
+    sensing_gradient,
+)
+from workers.teachers import quadratic_form
+
+Array = NDArray[np.float64]
+StopReason = Literal["duality_gap", "max_steps", "timeout"]
+
+_POWER_ITERATIONS = 50
+"""Power-iteration steps for the Lipschitz estimate (stops earlier at 1e-4 relative change)."""
+_SAFETY = 1.05
+"""The power-iteration estimate is a lower bound on L: inflate it a little."""
+_BACKTRACK = 1.25
+"""On a failed sufficient-decrease test: L <- this factor x max(observed curvature, L)."""
+_CHECK_EVERY = 10
+"""Iterations between duality-gap certificates (each costs about one iteration)."""
+
+
+@dataclass(frozen=True)
+class ConvexSolution:
+    """Result of a convex solve.
+
+    Attributes
+    ----------
+    solution
+        theta, shape (d,) (LASSO), or S, shape (d, d), symmetric (sensing).
+    objective
+        Primal objective P at ``solution``.
+    gap
+        Relative duality gap (P - D)/P at ``solution`` (workers.objectives.Certificate.gap).
+    residual
+        Prox-gradient fixed-point residual ``||x - prox_t(x - t grad f(x))|| / t`` with t = 1/L
+        (Frobenius norm for S): 0 exactly at the optimum, a gradient-norm analogue.
+    iterations
+        Accepted proximal-gradient steps.
+    stop_reason
+        "duality_gap" (gap <= tol), "max_steps" (max_iter reached) or "timeout" (deadline passed).
+    wall_time_s
+        Wall time of the solve, certificates included.
+    """
+
+    solution: Array
+    objective: float
+    gap: float
+    residual: float
+    iterations: int
+    stop_reason: StopReason
+    wall_time_s: float
+
+
+@dataclass(frozen=True)
+class _Composite:
+    """min_x (1/2n)||y - A x||^2 + h(x), with A linear and h convex with an easy prox.
+
+    forward: x -> A x, shape (n,); adjoint: r -> A' r / n, shape of x;
+    prox: (v, t) -> (prox_{t h}(v), h(prox_{t h}(v))); certificate: x -> duality gap.
+    """
+
+    y: Array
+    forward: Callable[[Array], Array]
+    adjoint: Callable[[Array], Array]
+    prox: Callable[[Array, float], tuple[Array, float]]
+    certificate: Callable[[Array], Certificate]
+
+
+def _dot(a: Array, b: Array) -> float:
+    return float(np.vdot(a, b))
+
+
+def _power_lipschitz(
+    forward: Callable[[Array], Array], adjoint: Callable[[Array], Array], v0: Array
+) -> float:
+    """Top eigenvalue of x -> A'(A x)/n by power iteration from v0 (a lower bound)."""
+    v = v0 / math.sqrt(_dot(v0, v0))
+    est = 0.0
+    for _ in range(_POWER_ITERATIONS):
+        w = adjoint(forward(v))
+        new = _dot(v, w)  # Rayleigh quotient (v has unit norm)
+        norm = math.sqrt(_dot(w, w))
+        if norm == 0.0:
+            return 0.0
+        v = w / norm
+        if abs(new - est) <= 1e-4 * abs(new):
+            return new
+        est = new
+    return est
+
+
+def _fista(
+    prob: _Composite,
+    x0: Array,
+    lipschitz: float,
+    *,
+    tol: float,
+    max_iter: int,
+    deadline: float | None,
+    check_every: int,
+    start: float,
+) -> ConvexSolution:
+    """FISTA with gradient-based adaptive restart and sufficient-decrease backtracking."""
+    y_obs = prob.y
+    n = len(y_obs)
+    lip = max(lipschitz, 1e-300)
+
+    x = x0
+    ax = prob.forward(x)
+    obj_x = math.inf  # objective of x (x0 need not be feasible for the penalty)
+    yv, ay = x, ax  # extrapolated point and its predictions
+    t_mom = 1.0
+    stop: StopReason = "max_steps"
+    it = 0
+    cert = prob.certificate(x)
+    if cert.gap <= tol:
+        stop = "duality_gap"
+    while stop == "max_steps" and it < max_iter:
+        if deadline is not None and time.monotonic() > deadline:
+            stop = "timeout"
+            break
+        grad = -prob.adjoint(y_obs - ay)
+        while True:  # backtracking: accept when ||A(x+ - y)||^2/n <= L ||x+ - y||^2
+            x_new, pen_new = prob.prox(yv - grad / lip, 1.0 / lip)
+            ax_new = prob.forward(x_new)
+            diff = x_new - yv
+            dd = _dot(diff, diff)
+            da = ax_new - ay
+            curv = float(da @ da) / n
+            slack = (1e-13) ** 2 * (float(ax_new @ ax_new) + float(ay @ ay)) / n
+            if dd == 0.0 or curv <= lip * dd + slack:
+                break
+            lip = max(_BACKTRACK * curv / dd, _BACKTRACK * lip)
+        it += 1
+        r_new = y_obs - ax_new
+        obj_new = float(r_new @ r_new) / (2 * n) + pen_new
+        step = x_new - x
+        # O'Donoghue-Candes gradient restart (generalised gradient y - x+ against the step),
+        # plus a function-value restart when the objective went up (beyond rounding).
+        if _dot(yv - x_new, step) > 0.0 or obj_new - obj_x > 1e-14 * abs(obj_x):
+            t_mom = 1.0
+            yv, ay = x_new, ax_new
+        else:
+            t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t_mom * t_mom))
+            beta = (t_mom - 1.0) / t_next
+            yv = x_new + beta * step
+            ay = ax_new + beta * (ax_new - ax)
+            t_mom = t_next
+        x, ax, obj_x = x_new, ax_new, obj_new
+        if it % check_every == 0:
+            cert = prob.certificate(x)
+            if cert.gap <= tol:
+                stop = "duality_gap"
+    if stop != "duality_gap" or it % check_every != 0:
+        cert = prob.certificate(x)
+        if stop == "max_steps" and cert.gap <= tol:
+            stop = "duality_gap"
+    grad = -prob.adjoint(y_obs - ax)
+    p, _ = prob.prox(x - grad / lip, 1.0 / lip)
+    dp = x - p
+    residual = math.sqrt(_dot(dp, dp)) * lip
+    return ConvexSolution(
+        solution=x,
+        objective=cert.primal,
+        gap=cert.gap,
+        residual=residual,
+        iterations=it,
+        stop_reason=stop,
+        wall_time_s=time.perf_counter() - start,
+    )
+
+
+def _soft(v: Array, z: float) -> Array:
+    out: Array = np.sign(v) * np.maximum(np.abs(v) - z, 0.0)
+    return out
+
+
+def solve_lasso(
+    x: ArrayLike,
+    y: ArrayLike,
+    lam: float,
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 100_000,
+    x0: ArrayLike | None = None,
+    deadline: float | None = None,
+) -> ConvexSolution:
+    """Solve the LASSO ``min (1/2n)||y - X theta||^2 + lam ||theta||_1``.
+
+    Parameters
+    ----------
+    x
+        Design matrix X, shape (n, d).
+    y
+        Labels, shape (n,).
+    lam
+        Penalty lam >= 0 (lam = 0: least squares; the gap may then never reach tol when the
+        minimum is 0, and the solve ends at max_iter).
+    tol
+        Stop when the relative duality gap (workers.objectives.lasso_certificate) is <= tol.
+    max_iter
+        Maximum number of proximal-gradient steps.
+    x0
+        Warm start theta, shape (d,); default zeros.
+    deadline
+        A time.monotonic() value after which the solve stops with stop_reason "timeout".
+
+    Returns
+    -------
+    ConvexSolution
+        ``solution`` is theta, shape (d,).
+    """
+    start = time.perf_counter()
+    xm = np.ascontiguousarray(x, dtype=np.float64)
+    yv = np.asarray(y, dtype=np.float64)
+    n, d = xm.shape
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    theta0 = np.zeros(d) if x0 is None else np.array(x0, dtype=np.float64).reshape(d)
+
+    def forward(th: Array) -> Array:
+        out: Array = xm @ th
+        return out
+
+    def adjoint(r: Array) -> Array:
+        out: Array = (r @ xm) / n
+        return out
+
+    def prox(v: Array, t: float) -> tuple[Array, float]:
+        p = _soft(v, t * lam)
+        return p, lam * float(np.abs(p).sum())
+
+    prob = _Composite(
+        y=yv,
+        forward=forward,
+        adjoint=adjoint,
+        prox=prox,
+        certificate=lambda th: lasso_certificate(xm, yv, th, lam),
+    )
+    # L = ||X||_2^2 / n: power iteration on X'X/n from a fixed start, slightly inflated;
+    # the backtracking test in _fista corrects any underestimate.
+    v0 = np.ones(d) + np.random.default_rng(0).standard_normal(d)
+    lip = _SAFETY * _power_lipschitz(forward, adjoint, v0)
+    # With lam = 0 the certificate solves a least-squares problem (O(n d min(n, d))):
+    # check it rarely enough that it costs at most ~10 % of the iterations.
+    check = _CHECK_EVERY if lam > 0 else max(_CHECK_EVERY, 3 * min(n, d))
+    return _fista(
+        prob,
+        theta0,
+        lip,
+        tol=tol,
+        max_iter=max_iter,
+        deadline=deadline,
+        check_every=check,
+        start=start,
+    )
+
+
+def solve_sensing(
+    x: ArrayLike,
+    y: ArrayLike,
+    lam: float,
+    *,
+    psd: bool = True,
+    tol: float = 1e-10,
+    max_iter: int = 100_000,
+    s0: ArrayLike | None = None,
+    deadline: float | None = None,
+) -> ConvexSolution:
+    """Solve trace-penalised sensing with ``A_mu = x_mu x_mu' - I``.
+
+    ``psd=True``: ``min_{S >= 0} (1/2n) sum (y_mu - <A_mu, S>)^2 + (lam/2) tr S``
+    (prox: eigenvalues soft-thresholded at t lam/2, then clipped at 0);
+    ``psd=False``: ``min_S ... + (lam/2)||S||_*`` over symmetric S
+    (prox: eigenvalues soft-thresholded in absolute value).
+
+    Parameters
+    ----------
+    x
+        Inputs, shape (n, d).
+    y
+        Labels, shape (n,).
+    lam
+        Penalty lam >= 0 (lam = 0 may end at max_iter, see solve_lasso).
+    psd
+        PSD-constrained trace penalty (positive second layer) or nuclear norm (signed).
+    tol
+        Stop when the relative duality gap (workers.objectives.sensing_certificate) is <= tol.
+    max_iter
+        Maximum number of proximal-gradient steps.
+    s0
+        Warm start S, shape (d, d) (symmetrised, and projected on the PSD cone when ``psd``);
+        default zeros.
+    deadline
+        A time.monotonic() value after which the solve stops with stop_reason "timeout".
+
+    Returns
+    -------
+    ConvexSolution
+        ``solution`` is S, shape (d, d), symmetric (PSD when ``psd``).
+    """
+    start = time.perf_counter()
+    xm = np.ascontiguousarray(x, dtype=np.float64)
+    yv = np.asarray(y, dtype=np.float64)
+    n, d = xm.shape
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    if s0 is None:
+        sinit = np.zeros((d, d))
+    else:
+        sinit = np.array(s0, dtype=np.float64).reshape(d, d)
+        sinit = (sinit + sinit.T) / 2.0
+        if psd:  # start feasible: project on the PSD cone
+            w, vecs = np.linalg.eigh(sinit)
+            sinit = (vecs * np.maximum(w, 0.0)) @ vecs.T
+            sinit = (sinit + sinit.T) / 2.0
+
+    def forward(s: Array) -> Array:
+        return quadratic_form(xm, s)
+
+    def adjoint(r: Array) -> Array:
+        return sensing_gradient(xm, r)
+
+    def prox(v: Array, t: float) -> tuple[Array, float]:
+        w, vecs = np.linalg.eigh((v + v.T) / 2.0)
+        z = t * lam / 2.0
+        f = np.maximum(w - z, 0.0) if psd else _soft(w, z)
+        s = (vecs * f) @ vecs.T
+        return (s + s.T) / 2.0, lam / 2.0 * float(np.abs(f).sum())
+
+    prob = _Composite(
+        y=yv,
+        forward=forward,
+        adjoint=adjoint,
+        prox=prox,
+        certificate=lambda s: sensing_certificate(xm, yv, s, lam, psd),
+    )
+    # Start near the identity direction (close to the top of A'A for x x' - I) plus a
+    # fixed random symmetric part so no eigen-direction is missed.
+    g = np.random.default_rng(0).standard_normal((d, d))
+    v0 = np.eye(d) + (g + g.T) / (2.0 * math.sqrt(d))
+    lip = _SAFETY * _power_lipschitz(forward, adjoint, v0)
+    return _fista(
+        prob,
+        sinit,
+        lip,
+        tol=tol,
+        max_iter=max_iter,
+        deadline=deadline,
+        check_every=_CHECK_EVERY,
+        start=start,
+    )
