@@ -1,0 +1,285 @@
+"""The runner side of the store: runner lease, claims under leases, results exactly once.
+
+Only the runner writes results. Every state change is a conditional UPDATE whose WHERE
+names the state it leaves, so a duplicate, late or reordered message changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from service.records import Claim
+from service.results import RunResult
+from service.spec import RunConfig
+from service.storage.codec import ACTIVE, curve_rows, metric_columns, spectrum_row
+from service.storage.engine import TransactionalStore
+from service.storage.inserts import chunks
+from service.storage.tables import AttemptRow, CurveRow, Run, RunnerLease, SpectrumRow, Sweep
+
+_LEASE_ROW = 1
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def finish_sweeps(conn: Connection, sweep_ids: Iterable[int], now: datetime) -> None:
+    """Mark queued/running sweeps with no queued or running run left as succeeded."""
+    ids = sorted(set(sweep_ids))
+    if not ids:
+        return
+    busy = select(Run.id).where(Run.sweep_id == Sweep.id, Run.status.in_(ACTIVE)).exists()
+    conn.execute(
+        update(Sweep)
+        .where(Sweep.id.in_(ids), Sweep.status.in_(ACTIVE), ~busy)
+        .values(status="succeeded", finished_at=now, updated_at=now)
+    )
+
+
+def end_attempts(conn: Connection, run_ids: list[int], outcome: str, now: datetime) -> None:
+    """Close the open attempt of each run with ``outcome``."""
+    for part in chunks(run_ids):
+        conn.execute(
+            update(AttemptRow)
+            .where(AttemptRow.run_id.in_(part), AttemptRow.ended_at.is_(None))
+            .values(ended_at=now, outcome=outcome)
+        )
+
+
+class RunnerQueue(TransactionalStore):
+    """Runner-side operations (see notes/store-interface.md)."""
+
+    # --- the runner lease: one active runner per database
+
+    def acquire_runner_lease(self, runner_id: str, ttl_s: float) -> bool:
+        """Take or renew the runner lease; False while another runner holds an unexpired one."""
+        now = utcnow()
+        free = or_(
+            RunnerLease.holder.is_(None),
+            RunnerLease.holder == runner_id,
+            RunnerLease.expires_at.is_(None),
+            RunnerLease.expires_at < now,
+        )
+        with self._transaction() as conn:
+            got = conn.execute(
+                update(RunnerLease)
+                .where(RunnerLease.id == _LEASE_ROW, free)
+                .values(holder=runner_id, expires_at=now + timedelta(seconds=ttl_s))
+            ).rowcount
+            if got == 0 and conn.execute(select(func.count()).select_from(RunnerLease)).scalar():
+                return False
+            if got == 0:  # the row is missing (never, after migration 0001): create it held
+                conn.execute(
+                    insert(RunnerLease).values(
+                        id=_LEASE_ROW, holder=runner_id, expires_at=now + timedelta(seconds=ttl_s)
+                    )
+                )
+        return True
+
+    def release_runner_lease(self, runner_id: str) -> None:
+        """Give the lease up (a no-op unless ``runner_id`` holds it)."""
+        with self._transaction() as conn:
+            conn.execute(
+                update(RunnerLease)
+                .where(RunnerLease.id == _LEASE_ROW, RunnerLease.holder == runner_id)
+                .values(holder=None, expires_at=None)
+            )
+
+    def runner_lease_holder(self) -> str | None:
+        """The runner holding an unexpired lease, if any."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(
+                select(RunnerLease.holder, RunnerLease.expires_at).where(
+                    RunnerLease.id == _LEASE_ROW
+                )
+            ).first()
+        if row is None or row.holder is None or row.expires_at is None:
+            return None
+        return str(row.holder) if row.expires_at > utcnow() else None
+
+    # --- claims and leases of runs
+
+    def claim_runs(self, runner_id: str, *, limit: int, lease_s: float) -> list[Claim]:
+        """Queued runs -> running under a lease (oldest sweep first); one attempt each."""
+        if limit < 1:
+            return []
+        now = utcnow()
+        with self._transaction() as conn:
+            pick = (
+                select(Run.id, Run.sweep_id, Run.config)
+                .where(Run.status == "queued")
+                .order_by(Run.sweep_id, Run.run_index)
+                .limit(limit)
+            )
+            if self.dialect == "postgresql":
+                pick = pick.with_for_update(skip_locked=True)
+            picked = {r.id: r for r in conn.execute(pick)}
+            if not picked:
+                return []
+            claimed = conn.execute(
+                update(Run)
+                .where(Run.id.in_(list(picked)), Run.status == "queued")
+                .values(
+                    status="running",
+                    attempts=Run.attempts + 1,
+                    lease_owner=runner_id,
+                    lease_expires_at=now + timedelta(seconds=lease_s),
+                    started_at=now,
+                )
+                .returning(Run.id, Run.attempts)
+            ).all()
+            if not claimed:
+                return []
+            conn.execute(
+                insert(AttemptRow),
+                [
+                    {
+                        "run_id": r.id,
+                        "attempt": r.attempts,
+                        "runner_id": runner_id,
+                        "started_at": now,
+                    }
+                    for r in claimed
+                ],
+            )
+            sweep_ids = {picked[r.id].sweep_id for r in claimed}
+            conn.execute(
+                update(Sweep)
+                .where(Sweep.id.in_(sorted(sweep_ids)), Sweep.status == "queued")
+                .values(status="running", updated_at=now)
+            )
+        claims = [
+            Claim(
+                run_id=r.id,
+                sweep_id=picked[r.id].sweep_id,
+                config=RunConfig.model_validate(picked[r.id].config),
+                attempt=r.attempts,
+            )
+            for r in claimed
+        ]
+        claims.sort(key=lambda c: (c.sweep_id, c.run_id))
+        return claims
+
+    def renew_leases(self, runner_id: str, run_ids: list[int], lease_s: float) -> None:
+        """Extend the leases ``runner_id`` holds on these running runs."""
+        until = utcnow() + timedelta(seconds=lease_s)
+        with self._transaction() as conn:
+            for part in chunks(sorted(set(run_ids))):
+                conn.execute(
+                    update(Run)
+                    .where(Run.id.in_(part), Run.status == "running", Run.lease_owner == runner_id)
+                    .values(lease_expires_at=until)
+                )
+
+    def requeue_expired(self, *, max_attempts: int) -> int:
+        """Running runs whose lease expired -> queued, or failed once ``max_attempts`` are spent.
+
+        Returns how many runs changed state.
+        """
+        now = utcnow()
+        expired = and_(Run.status == "running", Run.lease_expires_at < now)
+        with self._transaction() as conn:
+            rows = conn.execute(select(Run.id, Run.sweep_id, Run.attempts).where(expired)).all()
+            if not rows:
+                return 0
+            retry = [r.id for r in rows if r.attempts < max_attempts]
+            changed = 0
+            for part in chunks(retry):
+                changed += conn.execute(
+                    update(Run)
+                    .where(Run.id.in_(part), expired)
+                    .values(status="queued", lease_owner=None, lease_expires_at=None)
+                ).rowcount
+            by_attempts: dict[int, list[int]] = {}
+            for r in rows:
+                if r.attempts >= max_attempts:
+                    by_attempts.setdefault(r.attempts, []).append(r.id)
+            for n, ids in sorted(by_attempts.items()):
+                for part in chunks(ids):
+                    changed += conn.execute(
+                        update(Run)
+                        .where(Run.id.in_(part), expired)
+                        .values(
+                            status="failed",
+                            error=f"worker lost after {n} attempts",
+                            lease_owner=None,
+                            lease_expires_at=None,
+                            finished_at=now,
+                        )
+                    ).rowcount
+            end_attempts(conn, [r.id for r in rows], "lost", now)
+            finish_sweeps(conn, (r.sweep_id for r in rows), now)
+        return changed
+
+    def cancelled_run_ids(self, run_ids: list[int]) -> list[int]:
+        """Which of these runs were cancelled (the runner stops them)."""
+        out: list[int] = []
+        with self._transaction(write=False) as conn:
+            for part in chunks(sorted(set(run_ids))):
+                out += conn.execute(
+                    select(Run.id).where(Run.id.in_(part), Run.status == "cancelled")
+                ).scalars()
+        return sorted(out)
+
+    # --- results, exactly once
+
+    def record_results(self, results: list[tuple[int, RunResult]]) -> int:
+        """Store results of runs still queued/running; ignore duplicates and late results.
+
+        A result whose config_hash is not the run's is ignored too. Returns how many were stored.
+        """
+        if not results:
+            return 0
+        now = utcnow()
+        stored: list[tuple[int, RunResult]] = []
+        sweep_ids: set[int] = set()
+        with self._transaction() as conn:
+            # rows locked in id order: concurrent batches cannot deadlock (PostgreSQL);
+            # the sort is stable, so of two deliveries in one batch the first wins
+            for run_id, res in sorted(results, key=lambda item: item[0]):
+                won = conn.execute(
+                    update(Run)
+                    .where(
+                        Run.id == run_id,
+                        Run.status.in_(ACTIVE),
+                        Run.config_hash == res.config_hash,
+                    )
+                    .values(
+                        status=res.status,
+                        error=res.error,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        finished_at=now,
+                        **metric_columns(res.metrics),
+                    )
+                    .returning(Run.sweep_id)
+                ).scalar_one_or_none()
+                if won is not None:
+                    stored.append((run_id, res))
+                    sweep_ids.add(won)
+            if not stored:
+                return 0
+            self._insert_artifacts(conn, stored)
+            for status in ("succeeded", "failed"):
+                ids = [rid for rid, res in stored if res.status == status]
+                end_attempts(conn, ids, status, now)
+            finish_sweeps(conn, sweep_ids, now)
+        return len(stored)
+
+    @staticmethod
+    def _insert_artifacts(conn: Connection, stored: list[tuple[int, RunResult]]) -> None:
+        spectra: list[dict[str, Any]] = []
+        curve: list[dict[str, Any]] = []
+        for run_id, res in stored:
+            kinds = {s.kind: s for s in res.spectra}  # one spectrum per kind
+            spectra += [spectrum_row(run_id, s) for s in kinds.values()]
+            curve += curve_rows(run_id, res.curve)
+        if spectra:
+            conn.execute(insert(SpectrumRow), spectra)
+        if curve:
+            conn.execute(insert(CurveRow), curve)

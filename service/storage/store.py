@@ -1,0 +1,320 @@
+"""The store: sweeps and runs in SQL, behind the interface of notes/store-interface.md.
+
+API-side operations live here; runner-side ones (leases, claims, results) in
+:mod:`service.storage.queue`. Methods accept and return only pydantic models
+(service.spec, service.results, service.records), never rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, insert, select, update
+
+from service.config import get_settings
+from service.errors import ConflictError, LimitError, RunNotFound, SpecError, SweepNotFound
+from service.records import Page, RunRecord, SweepRecord
+from service.results import CurvePoint, RunStatus, Spectrum
+from service.spec import RunConfig, Space, SweepSpec, expand
+from service.storage.codec import (
+    ACTIVE,
+    RUN_STATUSES,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    filter_value,
+    run_record,
+    spectrum_from_row,
+    sweep_record,
+)
+from service.storage.engine import make_engine
+from service.storage.inserts import insert_runs
+from service.storage.queue import RunnerQueue, end_attempts, utcnow
+from service.storage.tables import CurveRow, Run, SpectrumRow, Sweep
+
+_GRID_AXES = ("d", "n", "alpha", "weight_decay", "seed", "gamma", "noise")
+_FLOAT_RTOL = 1e-9  # float filters match values within this relative tolerance
+
+
+def _expand_at_most(spec: SweepSpec, max_runs: int) -> dict[str, RunConfig]:
+    """The sweep's distinct runs by config_hash, or LimitError(422, "grid") beyond max_runs."""
+    configs: dict[str, RunConfig] = {}
+    for cfg in itertools.islice(expand(spec), max_runs + 1):
+        configs.setdefault(cfg.config_hash(), cfg)
+    if len(configs) > max_runs:
+        raise LimitError(
+            f"the sweep expands to {spec.n_runs()} runs, more than the maximum of {max_runs} "
+            "(SCALESWEEP_MAX_RUNS_PER_SWEEP)",
+            422,
+            "grid",
+        )
+    return configs
+
+
+def extended_spec(spec: SweepSpec, grid: Mapping[str, list[float] | list[int]]) -> SweepSpec:
+    """``spec`` with the values of ``grid`` appended to its axes (SpecError naming the axis)."""
+    if not grid:
+        raise SpecError("give at least one grid axis to extend", "grid")
+    data = spec.model_dump(mode="json")
+    for axis, values in grid.items():
+        field = f"grid.{axis}"
+        if axis not in _GRID_AXES:
+            raise SpecError(f"unknown grid axis {axis!r}; axes: {', '.join(_GRID_AXES)}", field)
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{field} must be a non-empty list of values to add", field)
+        current = getattr(spec.grid, axis)
+        if current is not None:
+            base = current.values() if isinstance(current, Space) else list(current)
+        elif axis in ("gamma", "noise"):
+            base = [getattr(spec.teacher, axis)]
+        else:
+            raise SpecError(f"the sweep has no {field} axis to extend", field)
+        data["grid"][axis] = base + [v for v in dict.fromkeys(values) if v not in base]
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise SpecError(f"the extended spec is invalid: {first['msg']}", "grid") from e
+
+
+def _run_filter(field: str, value: float | int | str) -> ColumnElement[bool]:
+    v = filter_value(field, value)  # SpecError for a field that is not filterable
+    col = getattr(Run, field)
+    if isinstance(v, float):
+        tol = abs(v) * _FLOAT_RTOL
+        return and_(col >= v - tol, col <= v + tol)
+    return col == v  # type: ignore[no-any-return]
+
+
+class Store(RunnerQueue):
+    """Sweeps, runs, results; one instance per process, safe to share between threads."""
+
+    # --- sweeps
+
+    def create_sweep(self, spec: SweepSpec, *, max_runs: int) -> SweepRecord:
+        """Expand and store a sweep in one transaction (finished runs reused unless recompute)."""
+        configs = _expand_at_most(spec, max_runs)
+        now = utcnow()
+        with self._transaction() as conn:
+            sweep_id = conn.execute(
+                insert(Sweep)
+                .values(
+                    name=spec.name,
+                    spec=spec.model_dump(mode="json"),
+                    status="queued",
+                    n_runs=len(configs),
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(Sweep.id)
+            ).scalar_one()
+            queued = insert_runs(
+                conn, sweep_id, configs, first_index=0, reuse=not spec.recompute, now=now
+            )
+            if queued == 0:
+                conn.execute(
+                    update(Sweep)
+                    .where(Sweep.id == sweep_id)
+                    .values(status="succeeded", finished_at=now)
+                )
+            return self._sweep(conn, sweep_id)
+
+    def extend_sweep(
+        self,
+        sweep_id: int,
+        grid: dict[str, list[float] | list[int]],
+        *,
+        max_runs: int | None = None,
+    ) -> SweepRecord:
+        """Add grid values; only new configurations become runs, finished runs are kept.
+
+        ``max_runs`` (default: the configured maximum) bounds the extended sweep's size.
+        """
+        limit = max_runs if max_runs is not None else get_settings().max_runs_per_sweep
+        now = utcnow()
+        with self._transaction() as conn:
+            row = self._sweep_row(conn, sweep_id, lock=True)
+            if row.status == "cancelled":
+                raise ConflictError(f"sweep {sweep_id} is cancelled and cannot be extended")
+            spec = extended_spec(SweepSpec.model_validate(row.spec), grid)
+            configs = _expand_at_most(spec, limit)
+            existing = set(
+                conn.execute(select(Run.config_hash).where(Run.sweep_id == sweep_id)).scalars()
+            )
+            new = {h: c for h, c in configs.items() if h not in existing}
+            last = conn.execute(
+                select(func.max(Run.run_index)).where(Run.sweep_id == sweep_id)
+            ).scalar()
+            insert_runs(
+                conn,
+                sweep_id,
+                new,
+                first_index=(last + 1) if last is not None else 0,
+                reuse=not spec.recompute,
+                now=now,
+            )
+            active = conn.execute(
+                select(func.count()).where(Run.sweep_id == sweep_id, Run.status.in_(ACTIVE))
+            ).scalar_one()
+            if active:
+                status, finished = ("queued" if row.status == "queued" else "running"), None
+            else:
+                status, finished = "succeeded", row.finished_at or now
+            conn.execute(
+                update(Sweep)
+                .where(Sweep.id == sweep_id)
+                .values(
+                    spec=spec.model_dump(mode="json"),
+                    n_runs=len(existing) + len(new),
+                    status=status,
+                    finished_at=finished,
+                    updated_at=now,
+                )
+            )
+            return self._sweep(conn, sweep_id)
+
+    def get_sweep(self, sweep_id: int) -> SweepRecord:
+        """A sweep with its run counts (SweepNotFound)."""
+        with self._transaction(write=False) as conn:
+            return self._sweep(conn, sweep_id)
+
+    def list_sweeps(self, *, limit: int = 50, cursor: str | None = None) -> Page[SweepRecord]:
+        """Sweeps, newest first, keyset-paginated on id."""
+        check_limit(limit)
+        stmt = select(Sweep).order_by(Sweep.id.desc()).limit(limit + 1)
+        if cursor is not None:
+            stmt = stmt.where(Sweep.id < decode_cursor("s", cursor))
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(stmt).mappings().all()
+            page = rows[:limit]
+            counts: dict[int, dict[str, int]] = {r["id"]: {} for r in page}
+            if page:
+                for sid, status, count in conn.execute(
+                    select(Run.sweep_id, Run.status, func.count())
+                    .where(Run.sweep_id.in_(list(counts)))
+                    .group_by(Run.sweep_id, Run.status)
+                ):
+                    counts[sid][status] = count
+        items = [sweep_record(r, counts[r["id"]]) for r in page]
+        more = len(rows) > limit
+        return Page(items=items, next_cursor=encode_cursor("s", page[-1]["id"]) if more else None)
+
+    def cancel_sweep(self, sweep_id: int) -> SweepRecord:
+        """Queued and running runs -> cancelled (the runner stops running ones); idempotent."""
+        now = utcnow()
+        with self._transaction() as conn:
+            row = self._sweep_row(conn, sweep_id, lock=True)
+            if row.status in ("queued", "running"):
+                ids = list(
+                    conn.execute(
+                        update(Run)
+                        .where(Run.sweep_id == sweep_id, Run.status.in_(ACTIVE))
+                        .values(
+                            status="cancelled",
+                            lease_owner=None,
+                            lease_expires_at=None,
+                            finished_at=now,
+                        )
+                        .returning(Run.id)
+                    ).scalars()
+                )
+                end_attempts(conn, ids, "cancelled", now)
+                conn.execute(
+                    update(Sweep)
+                    .where(Sweep.id == sweep_id)
+                    .values(status="cancelled", finished_at=now, updated_at=now)
+                )
+            return self._sweep(conn, sweep_id)
+
+    def sweep_results(self, sweep_id: int) -> list[RunRecord]:
+        """Every run of the sweep with its metrics, in expansion order (no curves)."""
+        with self._transaction(write=False) as conn:
+            self._sweep_row(conn, sweep_id)
+            rows = conn.execute(
+                select(Run).where(Run.sweep_id == sweep_id).order_by(Run.run_index)
+            ).mappings()
+            return [run_record(r) for r in rows]
+
+    # --- runs
+
+    def list_runs(
+        self,
+        sweep_id: int,
+        *,
+        status: RunStatus | None = None,
+        filters: dict[str, float | int | str] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[RunRecord]:
+        """Runs of a sweep in expansion order, filtered, keyset-paginated on the index."""
+        check_limit(limit)
+        stmt = select(Run).where(Run.sweep_id == sweep_id)
+        if status is not None:
+            if status not in RUN_STATUSES:
+                raise SpecError(f"unknown run status {status!r}", "status")
+            stmt = stmt.where(Run.status == status)
+        for field, value in (filters or {}).items():
+            stmt = stmt.where(_run_filter(field, value))
+        if cursor is not None:
+            stmt = stmt.where(Run.run_index > decode_cursor("r", cursor))
+        stmt = stmt.order_by(Run.run_index).limit(limit + 1)
+        with self._transaction(write=False) as conn:
+            self._sweep_row(conn, sweep_id)
+            rows = conn.execute(stmt).mappings().all()
+        page = [run_record(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items=page, next_cursor=encode_cursor("r", page[-1].index) if more else None)
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """One run with its learning curve (RunNotFound)."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(select(Run).where(Run.id == run_id)).mappings().first()
+            if row is None:
+                raise RunNotFound(f"run {run_id} not found")
+            curve = [
+                CurvePoint(step=c.step, train_loss=c.train_loss, excess_risk=c.excess_risk)
+                for c in conn.execute(
+                    select(CurveRow.step, CurveRow.train_loss, CurveRow.excess_risk)
+                    .where(CurveRow.run_id == run_id)
+                    .order_by(CurveRow.step)
+                )
+            ]
+        return run_record(row, curve)
+
+    def get_spectra(self, run_id: int) -> list[Spectrum]:
+        """The spectra of a run (empty until it finished; RunNotFound)."""
+        with self._transaction(write=False) as conn:
+            if conn.execute(select(Run.id).where(Run.id == run_id)).first() is None:
+                raise RunNotFound(f"run {run_id} not found")
+            rows = conn.execute(
+                select(SpectrumRow).where(SpectrumRow.run_id == run_id).order_by(SpectrumRow.id)
+            ).mappings()
+            return [spectrum_from_row(r) for r in rows]
+
+    # --- helpers
+
+    def _sweep_row(self, conn: Connection, sweep_id: int, *, lock: bool = False) -> Row[Any]:
+        stmt = select(Sweep.__table__).where(Sweep.id == sweep_id)
+        if lock and self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        row = conn.execute(stmt).first()
+        if row is None:
+            raise SweepNotFound(f"sweep {sweep_id} not found")
+        return row
+
+    def _sweep(self, conn: Connection, sweep_id: int) -> SweepRecord:
+        row = self._sweep_row(conn, sweep_id)
+        counts: dict[str, int] = {}
+        for status, count in conn.execute(
+            select(Run.status, func.count()).where(Run.sweep_id == sweep_id).group_by(Run.status)
+        ):
+            counts[status] = count
+        return sweep_record(row._mapping, counts)
+
+
+def make_store(url: str) -> Store:
+    """A store on ``url`` (the schema must exist: see upgrade_head / check_schema)."""
+    return Store(make_engine(url))

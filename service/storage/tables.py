@@ -1,0 +1,180 @@
+"""SQLAlchemy tables: private to ``service.storage`` (rows never leave the package).
+
+Every schema change here needs an Alembic revision in ``migrations/versions``;
+``tests/storage/test_migrations.py`` fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """One metadata, with stable constraint names on SQLite and PostgreSQL."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Sweep(Base):
+    """A submitted sweep; ``spec`` is the (possibly extended) SweepSpec as JSON."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    n_runs: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Run(Base):
+    """One training run: config (JSON + indexed key columns), queue state, metrics."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "config_hash"),
+        UniqueConstraint("sweep_id", "run_index"),
+        Index("ix_runs_sweep_id_status", "sweep_id", "status"),
+        Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    run_index: Mapped[int] = mapped_column(Integer)
+    """Position in the sweep's expansion order (RunRecord.index)."""
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # key config columns, for filters and grouping
+    model: Mapped[str] = mapped_column(String(16), index=True)
+    d: Mapped[int] = mapped_column(Integer, index=True)
+    n: Mapped[int] = mapped_column(Integer, index=True)
+    weight_decay: Mapped[float] = mapped_column(Double, index=True)
+    gamma: Mapped[float] = mapped_column(Double, index=True)
+    noise: Mapped[float] = mapped_column(Double, index=True)
+    seed: Mapped[int] = mapped_column(Integer, index=True)
+    optimizer: Mapped[str] = mapped_column(String(16), index=True)
+    link_power: Mapped[float | None] = mapped_column(Double, nullable=True, index=True)
+    # queue state
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reused_from: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
+    )
+    # result
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    excess_risk: Mapped[float | None] = mapped_column(Double, nullable=True, index=True)
+    converged: Mapped[bool | None] = mapped_column(Boolean, nullable=True, index=True)
+    stop_reason: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    wall_time_s: Mapped[float | None] = mapped_column(Double, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SpectrumRow(Base):
+    """One spectrum of a run: sorted values as a little-endian float64 blob, and its fits."""
+
+    __tablename__ = "spectra"
+    __table_args__ = (UniqueConstraint("run_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    n_values: Mapped[int] = mapped_column(Integer)
+    values: Mapped[bytes] = mapped_column(LargeBinary)
+    tail_alpha: Mapped[float | None] = mapped_column(Double, nullable=True)
+    tail_fit: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    tail_fit_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rank_fit: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    rank_fit_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CurveRow(Base):
+    """One point of a run's learning curve."""
+
+    __tablename__ = "curves"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    train_loss: Mapped[float] = mapped_column(Double)
+    excess_risk: Mapped[float] = mapped_column(Double)
+
+
+class AttemptRow(Base):
+    """One attempt at a run: who claimed it, when, and how it ended."""
+
+    __tablename__ = "attempts"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    runner_id: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """succeeded | failed | lost | cancelled; None while in flight."""
+
+
+class RunnerLease(Base):
+    """The single row (id 1) naming the one active runner of this database."""
+
+    __tablename__ = "runner_lease"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

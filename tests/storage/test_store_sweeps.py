@@ -1,0 +1,214 @@
+"""Store contract, API side: sweeps and runs, limits, pagination, filters, 404s, cancel, extend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC
+
+import pytest
+
+from service.errors import ConflictError, LimitError, RunNotFound, SpecError, SweepNotFound
+from service.results import RunResult
+from service.spec import SweepSpec
+from service.storage import Store
+
+SpecFactory = Callable[..., SweepSpec]  # fixtures of tests/storage/conftest.py
+ResultFactory = Callable[..., RunResult]
+
+
+def test_create_get_list_round_trip(store: Store, make_spec: SpecFactory) -> None:
+    spec = make_spec(name="round trip", weight_decay={"geomspace": [1e-3, 1e-1], "num": 3})
+    created = store.create_sweep(spec, max_runs=100)
+    assert created.n_runs == 12
+    assert created.status == "queued"
+    assert created.counts == {
+        "queued": 12,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "cancelled": 0,
+    }
+    got = store.get_sweep(created.id)
+    assert got == created
+    assert got.spec == spec  # the spec survives the JSON column unchanged
+    assert got.created_at.tzinfo is not None
+    assert got.created_at.utcoffset() == UTC.utcoffset(None)
+    assert store.list_sweeps().items == [got]
+    runs = store.sweep_results(created.id)
+    assert [r.index for r in runs] == list(range(12))
+    assert len({r.config_hash for r in runs}) == 12
+    assert all(r.config.config_hash() == r.config_hash for r in runs)
+
+
+def test_too_many_runs_is_refused_and_nothing_stored(store: Store, make_spec: SpecFactory) -> None:
+    with pytest.raises(LimitError) as info:
+        store.create_sweep(make_spec(seed=list(range(10))), max_runs=39)
+    assert info.value.status_code == 422
+    assert info.value.field == "grid"
+    assert store.list_sweeps().items == []
+    assert store.create_sweep(make_spec(seed=list(range(10))), max_runs=40).n_runs == 40
+
+
+def test_pagination_visits_every_sweep_once_while_inserting(
+    store: Store, make_spec: SpecFactory
+) -> None:
+    first = [store.create_sweep(make_spec(name=f"s{i}"), max_runs=100).id for i in range(7)]
+    seen: list[int] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = store.list_sweeps(limit=2, cursor=cursor)
+        seen += [s.id for s in page.items]
+        store.create_sweep(make_spec(name=f"late{pages}"), max_runs=100)  # between pages
+        pages += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == sorted(first, reverse=True)  # newest first, each exactly once
+    assert pages == 4
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001])
+def test_limit_out_of_range(store: Store, limit: int) -> None:
+    with pytest.raises(LimitError) as info:
+        store.list_sweeps(limit=limit)
+    assert (info.value.status_code, info.value.field) == (422, "limit")
+
+
+@pytest.mark.parametrize("cursor", ["garbage!", "", "cjoy"])
+def test_bad_cursor(store: Store, make_spec: SpecFactory, cursor: str) -> None:
+    store.create_sweep(make_spec(), max_runs=100)
+    with pytest.raises(SpecError) as info:
+        store.list_sweeps(cursor=cursor)  # "cjoy" is a *runs* cursor: not accepted here
+    assert info.value.field == "cursor"
+
+
+def test_list_runs_filters_and_pages(store: Store, make_spec: SpecFactory) -> None:
+    spec = make_spec(d=[4, 8], weight_decay={"geomspace": [1e-3, 1e-1], "num": 3}, seed=[0, 1, 2])
+    sweep = store.create_sweep(spec, max_runs=1000)  # 2 * 2 * 3 * 3 = 36 runs
+    assert sweep.n_runs == 36
+    runs = store.list_runs(sweep.id, limit=1000).items
+    wd = runs[0].config.weight_decay  # from geomspace: not a "round" float
+    page = store.list_runs(sweep.id, filters={"d": 8, "weight_decay": wd, "seed": 2})
+    assert [(r.config.d, r.config.seed) for r in page.items] == [(8, 2), (8, 2)]
+    assert all(r.config.weight_decay == wd for r in page.items)
+    assert store.list_runs(sweep.id, filters={"weight_decay": 1e-3}).items[0].config.d == 4
+    assert store.list_runs(sweep.id, filters={"d": "8"}, limit=1000).items.__len__() == 18
+    assert store.list_runs(sweep.id, status="running").items == []
+    assert len(store.list_runs(sweep.id, status="queued", limit=1000).items) == 36
+    # keyset pages in expansion order
+    indices: list[int] = []
+    cursor = None
+    while True:
+        page = store.list_runs(sweep.id, limit=5, cursor=cursor)
+        indices += [r.index for r in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert indices == list(range(36))
+    with pytest.raises(SpecError) as info:
+        store.list_runs(sweep.id, filters={"width": 3})
+    assert info.value.field == "width"
+    with pytest.raises(SpecError):
+        store.list_runs(sweep.id, filters={"d": 2.5})
+    with pytest.raises(LimitError):
+        store.list_runs(sweep.id, limit=1001)
+
+
+def test_not_found(store: Store) -> None:
+    with pytest.raises(SweepNotFound):
+        store.get_sweep(999)
+    with pytest.raises(SweepNotFound):
+        store.list_runs(999)
+    with pytest.raises(SweepNotFound):
+        store.cancel_sweep(999)
+    with pytest.raises(SweepNotFound):
+        store.extend_sweep(999, {"seed": [5]})
+    with pytest.raises(SweepNotFound):
+        store.sweep_results(999)
+    with pytest.raises(RunNotFound):
+        store.get_run(999)
+    with pytest.raises(RunNotFound):
+        store.get_spectra(999)
+
+
+def test_cancel(store: Store, make_spec: SpecFactory, make_result: ResultFactory) -> None:
+    sweep = store.create_sweep(make_spec(), max_runs=100)
+    claims = store.claim_runs("r1", limit=3, lease_s=60)
+    done = claims[0]
+    assert store.record_results([(done.run_id, make_result(done.config.config_hash()))]) == 1
+    cancelled = store.cancel_sweep(sweep.id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.finished_at is not None
+    assert cancelled.counts["succeeded"] == 1
+    assert cancelled.counts["cancelled"] == 7
+    in_flight = [c.run_id for c in claims]
+    assert store.cancelled_run_ids(in_flight) == sorted(in_flight[1:])
+    late = [(c.run_id, make_result(c.config.config_hash())) for c in claims[1:]]
+    assert store.record_results(late) == 0  # a cancelled run takes no result
+    assert store.claim_runs("r1", limit=10, lease_s=60) == []
+    assert store.cancel_sweep(sweep.id) == store.get_sweep(sweep.id)  # idempotent
+    with pytest.raises(ConflictError):
+        store.extend_sweep(sweep.id, {"seed": [7]})
+
+
+def test_extend_adds_only_new_runs(
+    store: Store, make_spec: SpecFactory, make_result: ResultFactory
+) -> None:
+    sweep = store.create_sweep(make_spec(), max_runs=100)  # 8 runs
+    claims = store.claim_runs("r1", limit=100, lease_s=60)
+    store.record_results([(c.run_id, make_result(c.config.config_hash())) for c in claims])
+    before = {r.id: r for r in store.sweep_results(sweep.id)}
+    assert store.get_sweep(sweep.id).status == "succeeded"
+
+    extended = store.extend_sweep(sweep.id, {"seed": [1, 2, 3], "n": [32]})
+    # seed 1 exists already; seeds {0,1,2,3} x n {8,16,32} x wd {2} = 24 runs
+    assert extended.n_runs == 24
+    assert extended.status == "running"
+    assert extended.finished_at is None
+    assert extended.spec.grid.seed == [0, 1, 2, 3]
+    assert extended.counts["succeeded"] == 8
+    assert extended.counts["queued"] == 16
+    after = store.sweep_results(sweep.id)
+    assert [r.index for r in after] == list(range(24))
+    for run in after:
+        if run.id in before:
+            assert run == before[run.id]  # finished runs kept as they were
+    assert len({r.config_hash for r in after}) == 24
+    again = store.extend_sweep(sweep.id, {"seed": [3]})  # nothing new
+    assert again.n_runs == 24
+    with pytest.raises(SpecError) as info:
+        store.extend_sweep(sweep.id, {"alpha": [1.0]})  # the sweep uses n
+    assert info.value.field == "grid.alpha"
+    with pytest.raises(SpecError):
+        store.extend_sweep(sweep.id, {"width": [3]})
+    with pytest.raises(SpecError):
+        store.extend_sweep(sweep.id, {"n": [-5]})
+    with pytest.raises(LimitError):
+        store.extend_sweep(sweep.id, {"seed": list(range(4, 40))}, max_runs=100)
+    assert store.get_sweep(sweep.id).n_runs == 24
+
+
+def test_extend_teacher_axis(store: Store, make_spec: SpecFactory) -> None:
+    sweep = store.create_sweep(make_spec(), max_runs=100)
+    extended = store.extend_sweep(sweep.id, {"gamma": [2.0]})
+    assert extended.n_runs == 16
+    assert extended.status == "queued"  # never claimed: still queued
+    gammas = {r.config.teacher.gamma for r in store.sweep_results(sweep.id)}
+    assert gammas == {1.0, 2.0}
+
+
+def test_insert_2000_runs_in_one_batch(store: Store, make_spec: SpecFactory) -> None:
+    # Speed is measured in bench/, never asserted here (shared, noisy machines).
+    spec = make_spec(
+        d=[10, 20],
+        n=[10, 20, 40, 80, 160],
+        weight_decay={"geomspace": [1e-3, 1e-1], "num": 20},
+        seed=list(range(10)),
+    )
+    sweep = store.create_sweep(spec, max_runs=10_000)
+    assert sweep.n_runs == 2000
+    assert sweep.counts["queued"] == 2000
+    runs = store.sweep_results(sweep.id)
+    assert len(runs) == 2000
+    assert len({r.config_hash for r in runs}) == 2000
