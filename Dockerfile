@@ -1,0 +1,34 @@
+# One image for every role of a team deployment (docker-compose.yml): migrate, api,
+# ray-head (+ runner), ray-worker. CPU torch by default; GPU workers build with
+#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu124
+FROM python:3.11-slim
+
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# torch first, from its own index, so that the project's `torch>=2.4` is already satisfied
+# (the default PyPI wheel would pull the multi-GB CUDA build).
+RUN pip install --index-url "${TORCH_INDEX_URL}" "torch>=2.4"
+
+WORKDIR /app
+# dependencies are resolved from pyproject.toml alone, so this layer survives code edits
+COPY pyproject.toml README.md* ./
+RUN test -f README.md || touch README.md \
+    && mkdir -p service workers api \
+    && touch service/__init__.py workers/__init__.py api/__init__.py \
+    && pip install . \
+    && pip uninstall -y scalesweep
+
+COPY service ./service
+COPY workers ./workers
+COPY api ./api
+COPY migrations ./migrations
+RUN pip install --no-deps . \
+    && useradd --create-home --uid 1000 scalesweep
+# migrations/ stays next to the code: upgrade_head finds it from the working directory
+USER scalesweep
+EXPOSE 8000 6379 8265
+CMD ["scalesweep", "serve", "--host", "0.0.0.0", "--port", "8000"]

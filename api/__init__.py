@@ -1,0 +1,1 @@
+"""The HTTP layer: FastAPI app, routes, HTTP-only schemas, error mapping (imports service only)."""

@@ -1,0 +1,103 @@
+"""Domain errors to HTTP, in one table; routes raise service errors, never HTTPException.
+
+Starlette resolves handlers along the exception's MRO, so one entry covers every subclass
+(``NotFoundError`` covers ``SweepNotFound`` and ``RunNotFound``). Bodies have FastAPI's
+shape: ``{"detail": "..."}``, and for 422 a list of ``{loc, msg, type}`` naming the field.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pydantic
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.deps import Unauthorized
+from service.errors import (
+    ConflictError,
+    FitError,
+    LimitError,
+    NotFoundError,
+    SpecError,
+    StorageError,
+)
+
+log = logging.getLogger(__name__)
+
+ERROR_STATUS: dict[type[Exception], int] = {
+    NotFoundError: 404,  # SweepNotFound, RunNotFound
+    SpecError: 422,
+    FitError: 422,
+    LimitError: 422,  # default; a LimitError carries its own status_code
+    ConflictError: 409,
+    StorageError: 503,
+    Unauthorized: 401,
+    pydantic.ValidationError: 422,  # a merged spec (e.g. extend) that fails validation
+}
+
+_SOURCES = ("query", "path", "body")
+
+
+def _loc(request: Request, field: str | None) -> list[str]:
+    """FastAPI-style location: GET routes take query parameters, POST routes a body."""
+    parts = field.split(".") if field else []
+    if parts and parts[0] in _SOURCES:
+        return parts
+    return ["query" if request.method == "GET" else "body", *parts]
+
+
+def _status(exc: Exception) -> int:
+    if isinstance(exc, LimitError):
+        return exc.status_code
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 500  # pragma: no cover - only registered types reach the handler
+
+
+def _json_safe(obj: Any) -> Any:
+    """JSON cannot carry inf/nan: an echoed invalid input is written as a string instead."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+async def handle_request_validation(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 body, safe for inputs such as 1e999 that parse to inf."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
+async def handle_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    """Answer a domain error with the status from ERROR_STATUS and a ``detail`` body."""
+    status = _status(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    detail: object
+    if isinstance(exc, pydantic.ValidationError):
+        detail = _json_safe(jsonable_encoder(exc.errors(include_url=False, include_context=False)))
+    elif status == 422:
+        kind = "limit_error" if isinstance(exc, LimitError) else "value_error"
+        detail = [
+            {"type": kind, "loc": _loc(request, getattr(exc, "field", None)), "msg": str(exc)}
+        ]
+    else:
+        detail = str(exc)
+    if status >= 500:
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register handle_domain_error for every type in ERROR_STATUS."""
+    for exc_type in ERROR_STATUS:
+        app.add_exception_handler(exc_type, handle_domain_error)
+    app.add_exception_handler(RequestValidationError, handle_request_validation)

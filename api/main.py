@@ -1,0 +1,69 @@
+"""The FastAPI application: ``create_app(settings, store)`` wires routers, deps and errors.
+
+Nothing is built at import time. Without a store, the lifespan checks that the database
+schema is at head (``scalesweep serve`` / ``scalesweep db-upgrade`` migrate it) and opens
+one. The API process imports neither ray, torch nor workers: Ray readiness comes in as a
+callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from api.deps import RayStatus, StoreAPI, TokenVerifier, require_auth
+from api.errors import install_error_handlers
+from api.routes import events, health, runs, sweeps
+from service.config import Settings
+
+API_PREFIX = "/v1"
+
+
+def create_app(
+    settings: Settings,
+    store: StoreAPI | None = None,
+    *,
+    ray_status: RayStatus | None = None,
+    verify_token: TokenVerifier | None = None,
+    events_poll_s: float = 0.5,
+) -> FastAPI:
+    """Build the app; ``store`` defaults to one on ``settings.database_url``, opened at startup."""
+    if settings.auth == "on" and verify_token is None:
+        raise ValueError("SCALESWEEP_AUTH=on needs a token verifier (create_app(verify_token=...))")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if store is not None:
+            yield
+            return
+        from service.storage import check_schema, make_store  # SQLAlchemy only when serving
+
+        check_schema(settings.database_url)
+        owned: StoreAPI = make_store(settings.database_url)  # mypy: Store fits StoreAPI
+        app.state.store = owned
+        try:
+            yield
+        finally:
+            close = getattr(owned, "close", None)
+            if callable(close):
+                close()
+
+    app = FastAPI(
+        title="scalesweep",
+        summary="Distributed sweeps for neural scaling laws in the feature-learning regime",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.ray_status = ray_status
+    app.state.verify_token = verify_token
+    app.state.events_poll_s = events_poll_s
+    v1 = [Depends(require_auth)]
+    for module in (sweeps, events, runs):
+        app.include_router(module.router, prefix=API_PREFIX, dependencies=v1)
+    app.include_router(health.router)
+    install_error_handlers(app)
+    return app

@@ -1,0 +1,124 @@
+"""Sweeps: submit, list, read, cancel, extend, list runs, fitted exponents."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from api.deps import SettingsDep, StoreDep
+from api.schemas import ErrorBody, ExtendRequest, SweepAccepted
+from service.errors import SpecError
+from service.exponents import ExponentReport, sweep_exponents
+from service.records import Page, RunRecord, SweepRecord
+from service.results import RunStatus
+from service.spec import Model, Optimizer, SweepSpec
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown sweep id"}
+}
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (at most 1,000)")]
+Cursor = Annotated[str | None, Query(description="Opaque cursor from the previous page")]
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={422: {"model": ErrorBody, "description": "Invalid spec or too many runs"}},
+)
+def submit_sweep(
+    spec: SweepSpec, store: StoreDep, settings: SettingsDep, response: Response
+) -> SweepAccepted:
+    """Validate a sweep spec, expand it into runs and queue them."""
+    # the store refuses more than max_runs (LimitError naming grid) before writing anything
+    record = store.create_sweep(spec, max_runs=settings.max_runs_per_sweep)
+    response.headers["Location"] = f"/v1/sweeps/{record.id}"
+    return SweepAccepted(id=record.id, status=record.status, n_runs=record.n_runs)
+
+
+@router.get("")
+def list_sweeps(store: StoreDep, limit: Limit = 50, cursor: Cursor = None) -> Page[SweepRecord]:
+    """List sweeps, newest first, one page at a time."""
+    return store.list_sweeps(limit=limit, cursor=cursor)
+
+
+@router.get("/{sweep_id}", responses=NOT_FOUND)
+def get_sweep(sweep_id: int, store: StoreDep) -> SweepRecord:
+    """One sweep: spec, status, run counts per status, created and finished times."""
+    return store.get_sweep(sweep_id)
+
+
+@router.post("/{sweep_id}/cancel", responses=NOT_FOUND)
+def cancel_sweep(sweep_id: int, store: StoreDep) -> SweepRecord:
+    """Cancel a sweep: queued runs become cancelled, running ones are stopped."""
+    return store.cancel_sweep(sweep_id)
+
+
+@router.post(
+    "/{sweep_id}/extend",
+    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "Sweep was cancelled"}},
+)
+def extend_sweep(sweep_id: int, body: ExtendRequest, store: StoreDep) -> SweepRecord:
+    """Add grid values (more seeds, larger n); finished runs are reused."""
+    grid: dict[str, list[float] | list[int]] = {str(k): v for k, v in body.grid.items()}
+    return store.extend_sweep(sweep_id, grid)
+
+
+@router.get("/{sweep_id}/runs", responses=NOT_FOUND)
+def list_runs(
+    sweep_id: int,
+    store: StoreDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    status: RunStatus | None = None,
+    model: Model | None = None,
+    d: Annotated[int | None, Query(ge=1)] = None,
+    n: Annotated[int | None, Query(ge=1)] = None,
+    weight_decay: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    gamma: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    noise: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    seed: Annotated[int | None, Query(ge=0)] = None,
+    optimizer: Optimizer | None = None,
+) -> Page[RunRecord]:
+    """Runs of a sweep in expansion order, with config and metrics; filter on status and config."""
+    given = {
+        "model": model,
+        "d": d,
+        "n": n,
+        "weight_decay": weight_decay,
+        "gamma": gamma,
+        "noise": noise,
+        "seed": seed,
+        "optimizer": optimizer,
+    }
+    filters: dict[str, float | int | str] = {k: v for k, v in given.items() if v is not None}
+    store.get_sweep(sweep_id)  # 404 for an unknown sweep rather than an empty page
+    return store.list_runs(
+        sweep_id, status=status, filters=filters or None, limit=limit, cursor=cursor
+    )
+
+
+@router.get(
+    "/{sweep_id}/exponents",
+    responses={**NOT_FOUND, 422: {"model": ErrorBody, "description": "Unknown x or by axis"}},
+)
+def get_exponents(
+    sweep_id: int,
+    store: StoreDep,
+    x: Annotated[
+        str, Query(description="Axis to fit against: n, alpha, d, weight_decay, gamma, noise")
+    ] = "n",
+    by: Annotated[
+        str | None,
+        Query(description="Comma-separated axes to group on; default: every other varying axis"),
+    ] = None,
+) -> ExponentReport:
+    """Fitted scaling exponents R ~ C x^-beta per group, seeds pooled (log-log least squares)."""
+    sweep = store.get_sweep(sweep_id)
+    by_axes = None if by is None else [a.strip() for a in by.split(",") if a.strip()]
+    if by_axes is not None and len(set(by_axes)) != len(by_axes):
+        raise SpecError("by lists an axis twice", field="query.by")
+    runs = store.sweep_results(sweep_id)
+    return sweep_exponents(sweep_id, sweep.spec, runs, x=x, by=by_axes)

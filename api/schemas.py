@@ -1,0 +1,84 @@
+"""HTTP-only shapes. The sweep spec (service.spec.SweepSpec) and the read models
+(service.records) are served as they are; nothing here copies them."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.records import SweepStatus
+from service.results import Spectrum
+
+GridAxis = Literal["d", "n", "alpha", "weight_decay", "seed", "gamma", "noise"]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+_INT_AXES = {"d": 1, "seed": 0}  # axis -> smallest allowed value
+_POSITIVE_AXES = ("n", "alpha", "gamma")
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SweepAccepted(_Schema):
+    """Answer to POST /v1/sweeps."""
+
+    id: int
+    status: SweepStatus
+    n_runs: int
+
+
+class ExtendRequest(_Schema):
+    """Grid values to add to a sweep, e.g. ``{"grid": {"seed": [3, 4]}}``."""
+
+    grid: dict[GridAxis, Annotated[list[int] | list[FiniteFloat], Field(min_length=1)]]
+
+    @field_validator("grid")
+    @classmethod
+    def _check_values(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not grid:
+            raise ValueError("give at least one grid axis to extend")
+        for axis, values in grid.items():
+            if len(set(values)) != len(values):
+                raise ValueError(f"grid.{axis} has repeated values")
+            if axis in _INT_AXES:
+                lo = _INT_AXES[axis]
+                if not all(float(v).is_integer() and v >= lo for v in values):
+                    raise ValueError(f"grid.{axis} values must be integers >= {lo}")
+                grid[axis] = [int(v) for v in values]
+            elif axis in _POSITIVE_AXES and any(v <= 0 for v in values):
+                raise ValueError(f"grid.{axis} values must be > 0")
+            elif any(v < 0 or not math.isfinite(v) for v in values):
+                raise ValueError(f"grid.{axis} values must be >= 0")
+        return grid
+
+
+class SpectraResponse(_Schema):
+    """Answer to GET /v1/runs/{id}/spectrum: every measured spectrum with its fits."""
+
+    run_id: int
+    spectra: list[Spectrum]
+
+
+class ComponentHealth(_Schema):
+    """One dependency's readiness."""
+
+    ok: bool
+    detail: str | None = None
+    info: dict[str, Any] | None = None
+
+
+class Health(_Schema):
+    """Answer to GET /healthz: liveness, and readiness of the database and Ray."""
+
+    status: Literal["ok", "degraded", "unavailable"]
+    database: ComponentHealth
+    ray: ComponentHealth | None = None
+    """Absent when the API was started without a Ray status callable."""
+
+
+class ErrorBody(_Schema):
+    """Every error: a human-readable ``detail`` (422: a list of ``{loc, msg, type}``)."""
+
+    detail: str | list[dict[str, Any]]

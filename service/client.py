@@ -1,0 +1,270 @@
+"""A typed HTTP client of the scalesweep API (httpx): what the CLI and notebooks use.
+
+``Client(server)`` talks to ``SCALESWEEP_SERVER`` by default; list methods follow every
+cursor, ``events`` parses the server-sent event stream, ``wait_for`` follows a sweep to its
+end (events, falling back to polling) and reports progress through a callback.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from service.config import Settings
+from service.exponents import ExponentReport
+from service.records import RunRecord, SweepRecord
+from service.results import RunStatus, Spectrum
+from service.spec import SweepSpec
+
+TERMINAL = ("succeeded", "cancelled")
+
+
+class ServerError(Exception):
+    """The server answered with an error; ``detail`` is its ``detail`` field."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"HTTP {status_code}: {format_detail(detail)}")
+
+
+def format_detail(detail: Any) -> str:
+    """A human-readable line from a ``detail`` (FastAPI's 422 list names each field)."""
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, Mapping):
+                loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+                parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """Answer to a submission."""
+
+    id: int
+    status: str
+    n_runs: int
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event."""
+
+    event: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a sweep stands: what ``wait_for`` passes to its callback."""
+
+    sweep_id: int
+    status: str
+    n_runs: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        """Runs that have ended (succeeded, failed or cancelled)."""
+        return sum(self.counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Progress:
+        """From an event payload or a sweep record's JSON."""
+        return cls(
+            sweep_id=int(data.get("sweep_id", data.get("id", 0))),
+            status=str(data["status"]),
+            n_runs=int(data["n_runs"]),
+            counts={str(k): int(v) for k, v in dict(data.get("counts", {})).items()},
+        )
+
+
+class Client:
+    """Client of one scalesweep server."""
+
+    def __init__(
+        self,
+        server: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        if http is None:
+            settings = Settings() if server is None or token is None else None
+            base = server or (settings.server if settings else "")
+            token = token or (settings.api_token if settings else None)
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            http = httpx.Client(
+                base_url=base.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+            )
+        self.http = http
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        _raise_for_status(response)
+        return response.json()
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            query = {**params, **({"cursor": cursor} if cursor else {})}
+            page = self._request("GET", path, params=query)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    # -- API -------------------------------------------------------------------------
+
+    def submit(self, spec: SweepSpec | Mapping[str, Any]) -> Submitted:
+        """POST a sweep spec; the server validates, expands and queues it."""
+        body = spec.model_dump(mode="json") if isinstance(spec, SweepSpec) else dict(spec)
+        data = self._request("POST", "/v1/sweeps", json=body)
+        return Submitted(id=int(data["id"]), status=str(data["status"]), n_runs=int(data["n_runs"]))
+
+    def get_sweep(self, sweep_id: int) -> SweepRecord:
+        """One sweep with its counts."""
+        return SweepRecord.model_validate(self._request("GET", f"/v1/sweeps/{sweep_id}"))
+
+    def list_sweeps(self, *, page_size: int = 100) -> Iterator[SweepRecord]:
+        """Every sweep, newest first (follows every cursor)."""
+        for item in self._pages("/v1/sweeps", {"limit": page_size}):
+            yield SweepRecord.model_validate(item)
+
+    def list_runs(
+        self,
+        sweep_id: int,
+        *,
+        status: RunStatus | None = None,
+        page_size: int = 1000,
+        **filters: float | int | str,
+    ) -> Iterator[RunRecord]:
+        """Every run of a sweep in expansion order (follows every cursor); config filters."""
+        params: dict[str, Any] = {"limit": page_size, **filters}
+        if status is not None:
+            params["status"] = status
+        for item in self._pages(f"/v1/sweeps/{sweep_id}/runs", params):
+            yield RunRecord.model_validate(item)
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """One run with its learning curve."""
+        return RunRecord.model_validate(self._request("GET", f"/v1/runs/{run_id}"))
+
+    def get_spectra(self, run_id: int) -> list[Spectrum]:
+        """The spectra of a run's trained weights."""
+        data = self._request("GET", f"/v1/runs/{run_id}/spectrum")
+        return [Spectrum.model_validate(s) for s in data["spectra"]]
+
+    def cancel(self, sweep_id: int) -> SweepRecord:
+        """Cancel a sweep."""
+        return SweepRecord.model_validate(self._request("POST", f"/v1/sweeps/{sweep_id}/cancel"))
+
+    def extend(self, sweep_id: int, grid: Mapping[str, list[float] | list[int]]) -> SweepRecord:
+        """Add grid values, e.g. ``{"seed": [3, 4]}``."""
+        data = self._request("POST", f"/v1/sweeps/{sweep_id}/extend", json={"grid": dict(grid)})
+        return SweepRecord.model_validate(data)
+
+    def exponents(
+        self, sweep_id: int, *, x: str = "n", by: list[str] | None = None
+    ) -> ExponentReport:
+        """Fitted exponents of R against x, per group of the ``by`` axes."""
+        params: dict[str, Any] = {"x": x}
+        if by is not None:
+            params["by"] = ",".join(by)
+        data = self._request("GET", f"/v1/sweeps/{sweep_id}/exponents", params=params)
+        return ExponentReport.model_validate(data)
+
+    def health(self) -> dict[str, Any]:
+        """The /healthz body (also when it answers 503)."""
+        body: dict[str, Any] = self.http.get("/healthz").json()
+        return body
+
+    def events(self, sweep_id: int) -> Iterator[Event]:
+        """The sweep's server-sent events until the server closes the stream."""
+        timeout = httpx.Timeout(self.http.timeout.connect, read=60.0)  # keepalive every 10 s
+        with self.http.stream("GET", f"/v1/sweeps/{sweep_id}/events", timeout=timeout) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                _raise_for_status(resp)
+            name = "message"
+            data: list[str] = []
+            for line in resp.iter_lines():
+                if not line:
+                    if data:
+                        yield Event(name, json.loads("\n".join(data)))
+                    name, data = "message", []
+                elif line.startswith(":"):
+                    continue
+                elif line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+
+    def wait_for(
+        self,
+        sweep_id: int,
+        progress: Callable[[Progress], None] | None = None,
+        *,
+        poll_s: float = 1.0,
+        timeout_s: float | None = None,
+        use_events: bool = True,
+    ) -> SweepRecord:
+        """Block until the sweep has ended; ``progress`` gets every change of the counts."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if use_events:
+            try:
+                for event in self.events(sweep_id):
+                    if event.event == "progress" and progress is not None:
+                        progress(Progress.of(event.data))
+                    elif event.event == "sweep_finished":
+                        return self.get_sweep(sweep_id)
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(f"sweep {sweep_id} still running after {timeout_s} s")
+            except httpx.TransportError:
+                pass  # stream broken or unsupported by a proxy: poll instead
+        while True:
+            sweep = self.get_sweep(sweep_id)
+            if progress is not None:
+                progress(Progress.of(sweep.model_dump(mode="json")))
+            if sweep.status in TERMINAL:
+                return sweep
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"sweep {sweep_id} still running after {timeout_s} s")
+            time.sleep(poll_s)
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        detail = response.json().get("detail", response.text)
+    except (json.JSONDecodeError, AttributeError):
+        detail = response.text or response.reason_phrase
+    raise ServerError(response.status_code, detail)
