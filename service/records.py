@@ -62,7 +62,7 @@ class Claim(_Record):
 
 
 class Page(_Record, Generic[T]):
-    """One page of a list; ``next_cursor`` is None on the last page (lists never truncate silently)."""
+    """One page of a list; ``next_cursor`` is None on the last page (never a silent truncation)."""
 
     items: list[T]
     next_cursor: str | None = None

@@ -1,1 +1,1 @@
-"""scalesweep's compute: teachers, data, networks, training, convex solvers, spectra, the task Ray runs."""
+"""scalesweep's compute: teachers, data, networks, training, convex solvers, spectra, tasks."""

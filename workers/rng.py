@@ -17,4 +17,6 @@ _STREAM_IDS: dict[str, int] = {"teacher": 1, "train": 2, "init": 3, "test": 4, "
 
 def stream(seed: int, name: StreamName) -> np.random.Generator:
     """The generator of stream ``name`` for run seed ``seed``."""
-    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(_STREAM_IDS[name],)))
+    return np.random.default_rng(
+        np.random.SeedSequence(entropy=seed, spawn_key=(_STREAM_IDS[name],))
+    )

@@ -34,7 +34,9 @@ def diagonal_coefficients(d: int, gamma: float, rank: int | None = None) -> Arra
     return theta / np.linalg.norm(theta)
 
 
-def quadratic_eigenvalues(d: int, gamma: float, rank: int | None = None, signed: bool = False) -> Array:
+def quadratic_eigenvalues(
+    d: int, gamma: float, rank: int | None = None, signed: bool = False
+) -> Array:
     """Teacher eigenvalues lam_k = c k^-gamma (k <= rank), 2 sum lam^2 = 1, length d.
 
     Signed: lam_k (-1)^(k+1). Sorted by |lam| decreasing.

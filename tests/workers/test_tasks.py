@@ -1,0 +1,113 @@
+"""run_one: the task a worker runs, end to end on small configurations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.spec import MeasureSpec, RunConfig, TeacherSpec, TrainingSpec
+from workers.data import make_problem
+from workers.tasks import run_batch, run_one
+
+
+def _cfg(model: str = "diagonal", **kw: object) -> RunConfig:
+    base: dict[str, object] = {
+        "model": model,
+        "d": 40 if model == "diagonal" else 8,
+        "n": 60 if model == "diagonal" else 128,
+        "weight_decay": 1e-2,
+        "teacher": TeacherSpec(gamma=1.0, noise=0.01),
+        "training": TrainingSpec(optimizer="lbfgs"),
+    }
+    base.update(kw)
+    return RunConfig.model_validate(base)
+
+
+@pytest.mark.parametrize("model", ["diagonal", "quadratic"])
+@pytest.mark.parametrize("optimizer", ["lbfgs", "convex"])
+def test_run_one_succeeds_and_is_certified(model: str, optimizer: str) -> None:
+    cfg = _cfg(model, training=TrainingSpec(optimizer=optimizer))
+    res = run_one(cfg)
+    assert res.status == "succeeded", res.error
+    m = res.metrics
+    assert m is not None and m.converged
+    assert m.duality_gap <= 1e-6  # the certificate behind `converged` (float64)
+    assert np.isfinite([m.excess_risk, m.train_loss, m.objective, m.grad_norm]).all()
+    assert res.config_hash == cfg.config_hash()
+    kinds = {s.kind for s in res.spectra}
+    assert kinds == ({"abs_theta"} if model == "diagonal" else {"eig_S", "sv_W"})
+
+
+@pytest.mark.parametrize("model", ["diagonal", "quadratic"])
+def test_exact_excess_risk_matches_monte_carlo_test_error(model: str) -> None:
+    cfg = _cfg(
+        model, training=TrainingSpec(optimizer="convex"), measure=MeasureSpec(test_samples=100_000)
+    )
+    res = run_one(cfg)
+    m = res.metrics
+    assert m is not None and m.test_error is not None and m.test_error_se is not None
+    # 1e5 fresh samples: the exact risk lies within 3 standard errors of the Monte-Carlo mean
+    assert abs(m.test_error - m.excess_risk) <= 3 * m.test_error_se, (m.test_error, m.excess_risk)
+
+
+@pytest.mark.parametrize("model", ["diagonal", "quadratic"])
+def test_same_seed_identical_different_seed_different(model: str) -> None:
+    a = run_one(_cfg(model, seed=5))
+    b = run_one(_cfg(model, seed=5))
+    c = run_one(_cfg(model, seed=6))
+    assert a.metrics is not None and b.metrics is not None and c.metrics is not None
+    # bit-identical on CPU, wall time aside
+    assert a.metrics.model_dump(exclude={"wall_time_s"}) == b.metrics.model_dump(
+        exclude={"wall_time_s"}
+    )
+    assert a.spectra == b.spectra
+    assert a.metrics.excess_risk != c.metrics.excess_risk
+    t5, d5 = make_problem(_cfg(model, seed=5))
+    t6, d6 = make_problem(_cfg(model, seed=6))
+    assert not np.array_equal(d5.x, d6.x) and not np.array_equal(d5.y, d6.y)
+    key = "theta" if model == "diagonal" else "matrix"
+    assert not np.array_equal(getattr(t5, key), getattr(t6, key))
+
+
+def test_divergent_gd_fails_with_a_message_not_a_nan() -> None:
+    cfg = _cfg("quadratic", training=TrainingSpec(optimizer="gd", lr=1e3, max_steps=200))
+    res = run_one(cfg)
+    assert res.status == "failed"
+    assert res.metrics is None
+    assert res.error is not None and "diverged" in res.error
+
+
+def test_unconverged_run_is_failed_and_keeps_its_metrics() -> None:
+    cfg = _cfg("quadratic", training=TrainingSpec(optimizer="gd", max_steps=3))
+    res = run_one(cfg)
+    assert res.status == "failed"
+    assert res.error is not None and "did not converge" in res.error
+    assert res.metrics is not None and not res.metrics.converged
+    assert res.metrics.stop_reason == "max_steps"
+
+
+def test_timeout_is_a_failure_with_that_reason() -> None:
+    cfg = _cfg(
+        "quadratic",
+        d=30,
+        n=1800,
+        training=TrainingSpec(optimizer="gd", max_steps=10**6, tol=1e-15, timeout_s=0.2),
+    )
+    res = run_one(cfg)
+    assert res.status == "failed" and res.metrics is None
+    assert res.error is not None and res.error.startswith("timeout")
+
+
+def test_learning_curve_is_recorded() -> None:
+    res = run_one(_cfg("diagonal", measure=MeasureSpec(curve_every=5)))
+    assert res.curve and res.curve[0].step == 0
+    assert all(p.step % 5 == 0 for p in res.curve)
+    steps = [p.step for p in res.curve]
+    assert steps == sorted(set(steps))
+    assert res.curve[-1].excess_risk <= res.curve[0].excess_risk
+
+
+def test_run_batch_keeps_order() -> None:
+    cfgs = [_cfg("diagonal", seed=s, training=TrainingSpec(optimizer="convex")) for s in range(3)]
+    out = run_batch(cfgs)
+    assert [r.config_hash for r in out] == [c.config_hash() for c in cfgs]
