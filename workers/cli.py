@@ -157,3 +157,83 @@ def serve_command(args: argparse.Namespace) -> int:
     finally:
         shutdown()
     return 0
+
+
+DEMO_SWEEPS: list[dict[str, Any]] = [
+    {
+        "name": "demo: diagonal net (LASSO), excess risk vs n per weight decay",
+        "model": "diagonal",
+        "teacher": {"gamma": 1.0, "noise": 0.01},
+        "grid": {
+            "d": [400],
+            "n": [100, 200, 400, 800, 1600],
+            "weight_decay": [0.003, 0.01, 0.03],
+            "seed": [0, 1],
+        },
+        "training": {"optimizer": "lbfgs"},
+    },
+    {
+        "name": "demo: quadratic net (nuclear-norm sensing), excess risk vs n per weight decay",
+        "model": "quadratic",
+        "teacher": {"gamma": 1.0, "noise": 0.01},
+        "grid": {
+            "d": [20],
+            "alpha": [0.5, 1, 2, 4],
+            "weight_decay": [0.003, 0.01, 0.03],
+            "seed": [0, 1],
+        },
+        "training": {"optimizer": "lbfgs"},
+    },
+]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """``scalesweep demo``: a small sweep over both models through a real server."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from service import cli_output as out
+    from service.cli import progress_bar
+    from service.client import Client
+    from service.config import get_settings
+
+    settings = get_settings()
+    port = args.port or _free_port()
+    print(f"scalesweep demo: database {settings.database_url}, local Ray", file=sys.stderr)
+    app, shutdown = _build_service(settings, no_ray=False, no_runner=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="scalesweep-api", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                print("scalesweep demo: the server did not start", file=sys.stderr)
+                return 1
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        print(f"scalesweep demo: server at {url}", file=sys.stderr)
+        with Client(url) as client:
+            submitted = [client.submit(spec) for spec in DEMO_SWEEPS]
+            for spec, sub in zip(DEMO_SWEEPS, submitted, strict=True):
+                print(f"\nsweep {sub.id}: {spec['name']} ({sub.n_runs} runs)")
+                final = client.wait_for(sub.id, progress_bar(sys.stderr))
+                print(file=sys.stderr)
+                print(out.status_text(final))
+                print(out.exponent_table(client.exponents(sub.id, x="n", by=["weight_decay"])))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        shutdown()
+    return 0

@@ -1,0 +1,496 @@
+"""The runner loop: claim queued runs under a lease, execute them, record results in batches.
+
+The database is the source of truth (DESIGN.md, "Suggested orchestration"). One :class:`Runner`
+per database holds the *runner lease* (renewed every few seconds; a second runner waits and
+takes over when the first one dies). It claims queued runs under a *run lease*, hands them to an
+:class:`Executor` (Ray in production, :class:`InlineExecutor` in tests and ``--no-ray``), keeps
+at most ``settings.max_inflight_runs`` tasks in flight, renews the leases of what is in flight,
+and writes results in batches (``store.record_results``, idempotent: a result delivered twice or
+late is stored once). A run that does not come back (worker crashed, node died, the task raised)
+is handed back at once by expiring its lease; ``store.requeue_expired`` then queues it again or,
+after ``settings.max_attempts`` claims, fails it with "worker lost after N attempts". Runs of a
+cancelled sweep are stopped with ``executor.cancel``.
+
+Packing: Ray pays a few milliseconds per task, so runs cheaper than ``settings.pack_below_s``
+(see :func:`estimate_cost_s`) are grouped, up to that much estimated work per task, and run
+by the injected batch function: 2,000 runs of 50 ms become about 200 tasks, not 2,000. The
+task functions are injected (this module never imports ``workers``); every executor calls
+them as ``fn(list_of_configs) -> list_of_results``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from service.config import Settings
+from service.errors import SweepServiceError
+from service.records import Claim
+from service.results import RunResult
+from service.spec import RunConfig
+
+log = logging.getLogger("scalesweep.runner")
+
+RunFn = Callable[[RunConfig], RunResult]
+BatchFn = Callable[[list[RunConfig]], list[RunResult]]
+Outcome = tuple[int, RunResult | Exception]
+
+
+class ExecutionError(SweepServiceError):
+    """A run did not come back from its executor; the runner hands it back for a retry."""
+
+
+class WorkerLost(ExecutionError):
+    """The worker process or its node died while the task ran."""
+
+
+class TaskRaised(ExecutionError):
+    """The task function raised (or returned the wrong number of results)."""
+
+
+class TaskCancelled(ExecutionError):
+    """The task was cancelled before it returned."""
+
+
+class RunnerStore(Protocol):
+    """The runner side of ``service.storage.Store`` (notes/store-interface.md)."""
+
+    def acquire_runner_lease(self, runner_id: str, ttl_s: float) -> bool: ...
+    def release_runner_lease(self, runner_id: str) -> None: ...
+    def claim_runs(self, runner_id: str, *, limit: int, lease_s: float) -> list[Claim]: ...
+    def renew_leases(self, runner_id: str, run_ids: list[int], lease_s: float) -> None: ...
+    def record_results(self, results: list[tuple[int, RunResult]]) -> int: ...
+    def requeue_expired(self, *, max_attempts: int) -> int: ...
+    def cancelled_run_ids(self, run_ids: list[int]) -> list[int]: ...
+
+
+class Executor(Protocol):
+    """Where tasks run. A task is a batch of (run id, config) pairs executed by ``fn``."""
+
+    def submit(self, fn: BatchFn, batch: Sequence[tuple[int, RunConfig]]) -> None:
+        """Start one task; ``fn(configs)`` returns one result per config, in order."""
+        ...
+
+    def completed(self, timeout_s: float) -> list[Outcome]:
+        """Wait up to ``timeout_s`` for a task to finish; every outcome ready now, per run."""
+        ...
+
+    def cancel(self, run_ids: Collection[int]) -> None:
+        """Stop the tasks of these runs (best effort); their outcomes may still arrive."""
+        ...
+
+    def inflight(self) -> int:
+        """Tasks submitted whose outcomes were not delivered yet."""
+        ...
+
+    def close(self) -> None:
+        """Release what the executor started."""
+        ...
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """A batch function made of a one-run function (picklable when ``run_one`` is)."""
+
+    run_one: RunFn
+
+    def __call__(self, cfgs: list[RunConfig]) -> list[RunResult]:
+        return [self.run_one(cfg) for cfg in cfgs]
+
+
+def call_task(fn: BatchFn, batch: Sequence[tuple[int, RunConfig]]) -> list[Outcome]:
+    """Run one task here; a raising ``fn`` or a wrong result count becomes per-run errors."""
+    ids = [run_id for run_id, _ in batch]
+    try:
+        results = fn([cfg for _, cfg in batch])
+    except Exception as exc:
+        err = TaskRaised(f"task raised {type(exc).__name__}: {exc}")
+        err.__cause__ = exc
+        return [(run_id, err) for run_id in ids]
+    if len(results) != len(ids):
+        bad = TaskRaised(f"task returned {len(results)} results for {len(ids)} runs")
+        return [(run_id, bad) for run_id in ids]
+    return list(zip(ids, results, strict=True))
+
+
+class InlineExecutor:
+    """Runs tasks in this process, one task per :meth:`completed` call (tests, ``--no-ray``)."""
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[BatchFn, list[tuple[int, RunConfig]]]] = deque()
+
+    def submit(self, fn: BatchFn, batch: Sequence[tuple[int, RunConfig]]) -> None:
+        self._queue.append((fn, list(batch)))
+
+    def completed(self, timeout_s: float) -> list[Outcome]:
+        if not self._queue:
+            return []
+        fn, batch = self._queue.popleft()
+        return call_task(fn, batch)
+
+    def cancel(self, run_ids: Collection[int]) -> None:
+        drop = set(run_ids)
+        kept = [(fn, [p for p in b if p[0] not in drop]) for fn, b in self._queue]
+        self._queue = deque((fn, b) for fn, b in kept if b)
+
+    def inflight(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+# --------------------------------------------------------------------------------------
+# Packing
+
+RUN_OVERHEAD_S = 0.02
+"""Fixed cost of one run: teacher, data, certificate, spectrum, result (CPU, small d)."""
+FLOP_RATE = 2e9
+"""Effective flop/s of the small dense kernels of one step on one CPU core."""
+STEPS: dict[str, tuple[int | None, float]] = {
+    "convex": (300, 1e-4),  # numpy proximal-gradient iterations
+    "lbfgs": (100, 1e-3),  # each L-BFGS step evaluates the objective several times
+    "gd": (None, 3e-4),  # runs up to max_steps unless the tolerance stops it earlier
+    "adam": (None, 3e-4),
+}
+"""Per optimizer: steps a run usually needs (None: ``max_steps``) and the interpreter and
+torch dispatch cost of one step. Measured on small diagonal/quadratic runs (d 10-100),
+where these estimates were 1.5-4x the wall time: packing errs on the side of fewer runs."""
+
+
+def estimate_cost_s(cfg: RunConfig) -> float:
+    """Rough seconds one run takes on one CPU core; decides packing only.
+
+    cost = RUN_OVERHEAD_S + steps (step_overhead + 6 n d width / FLOP_RATE) + 10 d^3 / FLOP_RATE
+    with steps = min(max_steps, typical steps of the optimizer) and step_overhead from
+    :data:`STEPS`; width = 1 for the diagonal net (its forward pass is one n x d product),
+    the hidden width for the quadratic net (forward and backward through X W' are about
+    6 n d m flops); 10 d^3 is the final spectrum and certificate.
+    """
+    typical, overhead = STEPS.get(cfg.training.optimizer, (None, 3e-4))
+    steps = cfg.training.max_steps if typical is None else min(cfg.training.max_steps, typical)
+    width = 1 if cfg.model == "diagonal" else cfg.width
+    per_step = overhead + 6.0 * cfg.n * cfg.d * width / FLOP_RATE
+    return RUN_OVERHEAD_S + steps * per_step + 10.0 * cfg.d**3 / FLOP_RATE
+
+
+def pack(claims: Sequence[Claim], *, budget_s: float, max_per_task: int = 256) -> list[list[Claim]]:
+    """Group claims into tasks: a run costing >= ``budget_s`` alone, cheaper ones together.
+
+    Cheap runs fill tasks greedily, in claim order, up to ``budget_s`` of estimated work and
+    ``max_per_task`` runs; runs for different devices never share a task.
+    """
+    tasks: list[list[Claim]] = []
+    open_: dict[str, tuple[list[Claim], float]] = {}
+    for claim in claims:
+        cost = estimate_cost_s(claim.config)
+        if cost >= budget_s:
+            tasks.append([claim])
+            continue
+        key = claim.config.training.device
+        batch, total = open_.get(key, ([], 0.0))
+        if batch and (total + cost > budget_s or len(batch) >= max_per_task):
+            tasks.append(batch)
+            batch, total = [], 0.0
+        batch.append(claim)
+        open_[key] = (batch, total + cost)
+    tasks.extend(batch for batch, _ in open_.values() if batch)
+    return tasks
+
+
+# --------------------------------------------------------------------------------------
+# The runner
+
+
+@dataclass
+class RunnerStats:
+    """What a runner did (for logs and tests)."""
+
+    claimed: int = 0
+    tasks_submitted: int = 0
+    recorded: int = 0
+    ignored: int = 0
+    """Results the store did not take (duplicate, late, or the run was cancelled)."""
+    write_calls: int = 0
+    lost: int = 0
+    """Runs that came back as an exception and were handed back for a retry."""
+    requeued: int = 0
+    cancelled: int = 0
+
+
+_EXPIRED = -1.0
+"""A lease length that expires a lease now (hands the run back), whatever the clock resolution."""
+
+
+def default_runner_id() -> str:
+    """host:pid:random, unique per runner object."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Runner:
+    """Claims, executes and records runs; see the module docstring.
+
+    ``settings.max_inflight_runs`` bounds the *tasks* handed to the executor (what Ray
+    schedules); a packed task of many tiny runs counts once. ``run_one`` executes a task of
+    one run, ``run_batch`` (default: ``run_one`` in a loop) a packed task. ``runner_lease_s``
+    (default ``settings.lease_s``) is how long a dead runner blocks a successor;
+    ``check_every_s`` paces requeueing and cancellation checks; results are written when
+    ``flush_every_s`` has passed, ``max_write_batch`` are waiting, or nothing is in flight.
+    """
+
+    def __init__(
+        self,
+        store: RunnerStore,
+        executor: Executor,
+        run_one: RunFn,
+        run_batch: BatchFn | None = None,
+        *,
+        settings: Settings,
+        runner_id: str | None = None,
+        runner_lease_s: float | None = None,
+        check_every_s: float | None = None,
+        flush_every_s: float = 0.5,
+        max_write_batch: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.runner_id = runner_id or default_runner_id()
+        self.stats = RunnerStats()
+        self._one: BatchFn = Sequential(run_one)
+        self._batch: BatchFn = run_batch if run_batch is not None else self._one
+        self._max_tasks = settings.max_inflight_runs
+        self._lease_s = settings.lease_s
+        self._max_attempts = settings.max_attempts
+        self._poll_s = settings.runner_poll_s
+        self._pack_s = settings.pack_below_s
+        self._runner_lease_s = runner_lease_s if runner_lease_s is not None else settings.lease_s
+        self._check_every_s = (
+            check_every_s if check_every_s is not None else min(1.0, self._lease_s / 4)
+        )
+        self._flush_every_s = flush_every_s
+        self._max_write_batch = max_write_batch
+        self._clock = clock
+        self._inflight: dict[int, str] = {}  # run id -> config hash
+        self._pending: dict[int, RunResult] = {}  # results not written yet
+        self._lost: list[int] = []
+        self._backlog: deque[list[Claim]] = deque()  # packed tasks waiting for a free slot
+        self._per_task = 1.0
+        self._holder = False
+        self._lease_check_at = float("-inf")
+        self._renew_at = float("-inf")
+        self._check_at = float("-inf")
+        self._last_flush = clock()
+        self._queue_empty = False
+        self._stopping = False
+
+    # -- one iteration -------------------------------------------------------------------
+
+    def step(self, wait_s: float = 0.0) -> None:
+        """One loop iteration: lease, hand back lost runs, housekeeping, claim, collect, write."""
+        now = self._clock()
+        if now >= self._lease_check_at:
+            self._check_runner_lease(now)
+        if self._holder:
+            self._hand_back_lost()
+            if now >= self._check_at:
+                self._housekeeping(now)
+            if now >= self._renew_at:
+                self._renew(now)
+            if not self._stopping:
+                self._fill()
+        self._collect(wait_s)
+        self._flush(force=not self._holder or self.executor.inflight() == 0)
+
+    def idle(self) -> bool:
+        """Nothing queued (at the last claim), in flight, unwritten or waiting for a retry."""
+        return (
+            self._queue_empty
+            and not self._inflight
+            and self.executor.inflight() == 0
+            and not self._pending
+            and not self._lost
+        )
+
+    def run_until_idle(self, timeout_s: float = 60.0) -> RunnerStats:
+        """Step until :meth:`idle` (tests); raises TimeoutError after ``timeout_s``."""
+        deadline = self._clock() + timeout_s
+        while True:
+            self.step(wait_s=self._poll_s)
+            if self._holder and self.idle():
+                return self.stats
+            if self._clock() > deadline:
+                raise TimeoutError(f"runner not idle after {timeout_s} s: {self.stats}")
+            if self.executor.inflight() == 0 and (not self._holder or self._queue_empty):
+                time.sleep(self._poll_s)
+
+    def run_forever(self, stop: threading.Event, grace_s: float = 5.0) -> RunnerStats:
+        """Loop until ``stop`` is set, then :meth:`shutdown`.
+
+        An error in one iteration (database down, executor hiccup) is logged and the loop goes
+        on after a back-off (doubling from 5 polls up to 30 s); nothing in memory is dropped.
+        """
+        log.info("runner %s started", self.runner_id)
+        failures = 0
+        try:
+            while not stop.is_set():
+                try:
+                    self.step(wait_s=self._poll_s)
+                    failures = 0
+                except Exception:
+                    backoff = min(30.0, 5 * self._poll_s * 2**failures)
+                    failures += 1
+                    log.exception("runner step failed; retrying in %.1f s", backoff)
+                    stop.wait(backoff)
+                    continue
+                if self.executor.inflight() == 0 and (not self._holder or self._queue_empty):
+                    stop.wait(self._poll_s)
+        finally:
+            try:
+                self.shutdown(grace_s)
+            except Exception:  # the leases will expire and a successor requeues the runs
+                log.exception("runner %s could not shut down cleanly", self.runner_id)
+        return self.stats
+
+    def shutdown(self, grace_s: float = 5.0) -> None:
+        """Stop claiming, wait up to ``grace_s`` for tasks in flight, write, hand back, release."""
+        self._stopping = True
+        deadline = self._clock() + grace_s
+        try:
+            while self.executor.inflight() > 0 and self._clock() < deadline:
+                self._collect(min(self._poll_s, max(0.0, deadline - self._clock())))
+                if self._clock() >= self._renew_at:
+                    self._renew(self._clock())
+            self._flush(force=True)
+            left = sorted(self._inflight)
+            if left:  # hand them back now rather than when their leases expire
+                self.executor.cancel(left)
+                self._lost.extend(left)
+                self._inflight.clear()
+                self._backlog.clear()
+            self._hand_back_lost(requeue=self._holder)
+        finally:
+            if self._holder:
+                self._holder = False
+                self.store.release_runner_lease(self.runner_id)
+            log.info("runner %s stopped: %s", self.runner_id, self.stats)
+
+    # -- pieces --------------------------------------------------------------------------
+
+    def _check_runner_lease(self, now: float) -> None:
+        held = self.store.acquire_runner_lease(self.runner_id, self._runner_lease_s)
+        if held != self._holder:
+            log.info("runner %s %s the runner lease", self.runner_id, "holds" if held else "lost")
+        self._holder = held
+        self._lease_check_at = now + (self._runner_lease_s / 3 if held else self._poll_s)
+
+    def _hand_back_lost(self, *, requeue: bool = True) -> None:
+        """Expire the leases of runs that did not come back, then (lease holder) requeue them."""
+        if not self._lost:
+            return
+        lost, self._lost = self._lost, []
+        self.store.renew_leases(self.runner_id, lost, _EXPIRED)
+        if requeue:
+            self.stats.requeued += self.store.requeue_expired(max_attempts=self._max_attempts)
+
+    def _housekeeping(self, now: float) -> None:
+        self._check_at = now + self._check_every_s
+        self.stats.requeued += self.store.requeue_expired(max_attempts=self._max_attempts)
+        if self._inflight:
+            cancelled = self.store.cancelled_run_ids(sorted(self._inflight))
+            if cancelled:
+                log.info("stopping %d runs of cancelled sweeps", len(cancelled))
+                self.executor.cancel(cancelled)
+                gone = set(cancelled)
+                for run_id in gone:
+                    self._inflight.pop(run_id, None)
+                kept = ([c for c in task if c.run_id not in gone] for task in self._backlog)
+                self._backlog = deque(task for task in kept if task)
+                self.stats.cancelled += len(cancelled)
+
+    def _renew(self, now: float) -> None:
+        self._renew_at = now + self._lease_s / 3
+        ids = sorted(self._inflight.keys() | self._pending.keys())
+        if ids:
+            self.store.renew_leases(self.runner_id, ids, self._lease_s)
+
+    def _fill(self) -> None:
+        """Submit packed tasks to every free slot, claiming enough runs to fill them.
+
+        A claim asks for ``free slots x runs per task of the last claim`` runs, so tiny runs
+        fill whole tasks while big runs are claimed one per slot; tasks that do not fit yet
+        wait in a small backlog (their runs are leased and renewed like those in flight).
+        """
+        claimed_all = False
+        for _ in range(16):
+            free = self._max_tasks - self.executor.inflight()
+            while free > 0 and self._backlog:
+                self._submit(self._backlog.popleft())
+                free -= 1
+            if free <= 0 or claimed_all:
+                return
+            limit = min(free * 256, max(free, math.ceil(free * self._per_task)))
+            claims = self.store.claim_runs(self.runner_id, limit=limit, lease_s=self._lease_s)
+            self._queue_empty = claimed_all = len(claims) < limit
+            if not claims:
+                return
+            self.stats.claimed += len(claims)
+            for claim in claims:
+                self._inflight[claim.run_id] = claim.config.config_hash()
+            tasks = pack(claims, budget_s=self._pack_s)
+            self._per_task = len(claims) / len(tasks)
+            self._backlog.extend(tasks)
+
+    def _submit(self, task: list[Claim]) -> None:
+        """Hand one task to the executor; if that fails, keep it (leased) for the next step."""
+        fn = self._one if len(task) == 1 else self._batch
+        try:
+            self.executor.submit(fn, [(c.run_id, c.config) for c in task])
+        except Exception:  # the executor is down: retrying later must not burn attempts
+            self._backlog.appendleft(task)
+            raise
+        self.stats.tasks_submitted += 1
+
+    def _collect(self, wait_s: float) -> None:
+        if self.executor.inflight() == 0:
+            return
+        for run_id, outcome in self.executor.completed(wait_s):
+            expected = self._inflight.pop(run_id, None)
+            if isinstance(outcome, RunResult) and expected not in (None, outcome.config_hash):
+                outcome = TaskRaised(f"result for another configuration ({outcome.config_hash})")
+            if isinstance(outcome, Exception):
+                if expected is not None:  # else: cancelled, or already handled
+                    log.warning("run %d did not come back: %s; handing it back", run_id, outcome)
+                    self._lost.append(run_id)
+                    self.stats.lost += 1
+            elif run_id in self._pending:
+                self.stats.ignored += 1  # delivered twice before the write
+            else:
+                self._pending[run_id] = outcome
+
+    def _flush(self, *, force: bool) -> None:
+        if not self._pending:
+            return
+        now = self._clock()
+        due = now - self._last_flush >= self._flush_every_s
+        if not (force or due or len(self._pending) >= self._max_write_batch):
+            return
+        items = sorted(self._pending.items())
+        for i in range(0, len(items), self._max_write_batch):
+            chunk = items[i : i + self._max_write_batch]
+            stored = self.store.record_results(chunk)
+            self.stats.write_calls += 1
+            self.stats.recorded += stored
+            self.stats.ignored += len(chunk) - stored
+            for run_id, _ in chunk:
+                del self._pending[run_id]
+        self._last_flush = now

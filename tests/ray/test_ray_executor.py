@@ -1,0 +1,110 @@
+"""RayExecutor on a real local Ray (two CPUs), with the Runner and a SQLite store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _tasks import boom, sleepy
+
+from service.config import Settings
+from service.orchestration import Runner, Sequential, TaskCancelled, TaskRaised
+from service.spec import Grid, RunConfig, SweepSpec, TrainingSpec
+from service.storage import make_store, upgrade_head
+from workers.executor import RayExecutor
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
+
+
+def settings(**kw: Any) -> Settings:
+    base: dict[str, Any] = {"lease_s": 10.0, "runner_poll_s": 0.05, "max_inflight_runs": 4}
+    return Settings(_env_file=None, **(base | kw))  # type: ignore[call-arg]
+
+
+def test_a_small_sweep_runs_on_ray_and_is_stored(tmp_path: Path) -> None:
+    from workers.tasks import run_batch, run_one
+
+    url = f"sqlite:///{tmp_path}/ray.db"
+    upgrade_head(url)
+    store = make_store(url)
+    spec = SweepSpec(
+        model="diagonal",
+        grid=Grid(d=[20], n=[30], weight_decay=[0.05], seed=list(range(6))),
+        training=TrainingSpec(optimizer="convex"),
+    )
+    sid = store.create_sweep(spec, max_runs=100).id
+    executor = RayExecutor(None)  # Ray is up already: no second init
+    runner = Runner(store, executor, run_one, run_batch, settings=settings(pack_below_s=0.5))
+    stats = runner.run_until_idle(timeout_s=60)
+
+    rec = store.get_sweep(sid)
+    assert rec.status == "succeeded" and rec.n_runs == 6
+    assert rec.counts["succeeded"] + rec.counts["failed"] == 6 and rec.counts["running"] == 0
+    runs = store.list_runs(sid, limit=100).items
+    assert all(r.metrics is not None and r.metrics.excess_risk >= 0 for r in runs)
+    assert all(r.attempts == 1 for r in runs)
+    assert stats.recorded == 6 and stats.lost == 0
+    assert stats.tasks_submitted < 6  # packed: convex d=20 runs are tiny
+    executor.close()
+    assert __import__("ray").is_initialized()  # it did not start Ray, so it left it up
+
+
+def cfg(seed: int = 0, sleep_s: float | None = None, device: str = "cpu") -> RunConfig:
+    training = TrainingSpec(timeout_s=sleep_s, device=device)  # type: ignore[arg-type]
+    return RunConfig(model="diagonal", d=3, n=4, weight_decay=0.1, seed=seed, training=training)
+
+
+def drain(executor: RayExecutor, timeout_s: float = 30.0) -> list[Any]:
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while executor.inflight() and time.monotonic() < deadline:
+        out += executor.completed(1.0)
+    assert not executor.inflight(), (out, executor._tasks)
+    return out
+
+
+def test_errors_cancellation_and_resources() -> None:
+    ex = RayExecutor(None, skip_init=True)
+    ex.submit(boom, [(1, cfg(1)), (2, cfg(2))])
+    ex.submit(Sequential(sleepy), [(3, cfg(3, sleep_s=60))])
+    ex.submit(Sequential(sleepy), [(4, cfg(4))])
+    ex.submit(Sequential(sleepy), [(5, cfg(5, device="cuda"))])
+    time.sleep(1.0)
+    ex.cancel([3])
+    out = dict(drain(ex))
+    assert sorted(out) == [1, 2, 3, 4, 5]
+    assert isinstance(out[1], TaskRaised) and "ValueError: bad batch" in str(out[1])
+    assert isinstance(out[3], TaskCancelled)
+    assert out[4].status == "succeeded" and out[4].config_hash == cfg(4).config_hash()
+    assert out[5].status == "failed" and "no GPU" in out[5].error
+
+    assert ex._resources(cfg(device="auto")) == {"num_cpus": 1, "num_gpus": 0}
+    ex._gpus, ex._gpus_checked = 1.0, time.monotonic()  # as if a GPU node had joined
+    assert ex._resources(cfg(device="auto")) == {"num_cpus": 1, "num_gpus": 1}
+    assert ex._resources(cfg(device="cpu")) == {"num_cpus": 1, "num_gpus": 0}
+
+
+@pytest.mark.gpu
+def test_auto_device_runs_take_a_gpu_when_the_cluster_has_one(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA")
+    from workers.tasks import run_batch, run_one
+
+    ex = RayExecutor(None, skip_init=True)
+    assert ex._resources(cfg(device="auto")) == {"num_cpus": 1, "num_gpus": 1}
+    url = f"sqlite:///{tmp_path}/gpu.db"
+    upgrade_head(url)
+    store = make_store(url)
+    spec = SweepSpec(
+        model="quadratic",
+        grid=Grid(d=[20], alpha=[2.0], weight_decay=[0.01], seed=[0, 1]),
+        training=TrainingSpec(optimizer="lbfgs", device="auto"),
+    )
+    sid = store.create_sweep(spec, max_runs=10).id
+    Runner(store, ex, run_one, run_batch, settings=settings()).run_until_idle(timeout_s=120)
+    runs = store.list_runs(sid, limit=10).items
+    assert all(r.status in ("succeeded", "failed") and r.attempts == 1 for r in runs)
+    assert all(r.metrics is None or r.metrics.device.startswith("cuda") for r in runs)

@@ -1,0 +1,5 @@
+"""``python -m workers``: the runner process (see workers.runner)."""
+
+from workers.runner import main
+
+raise SystemExit(main())

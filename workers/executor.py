@@ -1,0 +1,183 @@
+"""RayExecutor: the orchestration loop's :class:`~service.orchestration.Executor` on Ray.
+
+The only module that imports ray (like Hamilton's ``plugins/h_ray.py``). One plain function,
+:func:`execute`, is made remote at submit time with per-task options: one GPU when the run
+asks for ``cuda`` (or ``auto`` on a cluster that has GPUs), one CPU otherwise, and
+``max_retries`` (0 by default: a task lost with its worker or node comes back as
+:class:`~service.orchestration.WorkerLost` and the runner retries it under a new lease, so
+every attempt is counted in the database). Completed tasks are collected with ``ray.wait``
+(never a blocking ``ray.get`` loop); Ray errors become per-run exceptions. A ``cuda`` run on
+a cluster without GPUs fails at once (rather than waiting forever as an infeasible task).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import ray
+from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+
+from service.orchestration import (
+    BatchFn,
+    ExecutionError,
+    Outcome,
+    TaskCancelled,
+    TaskRaised,
+    WorkerLost,
+)
+from service.results import RunResult
+from service.spec import RunConfig
+
+log = logging.getLogger("scalesweep.executor")
+
+GPU_CHECK_EVERY_S = 30.0
+"""How long the answer to "does the cluster have GPUs?" is reused (nodes come and go)."""
+
+
+def execute(fn: BatchFn, cfgs: list[RunConfig]) -> list[RunResult]:
+    """The task body: ``fn`` is the injected batch function, shipped by value."""
+    return fn(cfgs)
+
+
+class RayExecutor:
+    """Runs tasks on a Ray cluster; ``ray.init`` only when Ray is not initialized already.
+
+    ``ray_address`` None starts a local Ray (with ``num_cpus`` if given); ``skip_init`` leaves
+    initialization to the caller (tests, a driver that owns Ray).
+    """
+
+    def __init__(
+        self,
+        ray_address: str | None,
+        num_cpus: int | None = None,
+        skip_init: bool = False,
+        *,
+        max_retries: int = 0,
+    ) -> None:
+        self._owns_ray = False
+        if not skip_init and not ray.is_initialized():
+            kwargs: dict[str, Any] = {"address": ray_address}
+            if ray_address is None and num_cpus is not None:
+                kwargs["num_cpus"] = num_cpus
+            ray.init(**kwargs)
+            self._owns_ray = True
+        self._max_retries = max_retries
+        self._remote: Any = None
+        self._tasks: dict[Any, list[int]] = {}  # ObjectRef -> run ids, in task order
+        self._refused: list[list[Outcome]] = []  # tasks answered without running them
+        self._cancelled: set[int] = set()
+        self._gpus = 0.0
+        self._gpus_checked = float("-inf")
+
+    # -- Executor ------------------------------------------------------------------------
+
+    def submit(self, fn: BatchFn, batch: Sequence[tuple[int, RunConfig]]) -> None:
+        """Start one Ray task for the batch (its first run's device decides the resources)."""
+        ids = [run_id for run_id, _ in batch]
+        cfgs = [cfg for _, cfg in batch]
+        if cfgs[0].training.device == "cuda" and not self._cluster_has_gpu():
+            error = "device 'cuda' was asked for but the Ray cluster has no GPU"
+            self._refused.append(
+                [
+                    (i, RunResult(config_hash=c.config_hash(), status="failed", error=error))
+                    for i, c in batch
+                ]
+            )
+            return
+        if self._remote is None:
+            self._remote = ray.remote(execute)
+        options = self._resources(cfgs[0])
+        ref = self._remote.options(max_retries=self._max_retries, **options).remote(fn, cfgs)
+        self._tasks[ref] = ids
+
+    def completed(self, timeout_s: float) -> list[Outcome]:
+        """Outcomes of every task finished within ``timeout_s`` (at least one, if any)."""
+        if self._refused:
+            return self._refused.pop()
+        if not self._tasks:
+            return []
+        refs = list(self._tasks)
+        first, _ = ray.wait(refs, num_returns=1, timeout=timeout_s)
+        if not first:
+            return []
+        more, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        out: list[Outcome] = []
+        for ref in dict.fromkeys([*first, *more]):
+            ids = self._tasks.pop(ref)
+            out.extend(self._outcomes(ref, ids))
+            self._cancelled.difference_update(ids)
+        return out
+
+    def cancel(self, run_ids: Collection[int]) -> None:
+        """``ray.cancel`` every task all of whose runs are cancelled (best effort)."""
+        self._cancelled.update(run_ids)
+        for ref, ids in self._tasks.items():
+            if all(i in self._cancelled for i in ids):
+                try:
+                    ray.cancel(ref, force=False)
+                except RayError as exc:  # already finished, or its worker is gone
+                    log.debug("ray.cancel failed: %s", exc)
+
+    def inflight(self) -> int:
+        """Tasks submitted and not delivered."""
+        return len(self._tasks) + len(self._refused)
+
+    def close(self) -> None:
+        """Cancel what is left; shut Ray down if this executor started it."""
+        self.cancel([i for ids in self._tasks.values() for i in ids])
+        self._tasks.clear()
+        self._refused.clear()
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _cluster_has_gpu(self) -> bool:
+        now = time.monotonic()
+        if now - self._gpus_checked > GPU_CHECK_EVERY_S:
+            resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+            self._gpus = float(resources.get("GPU", 0))
+            self._gpus_checked = now
+        return self._gpus > 0
+
+    def _resources(self, cfg: RunConfig) -> dict[str, float]:
+        device = cfg.training.device
+        if device == "cuda" or (device == "auto" and self._cluster_has_gpu()):
+            return {"num_cpus": 1, "num_gpus": 1}
+        return {"num_cpus": 1, "num_gpus": 0}
+
+    @staticmethod
+    def _outcomes(ref: Any, ids: list[int]) -> list[Outcome]:
+        try:
+            results = ray.get(ref)
+        except Exception as exc:
+            err = translate(exc)
+            return [(run_id, err) for run_id in ids]
+        if not isinstance(results, list) or len(results) != len(ids):
+            bad = TaskRaised(f"task returned {type(results).__name__} for {len(ids)} runs")
+            return [(run_id, bad) for run_id in ids]
+        return list(zip(ids, results, strict=True))
+
+
+def translate(exc: BaseException) -> ExecutionError:
+    """A Ray error (or anything ``ray.get`` raised) as the runner's per-run exception."""
+    err: ExecutionError
+    if isinstance(exc, TaskCancelledError):
+        err = TaskCancelled(f"task cancelled: {exc}")
+    elif isinstance(exc, RayTaskError):
+        cause = getattr(exc, "cause", None) or exc
+        err = TaskRaised(f"task raised {type(cause).__name__}: {_first_line(cause)}")
+    elif isinstance(exc, RayError):  # WorkerCrashedError, NodeDiedError, OutOfMemoryError, ...
+        err = WorkerLost(f"{type(exc).__name__}: {_first_line(exc)}")
+    else:
+        err = WorkerLost(f"{type(exc).__name__}: {_first_line(exc)}")
+    err.__cause__ = exc
+    return err
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else ""
