@@ -167,7 +167,7 @@ DEMO_SWEEPS: list[dict[str, Any]] = [
         "grid": {
             "d": [400],
             "n": [100, 200, 400, 800, 1600],
-            "weight_decay": [0.003, 0.01, 0.03],
+            "weight_decay": [0.01, 0.03, 0.1],
             "seed": [0, 1],
         },
         "training": {"optimizer": "lbfgs"},
@@ -179,7 +179,7 @@ DEMO_SWEEPS: list[dict[str, Any]] = [
         "grid": {
             "d": [20],
             "alpha": [0.5, 1, 2, 4],
-            "weight_decay": [0.003, 0.01, 0.03],
+            "weight_decay": [0.01, 0.03, 0.1],
             "seed": [0, 1],
         },
         "training": {"optimizer": "lbfgs"},
