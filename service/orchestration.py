@@ -68,6 +68,7 @@ class RunnerStore(Protocol):
     def release_runner_lease(self, runner_id: str) -> None: ...
     def claim_runs(self, runner_id: str, *, limit: int, lease_s: float) -> list[Claim]: ...
     def renew_leases(self, runner_id: str, run_ids: list[int], lease_s: float) -> None: ...
+    def release_runs(self, runner_id: str, run_ids: list[int]) -> int: ...
     def record_results(self, results: list[tuple[int, RunResult]]) -> int: ...
     def requeue_expired(self, *, max_attempts: int) -> int: ...
     def cancelled_run_ids(self, run_ids: list[int]) -> list[int]: ...
@@ -224,6 +225,8 @@ class RunnerStats:
     lost: int = 0
     """Runs that came back as an exception and were handed back for a retry."""
     requeued: int = 0
+    released: int = 0
+    """Runs handed back unfinished at shutdown, without spending an attempt."""
     cancelled: int = 0
 
 
@@ -362,7 +365,12 @@ class Runner:
         return self.stats
 
     def shutdown(self, grace_s: float = 5.0) -> None:
-        """Stop claiming, wait up to ``grace_s`` for tasks in flight, write, hand back, release."""
+        """Stop claiming, wait up to ``grace_s`` for tasks in flight, write, hand back, release.
+
+        Runs still in flight (or waiting in the backlog) after ``grace_s`` are cancelled and
+        handed back with ``store.release_runs``: queued again at once, their claim not counted
+        as an attempt. Runs that came back as errors are handed back as lost (attempt spent).
+        """
         self._stopping = True
         deadline = self._clock() + grace_s
         try:
@@ -372,11 +380,11 @@ class Runner:
                     self._renew(self._clock())
             self._flush(force=True)
             left = sorted(self._inflight)
-            if left:  # hand them back now rather than when their leases expire
+            if left:  # hand them back now, attempt not spent, rather than when leases expire
                 self.executor.cancel(left)
-                self._lost.extend(left)
                 self._inflight.clear()
                 self._backlog.clear()
+                self.stats.released += self.store.release_runs(self.runner_id, left)
             self._hand_back_lost(requeue=self._holder)
         finally:
             if self._holder:

@@ -39,6 +39,7 @@ RANK_FLOOR_RELATIVE = 1e-8
 DEFAULT_N_BOOTSTRAP = 200
 
 _CHUNK_ELEMENTS = 1 << 16  # working-set size of one block of the KS matrix (float64 elements)
+_BATCH_MAX_VALUES = 48  # fit_tail bootstraps spectra up to this long all replicates at once
 _Z95 = 1.959963984540054  # standard-normal 97.5% quantile (fallback interval only)
 
 
@@ -169,6 +170,48 @@ def _fit_sorted(
     return best
 
 
+def _bootstrap_alphas(samples: Array, min_tail: int) -> Array:
+    """The exponent :func:`_fit_sorted` picks for each row of ``samples``; NaN where it has none.
+
+    ``samples`` has shape (B, n), rows sorted increasing. The same fit as :func:`_fit_sorted`
+    (every distinct value a candidate, minimal KS distance, smallest x_min on ties), for all
+    rows at once on (B, n, n) arrays: positions stand for distinct values. With ``p`` the first
+    position of a tie group and ``q`` any position, ``Delta_pq = max(ln(x_q/x_p), 0)``,
+    ``m_p = n - p``; a tie group's largest ``n - q`` is its ``above`` and its smallest
+    ``n - q - 1`` its ``above_strict``, so the maxima over positions equal those over distinct
+    values, and positions left of the candidate contribute at most 0, as there.
+    """
+    out = np.full(samples.shape[0], np.nan)
+    b_all, n = samples.shape
+    if n < min_tail:
+        return out
+    pos = np.arange(n)
+    m = (n - pos).astype(np.float64)  # (n,) tail size of the candidate at each position
+    above = m  # values >= x_q counted from position q
+    above_strict = m - 1.0
+    step = max(1, (_CHUNK_ELEMENTS * 4) // (n * n))
+    for start in range(0, b_all, step):
+        x = samples[start : start + step]  # (b, n)
+        logs = np.log(x / x[:, -1:])  # (b, n), <= 0
+        first = np.empty(x.shape, dtype=bool)
+        first[:, 0] = True
+        np.not_equal(x[:, 1:], x[:, :-1], out=first[:, 1:])
+        cand = first & (m >= min_tail)[None, :]  # (b, n) admissible candidates
+        delta = np.maximum(logs[:, None, :] - logs[:, :, None], 0.0)  # (b, p, q)
+        denom = delta.sum(axis=2)  # (b, p)
+        ok = cand & (denom > 0.0)
+        alpha = 1.0 + m[None, :] / np.where(ok, denom, 1.0)  # (b, p)
+        mg = np.exp(np.where(ok, 1.0 - alpha, 0.0)[:, :, None] * delta) * m[None, :, None]
+        d_hi = (mg - above_strict[None, None, :]).max(axis=2)
+        d_lo = (np.minimum(above[None, None, :], m[None, :, None]) - mg).max(axis=2)
+        ks = np.where(ok, np.maximum(d_hi, d_lo) / m[None, :], np.inf)
+        best = np.argmin(ks, axis=1)  # first minimum: the smallest x_min among ties
+        rows = np.arange(x.shape[0])
+        found = np.isfinite(ks[rows, best])
+        out[start : start + x.shape[0]] = np.where(found, alpha[rows, best], np.nan)
+    return out
+
+
 def fit_tail(
     values: ArrayLike,
     *,
@@ -253,7 +296,12 @@ def fit_tail(
 
     replicates: list[float] = []
     n = x.size
-    for _ in range(n_bootstrap):
+    if n_bootstrap and n <= _BATCH_MAX_VALUES and (max_candidates is None or max_candidates >= n):
+        # short spectra: every replicate at once (same draws, same fits, up to rounding)
+        draws = np.sort(rng.integers(0, n, size=(n_bootstrap, n)), axis=1)
+        alphas = _bootstrap_alphas(x[draws], min_tail)
+        replicates = [float(a) for a in alphas[np.isfinite(alphas)]]
+    for _ in range(0 if replicates or n <= _BATCH_MAX_VALUES else n_bootstrap):
         sample = x[np.sort(rng.integers(0, n, size=n))]  # sorted because x is
         rep = _fit_sorted(sample, min_tail, max_candidates)
         if rep is not None:

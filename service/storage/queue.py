@@ -8,10 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
+from service.errors import StorageError
 from service.records import Claim
 from service.results import RunResult
 from service.spec import RunConfig
@@ -21,6 +33,40 @@ from service.storage.inserts import chunks
 from service.storage.tables import AttemptRow, CurveRow, Run, RunnerLease, SpectrumRow, Sweep
 
 _LEASE_ROW = 1
+
+_RUNS = cast(Table, Run.__table__)
+_RESULT_COLUMNS = (
+    "status",
+    "error",
+    "finished_at",
+    "metrics",
+    "excess_risk",
+    "converged",
+    "stop_reason",
+    "wall_time_s",
+)
+_RECORD_ONE = (
+    update(_RUNS)
+    .where(
+        _RUNS.c.id == bindparam("p_id"),
+        or_(*(_RUNS.c.status == status for status in ACTIVE)),  # no IN: executemany
+        _RUNS.c.config_hash == bindparam("p_config_hash"),
+    )
+    .values(
+        lease_owner=None,
+        lease_expires_at=None,
+        **{c: bindparam(f"p_{c}", type_=_RUNS.c[c].type) for c in _RESULT_COLUMNS},
+    )
+)
+"""One run's result, executed many times by record_results (only runs still active, same hash)."""
+
+
+def _record_params(run_id: int, res: RunResult, now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": res.status, "error": res.error, "finished_at": now}
+    values.update(metric_columns(res.metrics))
+    params = {f"p_{c}": values[c] for c in _RESULT_COLUMNS}
+    params.update(p_id=run_id, p_config_hash=res.config_hash)
+    return params
 
 
 def utcnow() -> datetime:
@@ -176,6 +222,37 @@ class RunnerQueue(TransactionalStore):
                     .values(lease_expires_at=until)
                 )
 
+    def release_runs(self, runner_id: str, run_ids: list[int]) -> int:
+        """Hand claimed runs back without spending an attempt (a runner stopping gracefully).
+
+        Runs still ``running`` under ``runner_id``'s lease go back to ``queued`` with their
+        lease cleared and ``attempts`` minus one; their open attempt row is deleted (the claim
+        is not counted). Runs of other runners, finished or cancelled runs are left alone.
+        Returns how many runs were released.
+        """
+        ids = sorted(set(run_ids))
+        released: list[int] = []
+        with self._transaction() as conn:
+            for part in chunks(ids):
+                released += conn.execute(
+                    update(Run)
+                    .where(Run.id.in_(part), Run.status == "running", Run.lease_owner == runner_id)
+                    .values(
+                        status="queued",
+                        attempts=Run.attempts - 1,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                    )
+                    .returning(Run.id)
+                ).scalars()
+            for part in chunks(released):
+                conn.execute(
+                    delete(AttemptRow).where(
+                        AttemptRow.run_id.in_(part), AttemptRow.ended_at.is_(None)
+                    )
+                )
+        return len(released)
+
     def requeue_expired(self, *, max_attempts: int) -> int:
         """Running runs whose lease expired -> queued, or failed once ``max_attempts`` are spent.
 
@@ -232,43 +309,47 @@ class RunnerQueue(TransactionalStore):
         """Store results of runs still queued/running; ignore duplicates and late results.
 
         A result whose config_hash is not the run's is ignored too. Returns how many were stored.
+
+        One SELECT picks the runs still queued/running (PostgreSQL: locked FOR UPDATE in id
+        order, so concurrent batches cannot deadlock and a concurrent writer waits; SQLite:
+        the write transaction is BEGIN IMMEDIATE), then one executemany UPDATE writes them,
+        its WHERE repeating the same conditions. Of two deliveries of a run in one batch the
+        first wins.
         """
         if not results:
             return 0
         now = utcnow()
-        stored: list[tuple[int, RunResult]] = []
-        sweep_ids: set[int] = set()
+        first: dict[int, RunResult] = {}
+        for run_id, res in results:
+            first.setdefault(run_id, res)
         with self._transaction() as conn:
-            # rows locked in id order: concurrent batches cannot deadlock (PostgreSQL);
-            # the sort is stable, so of two deliveries in one batch the first wins
-            for run_id, res in sorted(results, key=lambda item: item[0]):
-                won = conn.execute(
-                    update(Run)
-                    .where(
-                        Run.id == run_id,
-                        Run.status.in_(ACTIVE),
-                        Run.config_hash == res.config_hash,
-                    )
-                    .values(
-                        status=res.status,
-                        error=res.error,
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        finished_at=now,
-                        **metric_columns(res.metrics),
-                    )
-                    .returning(Run.sweep_id)
-                ).scalar_one_or_none()
-                if won is not None:
-                    stored.append((run_id, res))
-                    sweep_ids.add(won)
+            live: dict[int, tuple[int, str]] = {}  # run id -> (sweep id, config hash)
+            for part in chunks(sorted(first)):
+                pick = (
+                    select(Run.id, Run.sweep_id, Run.config_hash)
+                    .where(Run.id.in_(part), Run.status.in_(ACTIVE))
+                    .order_by(Run.id)
+                )
+                if self.dialect == "postgresql":
+                    pick = pick.with_for_update()
+                live.update((r.id, (r.sweep_id, r.config_hash)) for r in conn.execute(pick))
+            stored = [
+                (run_id, res)
+                for run_id, res in sorted(first.items())
+                if run_id in live and live[run_id][1] == res.config_hash
+            ]
             if not stored:
                 return 0
+            updated = conn.execute(_RECORD_ONE, [_record_params(i, r, now) for i, r in stored])
+            if conn.dialect.supports_sane_multi_rowcount and updated.rowcount != len(stored):
+                raise StorageError(  # never with the locks above; roll back rather than guess
+                    f"record_results: {updated.rowcount} of {len(stored)} runs were updated"
+                )
             self._insert_artifacts(conn, stored)
             for status in ("succeeded", "failed"):
                 ids = [rid for rid, res in stored if res.status == status]
                 end_attempts(conn, ids, status, now)
-            finish_sweeps(conn, sweep_ids, now)
+            finish_sweeps(conn, {live[rid][0] for rid, _ in stored}, now)
         return len(stored)
 
     @staticmethod

@@ -347,10 +347,14 @@ def test_stop_event_hands_back_runs_in_flight_and_releases_the_lease(store: Spy)
     assert store.runner_lease_holder() == "r1"
     runner.shutdown(grace_s=0.0)
     assert store.runner_lease_holder() is None
+    assert runner.stats.released == 5
     rec = store.get_sweep(sid)
     assert rec.counts["queued"] == 5 and rec.counts["running"] == 0
+    # handed back with release_runs: the interrupted claim is not an attempt
+    assert sorted(r.attempts for r in runs(store, sid).values()) == [0, 0, 0, 0, 0, 1]
     make_runner(store, runner_id="r2").run_until_idle(timeout_s=30)
     assert store.get_sweep(sid).counts["running"] == 0
+    assert all(r.attempts == 1 for r in runs(store, sid).values())
 
 
 def test_sequential_is_a_batch_function() -> None:

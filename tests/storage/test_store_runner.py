@@ -124,6 +124,39 @@ def test_claim_lease_requeue_and_retry_budget(
     assert (done.counts["succeeded"], done.counts["failed"]) == (7, 1)
 
 
+def test_release_runs_hands_back_claims_without_spending_an_attempt(
+    store: Store, make_spec: SpecFactory, make_result: ResultFactory
+) -> None:
+    sweep = store.create_sweep(make_spec(), max_runs=100)  # 8 runs
+    mine = store.claim_runs("r1", limit=3, lease_s=60)
+    other = store.claim_runs("r2", limit=1, lease_s=60)
+    done = mine[2]
+    assert store.record_results([(done.run_id, make_result(done.config.config_hash()))]) == 1
+    ids = [c.run_id for c in mine]
+
+    # only r1's runs still running are released: not r2's, not the finished one, not unknown ids
+    assert store.release_runs("r1", [*ids, other[0].run_id, 10**9]) == 2
+    for claim in mine[:2]:
+        run = store.get_run(claim.run_id)
+        assert (run.status, run.attempts) == ("queued", 0)
+        assert _attempts(store, run.id) == []
+    assert store.get_run(other[0].run_id).status == "running"
+    assert store.get_run(done.run_id).status == "succeeded"
+    assert store.release_runs("r1", ids) == 0  # idempotent
+    assert store.release_runs("r1", []) == 0
+    assert store.requeue_expired(max_attempts=1) == 0  # nothing expired, nothing lost
+
+    # a released run is claimed again as attempt 1, and its lease is a fresh one
+    again = store.claim_runs("r3", limit=8, lease_s=60)
+    assert {c.run_id for c in again} >= set(ids[:2])
+    assert all(c.attempt == 1 for c in again if c.run_id in ids)
+    assert _attempts(store, ids[0]) == [(1, "r3", None)]
+    store.record_results([(c.run_id, make_result(c.config.config_hash())) for c in again])
+    store.record_results([(c.run_id, make_result(c.config.config_hash())) for c in other])
+    rec = store.get_sweep(sweep.id)
+    assert rec.status == "succeeded" and rec.counts["succeeded"] == 8
+
+
 def test_runner_lease_is_exclusive_until_it_expires(store: Store) -> None:
     assert store.runner_lease_holder() is None
     assert store.acquire_runner_lease("a", ttl_s=0.5)

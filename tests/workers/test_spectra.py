@@ -11,6 +11,7 @@ from scipy import stats
 from service.errors import FitError
 from service.results import Spectrum
 from workers.spectra import (
+    _bootstrap_alphas,
     _fit_sorted,
     diagonal_spectra,
     fit_rank,
@@ -344,3 +345,24 @@ def test_spectrum_round_trips_through_json() -> None:
     assert spec.tail_fit is not None and spec.rank_fit is not None
     assert spec.values == sorted(spec.values, reverse=True)
     assert Spectrum.model_validate_json(spec.model_dump_json()) == spec  # exact
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_batched_bootstrap_picks_the_same_fit_as_one_replicate_at_a_time(ties: bool) -> None:
+    # fit_tail bootstraps short spectra all at once; each replicate's exponent must be the one
+    # _fit_sorted picks (same x_min by minimal KS, same skipped replicates), up to rounding
+    rng = np.random.default_rng(7)
+    for n in (10, 13, 30, 48):
+        values = rng.pareto(1.5, size=n) + 0.01
+        if ties:
+            values = np.round(values, 1) + 0.1
+        x = np.sort(values)
+        draws = np.sort(rng.integers(0, n, size=(40, n)), axis=1)
+        for min_tail in (2, 5, 10):
+            fast = _bootstrap_alphas(x[draws], min_tail)
+            for i in range(draws.shape[0]):
+                one = _fit_sorted(x[draws[i]], min_tail, None)
+                if one is None:
+                    assert np.isnan(fast[i])
+                else:
+                    assert fast[i] == pytest.approx(one[0], rel=1e-12)
