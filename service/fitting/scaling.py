@@ -1,0 +1,308 @@
+"""fit_scaling: choose among the scaling forms, and a bootstrap interval for the exponent.
+
+Candidates. ``power_law`` (2 parameters), ``plateau`` (3), ``broken_power_law_k`` for
+k = 1 .. max_breaks (2 + 2k: intercept, first slope, k slope changes, k break positions).
+A candidate is tried only when there are more distinct x than it has parameters (and,
+for breaks, 2 distinct x per segment). All are fitted on every (x, y) observation (seeds
+pooled, log residuals, Huber loss by default).
+
+Scores (lower is better), reported for every candidate tried:
+
+* ``"aicc"`` (default): ``n ln(RSS/n) + 2p + 2p(p+1)/(n-p-1)`` on the log residuals of the
+  fit, n = observations, p = parameters; ``RSS/n`` is floored at 1e-18 (log residuals
+  below 1e-9 are round-off, so exact data tie and the simplest form wins). With too few
+  observations for AICc of the power law (n <= 3) plain AIC is used and ``selection`` says
+  so.
+* ``"holdout"``: RMSLE on the observations at the largest ``max(1, round(n_x/5))``
+  distinct x, every form fitted on the others; needs >= 6 distinct x, otherwise AICc is
+  used and ``selection`` says so.
+
+Rule (guard against over-fitting). A form other than the pure power law is *eligible*
+only if it beats the power law clearly: AICc lower by more than ``AICC_MARGIN`` = 2 (or
+held-out RMSLE lower by more than ``RMSLE_MARGIN`` = 10 %). Among the power law and the
+eligible forms, the one with the fewest parameters whose score is within the same margin
+of the best eligible score is chosen (so a second break must also earn its keep).
+
+Interval. The chosen form (form and number of breaks fixed; no re-selection) is refitted
+on ``bootstrap`` resamples: whole seed curves drawn with replacement when ``groups`` has
+at least 2 labels, single observations otherwise; the 95 % interval is the 2.5 / 97.5
+percentile of the exponents. With few resampling units the plain percentile interval is
+too narrow (the bootstrap variance over G clusters is (G-1)/G of the unbiased one, and it
+is itself estimated from G units: measured coverage 80 % with 5 seeds); with
+``small_sample=True`` (default) its two half-widths about the bootstrap median are
+multiplied by ``sqrt(G/dof) t_{dof,0.975} / z_{0.975}``, dof = G - 1 for seeds (G seeds)
+and m - p for points (m observations, p parameters): 1.58 for 5 seeds, 1.22 for 10,
+-> 1 for many. Resamples the form cannot be fitted to (e.g. too few distinct
+x left) are skipped; ``bootstrap`` reports the replicates used. With fewer than half of the
+requested replicates valid (or ``bootstrap=0``) the interval falls back to the asymptotic
+``exponent +- 1.96 se`` (least-squares covariance; for broken forms at fixed breaks), or to
+``(exponent, exponent)`` when not even that is defined; ``ci_method`` says which.
+
+Measured (8 x in 1e2..1e5, 5 seeds, 10 % log-normal noise per point, AICc, Huber):
+95 % interval coverage 94.5 % (power-law form, 200 datasets, 100 replicates; 94.5 % with
+4 and 10 seeds, 92.5 % with 3; 92.5 % with the default selection, which picks another form
+in ~6-9 % of pure power-law datasets); plateau chosen for a plateau at x* = 10^3.5 in 92 %
+(broken otherwise), crossover within 4 % of the log span; one break at 10^3.3 chosen in
+100 % (two breaks in 5 %), break within 5 % of the log span. Runtime with 200 replicates on
+8 x * 4 seeds (one core): ~0.15 s power law, ~0.7 s plateau, ~1.0 s broken.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+from pydantic import BaseModel
+from scipy.stats import norm
+from scipy.stats import t as student_t
+
+from service.errors import FitError
+from service.fitting.forms import (
+    Array,
+    FormFit,
+    FormName,
+    Loss,
+    broken_form,
+    check_xy,
+    plateau_form,
+    power_law_form,
+)
+
+AICC_MARGIN = 2.0
+RMSLE_MARGIN = 0.10
+RSS_FLOOR = 1e-18
+HOLDOUT_MIN_X = 6
+MIN_VALID_FRACTION = 0.5
+
+Selection = Literal["aicc", "holdout"]
+
+
+class Segment(BaseModel, frozen=True):
+    """One power-law segment: R ~ x^-exponent for x_from <= x <= x_to."""
+
+    x_from: float
+    x_to: float
+    exponent: float
+
+
+class ScalingFit(BaseModel, frozen=True):
+    """The chosen scaling form with its exponent, interval and the scores of all forms."""
+
+    form: FormName
+    exponent: float
+    """beta in R ~ C x^-beta; broken: the last segment (largest x); plateau: of C x^-beta."""
+    exponent_ci: tuple[float, float]
+    """95 % interval (see ``ci_method``)."""
+    ci_method: str
+    """How exponent_ci was obtained: bootstrap over seeds / points, or a fallback."""
+    prefactor: float
+    """C; for the broken form that of the last segment."""
+    plateau: float | None
+    breaks: list[float]
+    segments: list[Segment]
+    n_points: int
+    n_observations: int
+    selection: str
+    candidates: dict[str, float]
+    goodness: float
+    """RMSLE of the chosen form on all observations."""
+    bootstrap: int
+    bootstrap_seed: int
+
+
+def _candidate_keys(
+    forms: Sequence[str], max_breaks: int, n_x: int
+) -> list[tuple[str, int, Callable[[Array, Array, Loss], FormFit]]]:
+    """(key, parameters, fitter) of every candidate that is identifiable with n_x distinct x."""
+    known = {"power_law", "plateau", "broken_power_law"}
+    unknown = set(forms) - known
+    if unknown:
+        raise FitError(f"unknown form(s) {sorted(unknown)}; use {sorted(known)}")
+    out: list[tuple[str, int, Callable[[Array, Array, Loss], FormFit]]] = []
+    if "power_law" in forms:
+        out.append(("power_law", 2, power_law_form))
+    if "plateau" in forms and n_x > 3:
+        out.append(("plateau", 3, plateau_form))
+    if "broken_power_law" in forms:
+        for k in range(1, max_breaks + 1):
+            if n_x > 2 + 2 * k:
+
+                def fitter(x: Array, y: Array, loss: Loss, k: int = k) -> FormFit:
+                    return broken_form(x, y, k, loss)
+
+                out.append((f"broken_power_law_{k}", 2 + 2 * k, fitter))
+    if not out:
+        raise FitError(f"no form in {list(forms)} can be fitted to {n_x} distinct x")
+    return out
+
+
+def _aicc(resid: Array, p: int, corrected: bool = True) -> float:
+    n = resid.size
+    rss = max(float(resid @ resid) / n, RSS_FLOOR)
+    if not corrected:
+        return n * math.log(rss) + 2 * p
+    if n - p - 1 <= 0:
+        return math.inf
+    return n * math.log(rss) + 2 * p + 2 * p * (p + 1) / (n - p - 1)
+
+
+def _widening(n_units: int, dof: int) -> float:
+    """Small-sample factor sqrt(n/dof) t_{dof,0.975} / z_{0.975} (1 as n grows)."""
+    if dof < 1:
+        return 1.0
+    return math.sqrt(n_units / dof) * float(student_t.ppf(0.975, dof)) / float(norm.ppf(0.975))
+
+
+def _choose(scores: dict[str, float], n_params: dict[str, int], selection: Selection) -> str:
+    """The selection rule of the module docstring."""
+
+    def beats(a: float, b: float) -> bool:
+        if selection == "aicc":
+            return a < b - AICC_MARGIN
+        return a < b * (1.0 - RMSLE_MARGIN)
+
+    base = "power_law" if "power_law" in scores else min(scores, key=lambda k: n_params[k])
+    eligible = [k for k in scores if k == base or beats(scores[k], scores[base])]
+    best = min(scores[k] for k in eligible)
+    close = [k for k in eligible if not beats(best, scores[k])]
+    return min(close, key=lambda k: (n_params[k], scores[k]))
+
+
+def _segments(fit: FormFit, x: Array) -> list[Segment]:
+    edges = [float(x.min()), *fit.breaks, float(x.max())]
+    return [
+        Segment(x_from=edges[i], x_to=edges[i + 1], exponent=e) for i, e in enumerate(fit.exponents)
+    ]
+
+
+def fit_scaling(
+    x: ArrayLike,
+    y: ArrayLike,
+    groups: ArrayLike | None = None,
+    *,
+    forms: Sequence[str] = ("power_law", "plateau", "broken_power_law"),
+    max_breaks: int = 2,
+    bootstrap: int = 200,
+    seed: int = 0,
+    selection: Selection = "aicc",
+    loss: Loss = "huber",
+    small_sample: bool = True,
+) -> ScalingFit:
+    """Fit R against x (pooled seeds), choose the form, bootstrap the exponent (module doc)."""
+    xa, ya = check_xy(x, y, min_distinct=3)
+    labels: Array | None = None
+    if groups is not None:
+        g = np.asarray(groups)
+        if g.shape != xa.shape:
+            raise FitError(f"groups must have the shape of x {xa.shape}, got {g.shape}")
+        labels = np.unique(g, return_inverse=True)[1].astype(np.float64)
+    if bootstrap < 0:
+        raise FitError("bootstrap must be >= 0")
+    n_x = len(np.unique(xa))
+    cands = _candidate_keys(forms, max_breaks, n_x)
+
+    fits: dict[str, FormFit] = {}
+    for key, _, fitter in cands:
+        try:
+            fits[key] = fitter(xa, ya, loss)
+        except (FitError, ValueError, np.linalg.LinAlgError):
+            continue
+    if not fits:
+        raise FitError("no form could be fitted")
+    n_params = {key: p for key, p, _ in cands}
+
+    method = selection
+    note = ""
+    if selection == "holdout" and n_x < HOLDOUT_MIN_X:
+        method, note = "aicc", f" (held-out RMSLE needs >= {HOLDOUT_MIN_X} distinct x)"
+    scores: dict[str, float] = {}
+    if method == "aicc":
+        scores = {k: _aicc(f.resid, n_params[k]) for k, f in fits.items()}
+        label = "aicc" + note
+        if not math.isfinite(scores.get("power_law", 0.0)):
+            scores = {k: _aicc(f.resid, n_params[k], corrected=False) for k, f in fits.items()}
+            label = "aic (too few observations for AICc)"
+    elif method == "holdout":
+        xs = np.unique(xa)
+        n_hold = max(1, round(n_x / 5))
+        cut = xs[-n_hold]
+        train, test = xa < cut, xa >= cut
+        n_train_x = n_x - n_hold
+        for key, p, fitter in cands:
+            if key not in fits or n_train_x <= p:
+                continue
+            try:
+                f = fitter(xa[train], ya[train], loss)
+            except (FitError, ValueError, np.linalg.LinAlgError):
+                continue
+            r = np.log(ya[test]) - f.log_predict(xa[test])
+            scores[key] = float(np.sqrt(np.mean(r**2)))
+        label = f"held-out RMSLE on the largest {n_hold} x"
+    else:
+        raise FitError(f"selection must be 'aicc' or 'holdout', not {selection!r}")
+    scores = {k: s for k, s in scores.items() if math.isfinite(s)}
+    if not scores:
+        raise FitError("no form could be scored")
+    chosen_key = _choose(scores, n_params, method)
+    chosen = fits[chosen_key]
+    fitter = next(f for k, _, f in cands if k == chosen_key)
+
+    rng = np.random.default_rng(seed)
+    exps: list[float] = []
+    by_seed = labels is not None and len(np.unique(labels)) >= 2
+    if by_seed:
+        assert labels is not None
+        uniq = np.unique(labels)
+        members = [np.flatnonzero(labels == lab) for lab in uniq]
+    for _ in range(bootstrap):
+        if by_seed:
+            pick = rng.integers(0, len(members), size=len(members))
+            idx = np.concatenate([members[i] for i in pick])
+        else:
+            idx = rng.integers(0, xa.size, size=xa.size)
+        xb = xa[idx]
+        if len(np.unique(xb)) <= n_params[chosen_key]:
+            continue
+        try:
+            exps.append(fitter(xb, ya[idx], loss).exponent)
+        except (FitError, ValueError, np.linalg.LinAlgError):
+            continue
+    unit = "seeds" if by_seed else "points"
+    if bootstrap > 0 and len(exps) >= max(2, MIN_VALID_FRACTION * bootstrap):
+        lo, hi, mid = (float(q) for q in np.percentile(np.array(exps), [2.5, 97.5, 50.0]))
+        ci_method = f"percentile bootstrap over {unit} ({len(exps)} replicates)"
+        if small_sample:
+            n_units = len(members) if by_seed else int(xa.size)
+            dof = n_units - 1 if by_seed else n_units - n_params[chosen_key]
+            w = _widening(n_units, dof)
+            lo, hi = mid - w * (mid - lo), mid + w * (hi - mid)
+            ci_method += f", widened x{w:.3f} about the median for {n_units} {unit}"
+        ci = (lo, hi)
+    elif chosen.exponent_se > 0:
+        half = 1.96 * chosen.exponent_se
+        ci = (chosen.exponent - half, chosen.exponent + half)
+        ci_method = f"asymptotic normal (bootstrap over {unit}: {len(exps)} of {bootstrap} valid)"
+    else:
+        ci = (chosen.exponent, chosen.exponent)
+        ci_method = f"none: degenerate (bootstrap over {unit}: {len(exps)} of {bootstrap} valid)"
+
+    return ScalingFit(
+        form=chosen.form,
+        exponent=chosen.exponent,
+        exponent_ci=ci,
+        ci_method=ci_method,
+        prefactor=chosen.prefactor,
+        plateau=chosen.plateau,
+        breaks=list(chosen.breaks),
+        segments=_segments(chosen, xa),
+        n_points=n_x,
+        n_observations=int(xa.size),
+        selection=label,
+        candidates=scores,
+        goodness=float(np.sqrt(np.mean(chosen.resid**2))),
+        bootstrap=len(exps) if ci_method.startswith("percentile") else 0,
+        bootstrap_seed=seed,
+    )

@@ -1,0 +1,255 @@
+"""service.fitting: exact recovery, bootstrap coverage, form selection, determinism, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from service.errors import FitError
+from service.fitting import (
+    ScalingFit,
+    fit_broken,
+    fit_plateau,
+    fit_power_law,
+    fit_scaling,
+)
+
+X8 = np.geomspace(1e2, 1e5, 8)
+LOG_SPAN = math.log(1e5 / 1e2)
+
+
+def seeded(x: np.ndarray, n_seeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """x repeated for each seed, and the seed labels."""
+    return np.repeat(x, n_seeds), np.tile(np.arange(n_seeds), x.size)
+
+
+def noisy(rng: np.random.Generator, clean: np.ndarray, sigma: float = 0.1) -> np.ndarray:
+    """Multiplicative log-normal noise: sigma in log (10 % per point)."""
+    return clean * np.exp(sigma * rng.standard_normal(clean.shape))
+
+
+def broken_truth(x: np.ndarray, xb: float, b1: float, b2: float, c: float = 2.0) -> np.ndarray:
+    """Continuous broken power law: c x^-b1 below xb, slope -b2 above."""
+    return np.where(x < xb, c * x**-b1, c * xb**-b1 * (x / xb) ** -b2)
+
+
+# --------------------------------------------------------------------------------------
+# exact recovery
+
+
+@pytest.mark.parametrize("beta", [-0.3, 0.0, 1e-3, 0.05, 0.5, 1.0, 2.5])
+@pytest.mark.parametrize("loss", ["huber", "l2"])
+def test_power_law_exact(beta: float, loss: str) -> None:
+    x = np.geomspace(10, 1e6, 9)
+    exponent, prefactor = fit_power_law(x, 3.7 * x**-beta, loss=loss)  # type: ignore[arg-type]
+    assert exponent == pytest.approx(beta, abs=1e-8)  # tolerance: 1e-8 absolute
+    assert prefactor == pytest.approx(3.7, rel=1e-8)  # tolerance: 1e-8 relative
+
+
+@pytest.mark.parametrize(
+    ("r_inf", "c", "beta"), [(0.01, 5.0, 0.7), (1e-4, 0.3, 0.25), (2.0, 40.0, 1.5)]
+)
+def test_plateau_exact(r_inf: float, c: float, beta: float) -> None:
+    # grid + bounded refinement + log-space polish: measured <= 3e-15 on beta and
+    # <= 1e-13 relative on R_inf, C for these cases; asserted at 1e-6
+    got_r, got_c, got_beta = fit_plateau(X8, r_inf + c * X8**-beta)
+    assert got_beta == pytest.approx(beta, abs=1e-6)  # tolerance: 1e-6 absolute
+    assert got_r == pytest.approx(r_inf, rel=1e-6)  # tolerance: 1e-6 relative
+    assert got_c == pytest.approx(c, rel=1e-6)  # tolerance: 1e-6 relative
+
+
+@pytest.mark.parametrize("xb", [10**3.3, float(X8[3])])  # between data points / on a point
+def test_broken_exact(xb: float) -> None:
+    breaks, exponents, prefactor = fit_broken(X8, broken_truth(X8, xb, 0.4, 1.2), 1)
+    # measured: <= 2e-12 on the exponents, <= 1e-11 relative on the break
+    assert exponents == pytest.approx([0.4, 1.2], abs=1e-6)  # tolerance: 1e-6 absolute
+    assert breaks[0] == pytest.approx(xb, rel=1e-6)  # tolerance: 1e-6 relative in x
+    # prefactor is C of the last segment: y = C x^-1.2 above the break
+    assert prefactor == pytest.approx(2.0 * xb**-0.4 * xb**1.2, rel=1e-6)  # tol: 1e-6 rel
+
+
+def test_exact_data_selection() -> None:
+    x, g = seeded(X8, 2)
+    pl = fit_scaling(x, 3.0 * x**-0.5, g, bootstrap=0)
+    assert pl.form == "power_law"
+    assert pl.exponent == pytest.approx(0.5, abs=1e-8)  # tolerance: 1e-8 absolute
+    plat = fit_scaling(x, 0.01 + 5.0 * x**-0.7, g, bootstrap=0)
+    assert plat.form == "plateau"
+    assert plat.exponent == pytest.approx(0.7, abs=1e-6)  # tolerance: 1e-6 absolute
+    brk = fit_scaling(x, broken_truth(x, 10**3.3, 0.4, 1.2), g, bootstrap=0)
+    assert brk.form == "broken_power_law" and len(brk.breaks) == 1
+    assert [s.exponent for s in brk.segments] == pytest.approx([0.4, 1.2], abs=1e-6)  # 1e-6 abs
+
+
+# --------------------------------------------------------------------------------------
+# references and invariances
+
+
+def test_l2_matches_polyfit() -> None:
+    rng = np.random.default_rng(3)
+    x = np.geomspace(1, 1e4, 12)
+    y = noisy(rng, 2.0 * x**-0.8, 0.3)
+    slope, intercept = np.polyfit(np.log(x), np.log(y), 1)
+    exponent, prefactor = fit_power_law(x, y, loss="l2")
+    assert exponent == pytest.approx(-slope, abs=1e-10)  # tolerance: 1e-10 absolute
+    assert prefactor == pytest.approx(math.exp(intercept), rel=1e-10)  # tolerance: 1e-10 rel
+
+
+def test_scaling_y_keeps_exponent() -> None:
+    rng = np.random.default_rng(4)
+    x, g = seeded(X8, 3)
+    y = noisy(rng, 2.0 * x**-0.6)
+    for loss in ("huber", "l2"):
+        e1, c1 = fit_power_law(x, y, loss=loss)  # type: ignore[arg-type]
+        e2, c2 = fit_power_law(x, 1e3 * y, loss=loss)  # type: ignore[arg-type]
+        assert e2 == pytest.approx(e1, abs=1e-9)  # tolerance: 1e-9 absolute
+        assert c2 == pytest.approx(1e3 * c1, rel=1e-9)  # tolerance: 1e-9 relative
+    a = fit_scaling(x, y, g, bootstrap=50)
+    b = fit_scaling(x, 7.0 * y, g, bootstrap=50)
+    assert a.form == b.form
+    assert b.exponent == pytest.approx(a.exponent, abs=1e-8)  # tolerance: 1e-8 absolute
+    assert b.exponent_ci == pytest.approx(a.exponent_ci, abs=1e-8)  # tolerance: 1e-8 absolute
+
+
+# --------------------------------------------------------------------------------------
+# noisy data: coverage of the bootstrap interval, and the selection rule
+
+
+def test_bootstrap_coverage() -> None:
+    # 200 datasets (8 x, 5 seeds, 10 % log-normal noise), power-law form, 100 bootstrap
+    # replicates over seeds each (fewer than the default 200 to keep the runtime down;
+    # the form is fixed here for the same reason: with the default selection the measured
+    # coverage is 92.5 %, see the module docstring of service.fitting.scaling).
+    rng = np.random.default_rng(2026)
+    x, g = seeded(X8, 5)
+    clean = 3.0 * x**-0.6
+    ys = noisy(rng, np.broadcast_to(clean, (200, clean.size)))
+    hits = 0
+    for i, y in enumerate(ys):
+        fit = fit_scaling(x, y, g, forms=("power_law",), bootstrap=100, seed=i)
+        lo, hi = fit.exponent_ci
+        hits += lo <= 0.6 <= hi
+    # measured 189 / 200 (94.5 %); required 90 %-99 % (180-198 of 200)
+    assert 180 <= hits <= 198, hits
+
+
+def test_power_law_selected_on_power_law_data() -> None:
+    rng = np.random.default_rng(2027)
+    x, g = seeded(X8, 5)
+    clean = 3.0 * x**-0.6
+    picks = [fit_scaling(x, noisy(rng, clean), g, bootstrap=0).form for _ in range(100)]
+    # measured 91 / 100 with this generator seed (94 % and 91 % with two others; the rest
+    # split between plateau and broken); required >= 85 of 100 pure power-law datasets
+    assert picks.count("power_law") >= 85, picks.count("power_law")
+
+
+def test_plateau_found() -> None:
+    # R = R_inf + C x^-1 with C x^-1 = R_inf at x* = 10^3.5 (the middle of the sweep)
+    rng = np.random.default_rng(7)
+    x, g = seeded(X8, 5)
+    x_star, r_inf = 10**3.5, 1e-3
+    clean = r_inf + r_inf * x_star * x**-1.0
+    n, found, errs = 20, 0, []
+    for _ in range(n):
+        fit = fit_scaling(x, noisy(rng, clean), g, bootstrap=0)
+        if fit.form == "plateau":
+            found += 1
+            assert fit.plateau is not None
+            x_hat = (fit.prefactor / fit.plateau) ** (1 / fit.exponent)
+            errs.append(abs(math.log(x_hat / x_star)) / LOG_SPAN)
+    # measured over 100 replicates: plateau 92 %, broken power law 8 % (AICc);
+    # required: plateau in >= 16 of these 20
+    assert found >= 16, found
+    # tolerance: crossover within 10 % of the sweep's span in log x, every replicate
+    # (measured: median 0.7 %, max 3.8 % over 100 replicates)
+    assert max(errs) <= 0.10, errs
+
+
+def test_break_found() -> None:
+    rng = np.random.default_rng(8)
+    x, g = seeded(X8, 5)
+    xb = 10**3.3
+    clean = broken_truth(x, xb, 0.3, 1.2)
+    n, found, errs = 20, 0, []
+    for _ in range(n):
+        fit = fit_scaling(x, noisy(rng, clean), g, bootstrap=0)
+        if fit.form == "broken_power_law":
+            found += 1
+            # measured over 100 replicates: one break 95 %, two breaks 5 %
+            errs.append(min(abs(math.log(b / xb)) for b in fit.breaks) / LOG_SPAN)
+            assert fit.exponent == pytest.approx(1.2, abs=0.15)  # tolerance: 0.15 absolute
+    assert found >= 19, found  # broken form chosen in >= 95 % (measured 100 / 100)
+    # tolerance: nearest break within 10 % of the sweep's span in log x, every replicate
+    # (measured: median 0.8 %, max 4.6 % over 100 replicates)
+    assert max(errs) <= 0.10, errs
+
+
+def test_holdout_selection() -> None:
+    rng = np.random.default_rng(9)
+    x, g = seeded(X8, 5)
+    y = noisy(rng, broken_truth(x, 10**3.3, 0.3, 1.2))
+    fit = fit_scaling(x, y, g, bootstrap=0, selection="holdout")
+    assert fit.selection.startswith("held-out RMSLE")
+    assert fit.form == "broken_power_law"
+    few = fit_scaling(X8[:5], 2.0 * X8[:5] ** -0.5, bootstrap=0, selection="holdout")
+    assert few.selection.startswith("aicc")
+
+
+# --------------------------------------------------------------------------------------
+# determinism, fallbacks and errors
+
+
+def test_deterministic() -> None:
+    rng = np.random.default_rng(10)
+    x, g = seeded(X8, 4)
+    y = noisy(rng, 0.01 + 5.0 * x**-0.7)
+    a, b = fit_scaling(x, y, g, bootstrap=60), fit_scaling(x, y, g, bootstrap=60)
+    assert a.form == "plateau"
+    assert a.model_dump() == b.model_dump()
+    assert a.bootstrap == 60 and a.bootstrap_seed == 0
+    assert fit_scaling(x, y, g, bootstrap=60, seed=1).exponent_ci != a.exponent_ci
+
+
+def test_report_fields_and_fallbacks() -> None:
+    rng = np.random.default_rng(11)
+    y = noisy(rng, 3.0 * X8**-0.4)
+    one_seed = fit_scaling(X8, y, bootstrap=100)
+    assert isinstance(one_seed, ScalingFit)
+    assert "over points" in one_seed.ci_method
+    assert one_seed.n_points == 8 and one_seed.n_observations == 8
+    assert set(one_seed.candidates) >= {"power_law", "plateau", "broken_power_law_1"}
+    assert len(one_seed.segments) == len(one_seed.breaks) + 1
+    none = fit_scaling(X8, y, bootstrap=0)
+    assert none.ci_method.startswith("asymptotic") and none.bootstrap == 0
+    lo, hi = none.exponent_ci
+    assert all(math.isfinite(v) for v in (lo, hi)) and lo < none.exponent < hi
+    exact = fit_scaling(X8[:3], 2.0 * X8[:3] ** -0.5, bootstrap=0)  # 3 points, zero residual
+    assert exact.form == "power_law"
+    assert all(math.isfinite(v) for v in exact.exponent_ci)
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [
+        ([1.0, 2.0, 2.0, 1.0], [1.0, 0.5, 0.6, 1.1]),  # 2 distinct x
+        ([1.0, 2.0, 3.0], [1.0, 0.0, 0.3]),  # zero y
+        ([1.0, 2.0, 3.0], [1.0, -0.5, 0.3]),  # negative y
+        ([1.0, 2.0, 3.0], [1.0, float("nan"), 0.3]),  # non-finite y
+        ([0.0, 2.0, 3.0], [1.0, 0.5, 0.3]),  # x <= 0
+        ([1.0, 2.0, 3.0], [1.0, 0.5]),  # shapes differ
+    ],
+)
+def test_fit_errors(x: list[float], y: list[float]) -> None:
+    with pytest.raises(FitError):
+        fit_scaling(x, y)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(FitError):
+        fit_scaling(X8, X8**-0.5, groups=[0, 1])
+    with pytest.raises(FitError):
+        fit_scaling(X8, X8**-0.5, forms=("exponential",))
+    with pytest.raises(FitError):
+        fit_scaling(X8, X8**-0.5, selection="bic")  # type: ignore[arg-type]
