@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.config import Settings
 from service.errors import SweepServiceError
-from service.records import Page, RunRecord, SweepRecord
+from service.records import Page, RunPoint, RunRecord, SpectrumPoint, SweepRecord
 from service.results import RunStatus, Spectrum
 from service.spec import SweepSpec
 
@@ -51,6 +51,10 @@ class StoreAPI(Protocol):
     def cancel_sweep(self, sweep_id: int) -> SweepRecord: ...
 
     def sweep_results(self, sweep_id: int) -> list[RunRecord]: ...
+
+    def run_points(self, sweep_id: int) -> list[RunPoint]: ...
+
+    def spectrum_points(self, sweep_id: int) -> list[SpectrumPoint]: ...
 
 
 class Unauthorized(SweepServiceError):

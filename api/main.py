@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI
 
 from api.deps import RayStatus, StoreAPI, TokenVerifier, require_auth
 from api.errors import install_error_handlers
-from api.routes import events, health, runs, sweeps
+from api.routes import analysis, events, health, runs, sweeps
 from service.config import Settings
 
 API_PREFIX = "/v1"
@@ -62,7 +62,7 @@ def create_app(
     app.state.verify_token = verify_token
     app.state.events_poll_s = events_poll_s
     v1 = [Depends(require_auth)]
-    for module in (sweeps, events, runs):
+    for module in (sweeps, analysis, events, runs):
         app.include_router(module.router, prefix=API_PREFIX, dependencies=v1)
     app.include_router(health.router)
     install_error_handlers(app)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.analysis.spectra import SpectrumTheory
 from service.records import SweepStatus
 from service.results import Spectrum
 
@@ -59,6 +60,10 @@ class SpectraResponse(_Schema):
 
     run_id: int
     spectra: list[Spectrum]
+    theory: SpectrumTheory | None = None
+    """With ?theory=true: the SE prediction of the main spectrum (THEORY.md 3.1, 4.5)."""
+    theory_error: str | None = None
+    """With ?theory=true: why there is no prediction."""
 
 
 class ComponentHealth(_Schema):

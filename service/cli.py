@@ -47,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--x", default="n", help="axis to fit against (default n)")
     e.add_argument("--by", help="comma-separated grouping axes (default: every varying axis)")
     e.add_argument("--json", action="store_true")
+    t = sub.add_parser("theory", help="state-evolution prediction next to the measurement")
+    t.add_argument("id", type=int, metavar="ID")
+    t.add_argument("--x", default="n", help="axis of the exponents (default n)")
+    t.add_argument("--by", help="comma-separated grouping axes (default: every varying axis)")
+    t.add_argument("--json", action="store_true")
+    for name, text in (
+        ("phase-diagram", "exponent against the power of a linked weight decay, with regimes"),
+        ("spectra", "tail and rank exponents of the weights next to the excess risk"),
+    ):
+        q = sub.add_parser(name, help=text)
+        q.add_argument("id", type=int, metavar="ID")
+        q.add_argument("--json", action="store_true")
     sub.add_parser("db-upgrade", help="migrate the database (SCALESWEEP_DATABASE_URL) to head")
 
     sv = sub.add_parser("serve", help="API + runner (embedded default: SQLite, local Ray)")
@@ -155,6 +167,31 @@ def cmd_exponents(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_theory(args: argparse.Namespace) -> int:
+    """Print the theory report."""
+    by = None if args.by is None else [a for a in args.by.split(",") if a]
+    with _client(args) as client:
+        report = client.theory(args.id, x=args.x, by=by)
+    print(report.model_dump_json(indent=2) if args.json else out.theory_table(report))
+    return 0
+
+
+def cmd_phase_diagram(args: argparse.Namespace) -> int:
+    """Print the phase diagram."""
+    with _client(args) as client:
+        report = client.phase_diagram(args.id)
+    print(report.model_dump_json(indent=2) if args.json else out.phase_table(report))
+    return 0
+
+
+def cmd_spectra(args: argparse.Namespace) -> int:
+    """Print the spectra summary."""
+    with _client(args) as client:
+        report = client.spectra_summary(args.id)
+    print(report.model_dump_json(indent=2) if args.json else out.spectra_table(report))
+    return 0
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel a sweep and print its new status."""
     with _client(args) as client:
@@ -188,6 +225,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "runs": cmd_runs,
     "exponents": cmd_exponents,
+    "theory": cmd_theory,
+    "phase-diagram": cmd_phase_diagram,
+    "spectra": cmd_spectra,
     "cancel": cmd_cancel,
     "db-upgrade": cmd_db_upgrade,
     **dict.fromkeys(WORKER_COMMANDS, cmd_worker),

@@ -11,7 +11,10 @@ from typing import Any
 
 import pydantic
 
-from service.exponents import ExponentReport
+from service.analysis.exponents import ExponentReport
+from service.analysis.phase import PhaseDiagram
+from service.analysis.spectra import SpectraSummary
+from service.analysis.theory import TheoryReport
 from service.records import RunRecord, SweepRecord
 
 CONFIG_COLUMNS = ("model", "d", "n", "weight_decay", "gamma", "noise", "seed", "optimizer")
@@ -121,20 +124,92 @@ def runs_table(runs: Sequence[RunRecord]) -> str:
 
 
 def exponent_table(report: ExponentReport) -> str:
-    """One line per group: R ~ prefactor * x^-exponent."""
-    header = [*report.by, "exponent", "prefactor", "r2", "points", "left_out", "pending"]
+    """One line per group: the chosen form, its exponent with the 95% interval, and counts."""
+    header = [
+        *report.by, "form", "exponent", "95% CI", "prefactor", "plateau", "breaks",
+        "points", "runs", "left_out", "pending",
+    ]  # fmt: skip
     rows = []
     for g in report.groups:
+        ci = f"[{g.exponent_ci[0]:.3g}, {g.exponent_ci[1]:.3g}]" if g.exponent_ci else "-"
+        breaks = ",".join(f"{b:.4g}" for b in g.breaks) or "-"
         rows.append(
             [
                 *(_cell(g.group[a]) for a in report.by),
+                g.form or "-",
                 _cell(g.exponent) if g.error is None else f"- ({g.error})",
+                ci,
                 _cell(g.prefactor),
-                _cell(g.r2),
+                _cell(g.plateau),
+                breaks,
                 str(g.n_points),
+                str(g.n_runs),
                 str(g.n_left_out),
                 str(g.n_pending),
             ]
         )
-    title = f"sweep {report.sweep_id}: R ~ C {report.x}^-exponent ({report.method})\n"
+    title = (
+        f"sweep {report.sweep_id}: R ~ C {report.x}^-exponent; form chosen by {report.selection};"
+        f" CI: bootstrap over seeds ({report.bootstrap} replicates, seed {report.bootstrap_seed})\n"
+    )
     return title + (_table(header, rows) if rows else "no runs\n")
+
+
+def theory_table(report: TheoryReport) -> str:
+    """Per grid point: measured mean +- SE next to the SE prediction; then the exponents."""
+    header = ["model", "d", "n", "alpha", "lambda", "gamma", "noise", "seeds", "R measured",
+              "+- SE", "R SE-theory", "rel diff", "df", "support", "zeta"]  # fmt: skip
+    rows = []
+    for p in report.points:
+        pred = p.predicted or {}
+        rows.append(
+            [p.model, str(p.d), str(p.n), _cell(p.alpha), _cell(p.weight_decay), _cell(p.gamma),
+             _cell(p.noise), str(p.n_seeds), _cell(p.measured_mean), _cell(p.measured_se),
+             _cell(pred.get("excess_risk")) if pred else f"- ({p.prediction_error})",
+             f"{p.rel_diff:+.1%}" if p.rel_diff is not None else "-",
+             _cell(pred.get("df")), _cell(pred.get("support")), _cell(pred.get("zeta"))]
+        )  # fmt: skip
+    text = f"sweep {report.sweep_id}: state evolution vs measurement\n" + _table(header, rows)
+    gheader = [*report.by, f"{report.x} window", "measured exponent", "SE exponent", "points"]
+    grows = []
+    for g in report.groups:
+        window = f"{g.x_window[0]:.4g}-{g.x_window[1]:.4g}" if g.x_window else "-"
+        grows.append(
+            [*(_cell(g.group[a]) for a in report.by), window,
+             _cell(g.measured_exponent) if g.error is None else f"- ({g.error})",
+             _cell(g.predicted_exponent), str(g.n_points)]
+        )  # fmt: skip
+    text += "\nexponents over the same window (pure power laws)\n" + _table(gheader, grows)
+    if report.note:
+        text += f"note: {report.note}\n"
+    return text
+
+
+def phase_table(report: PhaseDiagram) -> str:
+    """One line per family (power l of lambda ~ n^-l)."""
+    header = ["l", "measured", "95% CI", "form", "SE", "heuristic", "regime", "df/n", "runs"]
+    rows = []
+    for f in report.families:
+        ci = f"[{f.measured_ci[0]:.3g}, {f.measured_ci[1]:.3g}]" if f.measured_ci else "-"
+        rows.append(
+            [_cell(f.decay),
+             _cell(f.measured_exponent) if f.error is None else f"- ({f.error})", ci,
+             f.measured_form or "-", _cell(f.se_exponent), _cell(f.heuristic_exponent),
+             f.regime or "-", _cell(f.df_over_n), str(f.n_runs)]
+        )  # fmt: skip
+    title = f"sweep {report.sweep_id}: exponent of R vs {report.x} per family lambda ~ n^-l\n"
+    return title + _table(header, rows) + f"regimes: {report.regime_rule}\n"
+
+
+def spectra_table(report: SpectraSummary) -> str:
+    """Per grid point: excess risk next to the tail and rank exponents."""
+    header = ["d", "n", "lambda", "gamma", "noise", "runs", "R", "tail alpha", "+- SE",
+              "n_tail", "rank exponent", "1+1/gamma"]  # fmt: skip
+    rows = [
+        [str(p.d), str(p.n), _cell(p.weight_decay), _cell(p.gamma), _cell(p.noise),
+         str(p.n_runs), _cell(p.excess_risk_mean), _cell(p.tail_alpha_mean),
+         _cell(p.tail_alpha_se), _cell(p.n_tail_mean), _cell(p.rank_exponent_mean),
+         _cell(p.predicted_alpha_ww)]
+        for p in report.points
+    ]  # fmt: skip
+    return f"sweep {report.sweep_id}: spectra ({report.note})\n" + _table(header, rows)

@@ -16,8 +16,11 @@ from typing import Any
 
 import httpx
 
+from service.analysis.exponents import ExponentReport
+from service.analysis.phase import PhaseDiagram
+from service.analysis.spectra import SpectraSummary
+from service.analysis.theory import TheoryReport
 from service.config import Settings
-from service.exponents import ExponentReport
 from service.records import RunRecord, SweepRecord
 from service.results import RunStatus, Spectrum
 from service.spec import SweepSpec
@@ -200,6 +203,24 @@ class Client:
             params["by"] = ",".join(by)
         data = self._request("GET", f"/v1/sweeps/{sweep_id}/exponents", params=params)
         return ExponentReport.model_validate(data)
+
+    def theory(self, sweep_id: int, *, x: str = "n", by: list[str] | None = None) -> TheoryReport:
+        """State-evolution predictions next to the measurement."""
+        params: dict[str, Any] = {"x": x}
+        if by is not None:
+            params["by"] = ",".join(by)
+        data = self._request("GET", f"/v1/sweeps/{sweep_id}/theory", params=params)
+        return TheoryReport.model_validate(data)
+
+    def phase_diagram(self, sweep_id: int) -> PhaseDiagram:
+        """Exponent against the power l of a linked weight decay, per family."""
+        data = self._request("GET", f"/v1/sweeps/{sweep_id}/phase-diagram")
+        return PhaseDiagram.model_validate(data)
+
+    def spectra_summary(self, sweep_id: int) -> SpectraSummary:
+        """Tail and rank exponents of the weights next to the excess risk, per grid point."""
+        data = self._request("GET", f"/v1/sweeps/{sweep_id}/spectra/summary")
+        return SpectraSummary.model_validate(data)
 
     def health(self) -> dict[str, Any]:
         """The /healthz body (also when it answers 503)."""

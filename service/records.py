@@ -66,3 +66,36 @@ class Page(_Record, Generic[T]):
 
     items: list[T]
     next_cursor: str | None = None
+
+
+class RunPoint(_Record):
+    """The few columns of a run that the fitting queries need (read straight from SQL)."""
+
+    run_id: int
+    status: RunStatus
+    converged: bool | None
+    model: str
+    d: int
+    n: int
+    weight_decay: float
+    gamma: float
+    noise: float
+    seed: int
+    link_power: float | None
+    rank: int | None
+    signed: bool = False
+    """Quadratic: signed teacher and second layer."""
+    excess_risk: float | None
+
+
+class SpectrumPoint(_Record):
+    """One stored spectrum's fit numbers, with its run's key columns."""
+
+    run_id: int
+    kind: str
+    n_values: int
+    tail_alpha: float | None
+    tail_alpha_ci: tuple[float, float] | None
+    n_tail: int | None
+    rank_exponent: float | None
+    rank_points: int | None

@@ -1,4 +1,4 @@
-"""Sweeps: submit, list, read, cancel, extend, list runs, fitted exponents."""
+"""Sweeps: submit, list, read, cancel, extend, list runs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import SettingsDep, StoreDep
 from api.schemas import ErrorBody, ExtendRequest, SweepAccepted
-from service.errors import SpecError
-from service.exponents import ExponentReport, sweep_exponents
 from service.records import Page, RunRecord, SweepRecord
 from service.results import RunStatus
 from service.spec import Model, Optimizer, SweepSpec
@@ -98,27 +96,3 @@ def list_runs(
     return store.list_runs(
         sweep_id, status=status, filters=filters or None, limit=limit, cursor=cursor
     )
-
-
-@router.get(
-    "/{sweep_id}/exponents",
-    responses={**NOT_FOUND, 422: {"model": ErrorBody, "description": "Unknown x or by axis"}},
-)
-def get_exponents(
-    sweep_id: int,
-    store: StoreDep,
-    x: Annotated[
-        str, Query(description="Axis to fit against: n, alpha, d, weight_decay, gamma, noise")
-    ] = "n",
-    by: Annotated[
-        str | None,
-        Query(description="Comma-separated axes to group on; default: every other varying axis"),
-    ] = None,
-) -> ExponentReport:
-    """Fitted scaling exponents R ~ C x^-beta per group, seeds pooled (log-log least squares)."""
-    sweep = store.get_sweep(sweep_id)
-    by_axes = None if by is None else [a.strip() for a in by.split(",") if a.strip()]
-    if by_axes is not None and len(set(by_axes)) != len(by_axes):
-        raise SpecError("by lists an axis twice", field="query.by")
-    runs = store.sweep_results(sweep_id)
-    return sweep_exponents(sweep_id, sweep.spec, runs, x=x, by=by_axes)

@@ -1,10 +1,10 @@
-"""Quick scaling exponents: a plain log-log least-squares fit per group (numpy only).
+"""Fitted scaling exponents of a sweep: R ~ C x^-beta per group, seeds pooled.
 
-For each group (the values of the ``by`` axes), the mean excess risk over seeds at each
-value of ``x`` is fitted as R = C x^-beta by least squares on (log x, log mean R).
-Runs that failed, did not converge, or have a non-positive / non-finite risk (or x <= 0)
-are left out and counted. The bootstrap interval, plateaus and broken power laws of
-DESIGN.md extend this report later (service.fitting).
+For each group (the values of the ``by`` axes) every usable run contributes one point
+(x, excess risk, seed). :func:`service.fitting.fit_scaling` chooses among a pure power law,
+a power law with plateau and a broken power law (crossovers), and gives a 95% interval from
+a bootstrap over seeds with a fixed seed, so the same query gives the same numbers. Runs that
+failed, did not converge, or have a non-positive / non-finite risk are left out and counted.
 """
 
 from __future__ import annotations
@@ -12,39 +12,59 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from service.errors import SpecError
-from service.records import RunRecord
-from service.spec import RunConfig, SweepSpec
+from service.errors import FitError, SpecError
+from service.fitting import Segment, fit_scaling
+from service.records import RunPoint
 
 X_AXES = ("n", "alpha", "d", "weight_decay", "gamma", "noise")
 BY_AXES = (*X_AXES, "link_power")
+BOOTSTRAP = 200
+BOOTSTRAP_SEED = 0
 
 
 class GroupFit(BaseModel):
-    """The fit of one group: R ~ prefactor * x^-exponent."""
+    """The fit of one group."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     group: dict[str, float | None]
-    exponent: float | None
-    prefactor: float | None
-    r2: float | None
-    """Coefficient of determination of the fit in log-log space."""
+    form: str | None = None
+    """power_law, plateau or broken_power_law: the form the model choice picked."""
+    exponent: float | None = None
+    """beta of R ~ C x^-beta (broken form: the last segment's, at the largest x)."""
+    exponent_ci: tuple[float, float] | None = None
+    """95% interval from a bootstrap over seeds."""
+    ci_method: str | None = None
+    """How the interval was made (bootstrap unit, small-sample widening, fallbacks)."""
+    prefactor: float | None = None
+    plateau: float | None = None
+    """R_inf of R = R_inf + C x^-beta, where that form was chosen."""
+    plateau_onset: float | None = None
+    """The crossover x* = (C/R_inf)^(1/beta) where the decaying part meets the plateau."""
+    breaks: list[float] = []
+    """Crossover locations in x, where a broken power law was chosen."""
+    segments: list[Segment] = []
+    goodness: float | None = None
+    """Root-mean-square log error of the chosen form on the points."""
+    candidates: dict[str, float] = {}
+    """Score of every form tried (lower is better)."""
     n_points: int
-    """Distinct x values used (each the mean over seeds)."""
+    """Distinct x values used."""
     n_runs: int
     """Runs behind those points."""
     n_left_out: int
-    """Failed, unconverged, non-positive risk or x <= 0."""
+    """Runs left out: failed, unconverged or with a non-positive risk."""
+    n_failed: int
+    n_unconverged: int
     n_pending: int
     """Runs still queued or running."""
     error: str | None = None
-    """Why there is no fit (fewer than two points)."""
+    """Why there is no fit."""
 
 
 class ExponentReport(BaseModel):
@@ -55,123 +75,160 @@ class ExponentReport(BaseModel):
     sweep_id: int
     x: str
     by: list[str]
-    method: Literal["loglog_lstsq"] = "loglog_lstsq"
+    selection: str
+    """How the form of each group was chosen."""
+    bootstrap: int
+    bootstrap_seed: int
     groups: list[GroupFit]
 
 
-def axis_value(config: RunConfig, axis: str) -> float | None:
+def axis_value(p: RunPoint, axis: str) -> float | None:
     """The value of a grid axis (or ``link_power``) for one run."""
     match axis:
         case "n":
-            return float(config.n)
+            return float(p.n)
         case "alpha":
-            return config.alpha
+            return p.n / (p.d * p.d if p.model == "quadratic" else p.d)
         case "d":
-            return float(config.d)
+            return float(p.d)
         case "weight_decay":
-            return config.weight_decay
+            return p.weight_decay
         case "gamma":
-            return config.teacher.gamma
+            return p.gamma
         case "noise":
-            return config.teacher.noise
+            return p.noise
         case "link_power":
-            return config.link_power
+            return p.link_power
     raise SpecError(f"unknown axis {axis!r}; use one of {', '.join(BY_AXES)}", field="query.by")
 
 
-def default_by(spec: SweepSpec, x: str, configs: Sequence[RunConfig]) -> list[str]:
-    """Every other axis that varies in the sweep and is not tied to x."""
-    linked = any(c.link_power is not None for c in configs)
-    sample_axis = "n" if spec.grid.n is not None else "alpha"
-    candidates = ["d", sample_axis, "link_power" if linked else "weight_decay", "gamma", "noise"]
-    tied = {"n", "alpha"} if x in ("n", "alpha") else {x}
-    return [a for a in candidates if a not in tied and len({axis_value(c, a) for c in configs}) > 1]
-
-
-def fit_loglog(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Least squares of log y on log x: (beta, C, r2) of y = C x^-beta."""
-    lx, ly = np.log(x), np.log(y)
-    design = np.column_stack([lx, np.ones_like(lx)])
-    (slope, intercept), *_ = np.linalg.lstsq(design, ly, rcond=None)
-    resid = ly - (slope * lx + intercept)
-    ss_tot = float(np.sum((ly - ly.mean()) ** 2))
-    ss_res = float(np.sum(resid**2))
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
-    return -float(slope), math.exp(float(intercept)), r2
-
-
-def _usable(run: RunRecord, xv: float | None) -> bool:
-    m = run.metrics
-    return (
-        run.status == "succeeded"
-        and m is not None
-        and m.converged
-        and math.isfinite(m.excess_risk)
-        and m.excess_risk > 0
-        and xv is not None
-        and xv > 0
-    )
-
-
-def sweep_exponents(
-    sweep_id: int,
-    spec: SweepSpec,
-    runs: Sequence[RunRecord],
-    *,
-    x: str = "n",
-    by: Sequence[str] | None = None,
-) -> ExponentReport:
-    """Fit R ~ C x^-beta per group of the ``by`` axes, pooling seeds (mean R per x)."""
+def check_axes(x: str, by: Sequence[str] | None) -> None:
+    """SpecError (422) naming the query parameter for an unknown axis."""
     if x not in X_AXES:
         raise SpecError(f"x must be one of {', '.join(X_AXES)}, not {x!r}", field="query.x")
-    configs = [r.config for r in runs]
-    if by is None:
-        by = default_by(spec, x, configs)
-    for axis in by:
+    for axis in by or ():
         if axis not in BY_AXES or axis == x:
             raise SpecError(
                 f"by: {axis!r} is not a grouping axis (use {', '.join(BY_AXES)}, not x)",
                 field="query.by",
             )
-    groups: dict[tuple[float | None, ...], list[RunRecord]] = defaultdict(list)
-    for run in runs:
-        groups[tuple(axis_value(run.config, a) for a in by)].append(run)
+    if by is not None and len(set(by)) != len(by):
+        raise SpecError("by lists an axis twice", field="query.by")
 
-    fits = []
-    for key in sorted(groups, key=lambda k: tuple((v is None, v or 0.0) for v in k)):
-        members = groups[key]
-        by_x: dict[float, list[float]] = defaultdict(list)
-        left_out = pending = 0
-        for run in members:
-            xv = axis_value(run.config, x)
-            if run.status in ("queued", "running"):
-                pending += 1
-            elif _usable(run, xv):
-                assert run.metrics is not None and xv is not None
-                by_x[xv].append(run.metrics.excess_risk)
-            elif run.status != "cancelled":
-                left_out += 1
-        xs = np.array(sorted(by_x))
-        used = sum(len(v) for v in by_x.values())
-        common = {
-            "group": dict(zip(by, key, strict=True)),
-            "n_points": len(xs),
-            "n_runs": used,
-            "n_left_out": left_out,
-            "n_pending": pending,
-        }
-        if len(xs) < 2:
-            fits.append(
-                GroupFit(
-                    **common,
-                    exponent=None,
-                    prefactor=None,
-                    r2=None,
-                    error=f"need at least 2 distinct {x} values with usable runs, have {len(xs)}",
-                )
-            )
+
+def default_by(x: str, points: Sequence[RunPoint]) -> list[str]:
+    """Every other axis that varies in the sweep and is not tied to x."""
+    linked = any(p.link_power is not None for p in points)
+    candidates = ["d", "n", "link_power" if linked else "weight_decay", "gamma", "noise"]
+    tied = {"n", "alpha"} if x in ("n", "alpha") else {x}
+    if x == "d":
+        tied |= {"n"}  # n changes with d when the grid gives alpha
+    return [a for a in candidates if a not in tied and len({axis_value(p, a) for p in points}) > 1]
+
+
+def usable(p: RunPoint) -> bool:
+    """A run that contributes to a fit."""
+    r = p.excess_risk
+    return (
+        p.status == "succeeded"
+        and bool(p.converged)
+        and r is not None
+        and math.isfinite(r)
+        and r > 0
+    )
+
+
+def group_points(
+    points: Sequence[RunPoint], by: Sequence[str]
+) -> list[tuple[dict[str, float | None], list[RunPoint]]]:
+    """Runs grouped by the values of the ``by`` axes, groups in sorted order."""
+    groups: dict[tuple[float | None, ...], list[RunPoint]] = defaultdict(list)
+    for p in points:
+        groups[tuple(axis_value(p, a) for a in by)].append(p)
+    order = sorted(groups, key=lambda k: tuple((v is None, v or 0.0) for v in k))
+    return [(dict(zip(by, key, strict=True)), groups[key]) for key in order]
+
+
+def fit_group(
+    x: str, group: dict[str, float | None], members: Sequence[RunPoint], *, bootstrap: int
+) -> tuple[GroupFit, str | None]:
+    """Fit one group's usable runs and count the others; also returns the selection rule."""
+    xs: list[float] = []
+    ys: list[float] = []
+    seeds: list[int] = []
+    counts = {"failed": 0, "unconverged": 0, "pending": 0, "nonpositive": 0}
+    for p in members:
+        xv = axis_value(p, x)
+        if p.status in ("queued", "running"):
+            counts["pending"] += 1
+        elif usable(p) and xv is not None and xv > 0:
+            xs.append(xv)
+            ys.append(float(p.excess_risk))  # type: ignore[arg-type]
+            seeds.append(p.seed)
+        elif p.status == "cancelled":
             continue
-        ys = np.array([np.mean(by_x[v]) for v in xs])
-        beta, pref, r2 = fit_loglog(xs, ys)
-        fits.append(GroupFit(**common, exponent=beta, prefactor=pref, r2=r2))
-    return ExponentReport(sweep_id=sweep_id, x=x, by=list(by), groups=fits)
+        elif p.status == "failed" and p.converged is None:
+            counts["failed"] += 1
+        elif not p.converged:
+            counts["unconverged"] += 1
+        else:
+            counts["nonpositive"] += 1
+    common: dict[str, Any] = {
+        "group": group,
+        "n_points": len(set(xs)),
+        "n_runs": len(xs),
+        "n_left_out": counts["failed"] + counts["unconverged"] + counts["nonpositive"],
+        "n_failed": counts["failed"],
+        "n_unconverged": counts["unconverged"],
+        "n_pending": counts["pending"],
+    }
+    try:
+        fit = fit_scaling(
+            np.array(xs), np.array(ys), np.array(seeds), bootstrap=bootstrap, seed=BOOTSTRAP_SEED
+        )
+    except FitError as exc:
+        return GroupFit(**common, error=str(exc)), None
+    gf = GroupFit(
+        **common,
+        form=fit.form,
+        exponent=fit.exponent,
+        exponent_ci=fit.exponent_ci,
+        ci_method=fit.ci_method,
+        prefactor=fit.prefactor,
+        plateau=fit.plateau,
+        plateau_onset=(
+            (fit.prefactor / fit.plateau) ** (1.0 / fit.exponent)
+            if fit.plateau and fit.exponent > 0 and fit.prefactor > 0
+            else None
+        ),
+        breaks=list(fit.breaks),
+        segments=list(fit.segments),
+        goodness=fit.goodness,
+        candidates=dict(fit.candidates),
+    )
+    return gf, fit.selection
+
+
+def sweep_exponents(
+    sweep_id: int,
+    points: Sequence[RunPoint],
+    *,
+    x: str = "n",
+    by: Sequence[str] | None = None,
+    bootstrap: int = BOOTSTRAP,
+) -> ExponentReport:
+    """Fit R against x per group of the ``by`` axes, pooling seeds."""
+    check_axes(x, by)
+    axes = list(by) if by is not None else default_by(x, points)
+    done = [fit_group(x, g, m, bootstrap=bootstrap) for g, m in group_points(points, axes)]
+    fits = [f for f, _ in done]
+    selection = next((rule for _, rule in done if rule), "no group could be fitted")
+    return ExponentReport(
+        sweep_id=sweep_id,
+        x=x,
+        by=axes,
+        selection=selection,
+        bootstrap=bootstrap,
+        bootstrap_seed=BOOTSTRAP_SEED,
+        groups=fits,
+    )

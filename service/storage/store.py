@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Connection, Row, and_, func, insert, selec
 
 from service.config import get_settings
 from service.errors import ConflictError, LimitError, RunNotFound, SpecError, SweepNotFound
-from service.records import Page, RunRecord, SweepRecord
+from service.records import Page, RunPoint, RunRecord, SpectrumPoint, SweepRecord
 from service.results import CurvePoint, RunStatus, Spectrum
 from service.spec import RunConfig, Space, SweepSpec, expand
 from service.storage.codec import (
@@ -293,6 +293,78 @@ class Store(RunnerQueue):
                 select(SpectrumRow).where(SpectrumRow.run_id == run_id).order_by(SpectrumRow.id)
             ).mappings()
             return [spectrum_from_row(r) for r in rows]
+
+    # --- analysis queries (only the indexed columns: no JSON decoding per run)
+
+    def run_points(self, sweep_id: int) -> list[RunPoint]:
+        """Key columns and excess risk of every run of a sweep, in expansion order."""
+        cols = (
+            Run.id, Run.status, Run.converged, Run.model, Run.d, Run.n, Run.weight_decay,
+            Run.gamma, Run.noise, Run.seed, Run.link_power, Run.excess_risk,
+        )  # fmt: skip
+        with self._transaction(write=False) as conn:
+            sweep = self._sweep_row(conn, sweep_id)
+            teacher = (sweep.spec or {}).get("teacher", {})
+            rank = teacher.get("rank")
+            signed = bool(teacher.get("signed", False))
+            rows = conn.execute(
+                select(*cols).where(Run.sweep_id == sweep_id).order_by(Run.run_index)
+            ).all()
+        return [
+            RunPoint(
+                run_id=r[0],
+                status=r[1],
+                converged=r[2],
+                model=r[3],
+                d=r[4],
+                n=r[5],
+                weight_decay=r[6],
+                gamma=r[7],
+                noise=r[8],
+                seed=r[9],
+                link_power=r[10],
+                rank=rank,
+                signed=signed,
+                excess_risk=r[11],
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    def spectrum_points(self, sweep_id: int) -> list[SpectrumPoint]:
+        """Tail and rank fits of every stored spectrum of a sweep's runs."""
+        stmt = (
+            select(
+                SpectrumRow.run_id,
+                SpectrumRow.kind,
+                func.length(SpectrumRow.values),
+                SpectrumRow.tail_fit,
+                SpectrumRow.rank_fit,
+            )  # fmt: skip
+            .join(Run, Run.id == SpectrumRow.run_id)
+            .where(Run.sweep_id == sweep_id)
+            .order_by(Run.run_index, SpectrumRow.id)
+        )
+        with self._transaction(write=False) as conn:
+            self._sweep_row(conn, sweep_id)
+            rows = conn.execute(stmt).all()
+        out = []
+        for run_id, kind, nbytes, tail, rank in rows:
+            tail = tail or {}
+            rank = rank or {}
+            ci = tail.get("alpha_ci")
+            out.append(
+                SpectrumPoint(
+                    run_id=run_id,
+                    kind=kind,
+                    n_values=int(nbytes or 0) // 8,
+                    tail_alpha=tail.get("alpha"),
+                    tail_alpha_ci=tuple(ci) if ci else None,
+                    n_tail=tail.get("n_tail"),
+                    rank_exponent=rank.get("exponent"),
+                    rank_points=rank.get("n_points"),
+                )
+            )
+        return out
 
     # --- helpers
 

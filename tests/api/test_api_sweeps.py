@@ -223,7 +223,8 @@ def test_run_detail_and_spectrum(client: TestClient, store: Store) -> None:
     sid = submit(client)["id"]
     run = store.list_runs(sid, limit=1).items[0]
     empty = client.get(f"/v1/runs/{run.id}/spectrum")
-    assert empty.status_code == 200 and empty.json() == {"run_id": run.id, "spectra": []}
+    assert empty.status_code == 200
+    assert empty.json() == {"run_id": run.id, "spectra": [], "theory": None, "theory_error": None}
     store.record_results([(run.id, result(run.config_hash, 0.25, spectrum=True))])
     detail = client.get(f"/v1/runs/{run.id}").json()
     assert detail["status"] == "succeeded"
@@ -243,6 +244,9 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
         ("post", "/v1/sweeps/{sweep_id}/extend"),
         ("get", "/v1/sweeps/{sweep_id}/runs"),
         ("get", "/v1/sweeps/{sweep_id}/exponents"),
+        ("get", "/v1/sweeps/{sweep_id}/theory"),
+        ("get", "/v1/sweeps/{sweep_id}/phase-diagram"),
+        ("get", "/v1/sweeps/{sweep_id}/spectra/summary"),
         ("get", "/v1/sweeps/{sweep_id}/events"),
         ("get", "/v1/runs/{run_id}"),
         ("get", "/v1/runs/{run_id}/spectrum"),

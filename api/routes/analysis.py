@@ -1,0 +1,104 @@
+"""Answers computed from the stored runs: exponents, theory, phase diagram, spectra summary.
+
+Every answer is cached per (store, sweep, number of ended runs, query): a new result
+invalidates it, the same query on an unchanged sweep is answered from memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query
+
+from api.deps import StoreAPI, StoreDep
+from api.schemas import ErrorBody
+from service.analysis.cache import CACHE
+from service.analysis.exponents import ExponentReport, sweep_exponents
+from service.analysis.phase import PhaseDiagram, sweep_phase_diagram
+from service.analysis.spectra import SpectraSummary, sweep_spectra_summary
+from service.analysis.theory import TheoryReport, sweep_theory
+from service.records import SweepRecord
+
+router = APIRouter(prefix="/sweeps", tags=["analysis"])
+T = TypeVar("T")
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown sweep id"},
+    422: {"model": ErrorBody, "description": "Unknown axis or a query the sweep cannot answer"},
+}
+XAxis = Annotated[
+    str, Query(description="Axis to fit against: n, alpha, d, weight_decay, gamma, noise")
+]
+ByAxes = Annotated[
+    str | None,
+    Query(description="Comma-separated axes to group on; default: every other varying axis"),
+]
+
+
+def _by(by: str | None) -> list[str] | None:
+    return None if by is None else [a.strip() for a in by.split(",") if a.strip()]
+
+
+def _cached(
+    store: StoreAPI, sweep: SweepRecord, query: tuple[Any, ...], compute: Callable[[], T]
+) -> T:
+    ended = sum(v for k, v in sweep.counts.items() if k not in ("queued", "running"))
+    # the store itself, not id(store): the cache keeps it alive, so its id cannot be reused by
+    # another store (a fresh database whose sweep 1 would otherwise hit this one's answers)
+    key = (store, sweep.id, sweep.n_runs, ended, query)
+    return CACHE.get_or_compute(key, compute)
+
+
+@router.get("/{sweep_id}/exponents", responses=RESPONSES)
+def get_exponents(
+    sweep_id: int, store: StoreDep, x: XAxis = "n", by: ByAxes = None
+) -> ExponentReport:
+    """Fitted exponents of R ~ C x^-beta per group (power law, plateau or broken), bootstrap CI."""
+    sweep = store.get_sweep(sweep_id)
+    axes = _by(by)
+    return _cached(
+        store,
+        sweep,
+        ("exponents", x, tuple(axes) if axes is not None else None),
+        lambda: sweep_exponents(sweep_id, store.run_points(sweep_id), x=x, by=axes),
+    )
+
+
+@router.get("/{sweep_id}/theory", responses=RESPONSES)
+def get_theory(sweep_id: int, store: StoreDep, x: XAxis = "n", by: ByAxes = None) -> TheoryReport:
+    """State-evolution prediction next to the measured mean per grid point, and exponents."""
+    sweep = store.get_sweep(sweep_id)
+    axes = _by(by)
+    return _cached(
+        store,
+        sweep,
+        ("theory", x, tuple(axes) if axes is not None else None),
+        lambda: sweep_theory(sweep_id, store.run_points(sweep_id), x=x, by=axes),
+    )
+
+
+@router.get("/{sweep_id}/phase-diagram", responses=RESPONSES)
+def get_phase_diagram(sweep_id: int, store: StoreDep) -> PhaseDiagram:
+    """Measured, SE and heuristic exponents against the power l of lambda ~ n^-l, with regimes."""
+    sweep = store.get_sweep(sweep_id)
+    return _cached(
+        store,
+        sweep,
+        ("phase",),
+        lambda: sweep_phase_diagram(sweep_id, sweep.spec, store.run_points(sweep_id)),
+    )
+
+
+@router.get("/{sweep_id}/spectra/summary", responses=RESPONSES)
+def get_spectra_summary(sweep_id: int, store: StoreDep) -> SpectraSummary:
+    """Per grid point: heavy-tail and rank-ordered exponents of the weights next to R."""
+    sweep = store.get_sweep(sweep_id)
+    return _cached(
+        store,
+        sweep,
+        ("spectra",),
+        lambda: sweep_spectra_summary(
+            sweep_id, store.run_points(sweep_id), store.spectrum_points(sweep_id)
+        ),
+    )

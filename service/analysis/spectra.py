@@ -1,0 +1,163 @@
+"""Spectra next to generalisation: per grid point the heavy-tail and rank-ordered exponents of
+the trained weights beside the excess risk, and one run's spectrum beside its SE prediction
+(THEORY.md 3.1, 4.5 and 6: alpha_WW = 1 + 1/gamma for the retained part)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from service.analysis.exponents import usable
+from service.records import RunPoint, RunRecord, SpectrumPoint
+from service.results import Spectrum
+from service.theory import predict, predicted_alpha_ww, predicted_spectrum
+
+
+def main_kind(model: str) -> str:
+    """The spectrum the paper's link is about: eig(S) (quadratic) or |theta| (diagonal)."""
+    return "eig_S" if model == "quadratic" else "abs_theta"
+
+
+def _mean_se(values: Sequence[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    mean = float(np.mean(values))
+    se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
+    return mean, se
+
+
+class SpectraPoint(BaseModel):
+    """One grid point: excess risk and spectral exponents, averaged over seeds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    d: int
+    n: int
+    weight_decay: float
+    gamma: float
+    noise: float
+    link_power: float | None
+    kind: str
+    n_runs: int
+    excess_risk_mean: float | None
+    excess_risk_se: float | None
+    tail_alpha_mean: float | None
+    tail_alpha_se: float | None
+    n_tail_mean: float | None
+    rank_exponent_mean: float | None
+    rank_exponent_se: float | None
+    predicted_alpha_ww: float
+    """1 + 1/gamma: the heavy-tail exponent of a power-law spectrum with exponent gamma."""
+
+
+class SpectraSummary(BaseModel):
+    """Answer to GET /v1/sweeps/{id}/spectra/summary."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sweep_id: int
+    points: list[SpectraPoint]
+    note: str
+
+
+def sweep_spectra_summary(
+    sweep_id: int, points: Sequence[RunPoint], spectra: Sequence[SpectrumPoint]
+) -> SpectraSummary:
+    """Per grid point, the tail and rank exponents of the main spectrum next to R."""
+    by_run: dict[int, SpectrumPoint] = {}
+    kinds: dict[int, str] = {p.run_id: main_kind(p.model) for p in points}
+    for sp in spectra:
+        if kinds.get(sp.run_id) == sp.kind:
+            by_run[sp.run_id] = sp
+    cells: dict[tuple[object, ...], list[RunPoint]] = defaultdict(list)
+    for p in points:
+        if usable(p):
+            cells[(p.d, p.n, p.weight_decay, p.gamma, p.noise, p.link_power)].append(p)
+    out = []
+    for (d, n, wd, gamma, noise, lp), members in sorted(
+        cells.items(), key=lambda kv: tuple(v if v is not None else -1.0 for v in kv[0])
+    ):
+        risks = [float(m.excess_risk) for m in members]  # type: ignore[arg-type]
+        tails = [by_run[m.run_id] for m in members if m.run_id in by_run]
+        alphas = [t.tail_alpha for t in tails if t.tail_alpha is not None]
+        ranks = [t.rank_exponent for t in tails if t.rank_exponent is not None]
+        ntail = [float(t.n_tail) for t in tails if t.n_tail is not None]
+        r_mean, r_se = _mean_se(risks)
+        a_mean, a_se = _mean_se(alphas)
+        k_mean, k_se = _mean_se(ranks)
+        out.append(
+            SpectraPoint(
+                d=int(d),  # type: ignore[call-overload]
+                n=int(n),  # type: ignore[call-overload]
+                weight_decay=float(wd),  # type: ignore[arg-type]
+                gamma=float(gamma),  # type: ignore[arg-type]
+                noise=float(noise),  # type: ignore[arg-type]
+                link_power=lp,  # type: ignore[arg-type]
+                kind=main_kind(members[0].model),
+                n_runs=len(members),
+                excess_risk_mean=r_mean,
+                excess_risk_se=r_se,
+                tail_alpha_mean=a_mean,
+                tail_alpha_se=a_se,
+                n_tail_mean=float(np.mean(ntail)) if ntail else None,
+                rank_exponent_mean=k_mean,
+                rank_exponent_se=k_se,
+                predicted_alpha_ww=predicted_alpha_ww(float(gamma)),  # type: ignore[arg-type]
+            )
+        )
+    return SpectraSummary(
+        sweep_id=sweep_id,
+        points=out,
+        note=(
+            "tail_alpha: continuous power-law MLE of the largest values (xmin by minimal KS "
+            "distance); only the part well above the threshold and the noise bulk is a power "
+            "law, so compare with 1 + 1/gamma where n_tail is large (THEORY.md 6)"
+        ),
+    )
+
+
+class SpectrumTheory(BaseModel):
+    """The SE prediction for one run's main spectrum."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    predicted_values: list[float]
+    """Predicted sorted spectrum (THEORY.md 3.1 / 4.5), decreasing."""
+    predicted_support: float
+    """Predicted number of non-zeros (diagonal) or rank (quadratic)."""
+    zeta: float
+    predicted_alpha_ww: float
+    measured_tail_alpha: float | None
+    measured_rank_exponent: float | None
+    gamma: float
+    note: str | None = None
+
+
+def spectrum_theory(run: RunRecord, spectra: Sequence[Spectrum]) -> SpectrumTheory | str:
+    """The prediction for ``run``'s main spectrum, or why there is none."""
+    cfg = run.config
+    if cfg.teacher.signed:
+        return "no prediction: the state evolution here covers the PSD quadratic model only"
+    args = (cfg.model, cfg.d, cfg.n, cfg.weight_decay, cfg.teacher.gamma, cfg.teacher.noise)
+    pred = predict(*args, cfg.teacher.rank)
+    values = predicted_spectrum(*args, cfg.teacher.rank)
+    kind = main_kind(cfg.model)
+    measured = next((s for s in spectra if s.kind == kind), None)
+    return SpectrumTheory(
+        kind=kind,
+        predicted_values=[float(v) for v in values],
+        predicted_support=pred.support,
+        zeta=pred.zeta,
+        predicted_alpha_ww=predicted_alpha_ww(cfg.teacher.gamma),
+        measured_tail_alpha=measured.tail_fit.alpha if measured and measured.tail_fit else None,
+        measured_rank_exponent=(
+            measured.rank_fit.exponent if measured and measured.rank_fit else None
+        ),
+        gamma=cfg.teacher.gamma,
+        note=pred.finite_size_note,
+    )

@@ -1,0 +1,188 @@
+"""The public prediction API: one cached state-evolution solve per parameter set.
+
+``predict`` returns the scalar summary (:class:`Prediction`), ``predicted_spectrum`` the
+predicted sorted weight spectrum. Both are cached per ``(model, d, n, lambda, gamma, noise, rank,
+draws, seed)``; the arrays handed out are copies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+
+from service.theory import diagonal, quadratic
+from service.theory.exponents import finite_size_note
+from service.theory.teachers import Array
+
+Model = Literal["diagonal", "quadratic"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """State-evolution prediction for one configuration (THEORY.md section 0).
+
+    ``tau`` is set for the diagonal model, ``sigma`` for the quadratic one; ``support`` is the
+    predicted number of non-zeros (diagonal: df) or the predicted rank ``E #{mu_i > zeta}``
+    (quadratic); ``train_mse = (1 - df/n)^2 (Delta + R)``; ``draws`` is the number of GOE draws
+    K (each also used with its antithetic partner; 0 for the diagonal model).
+    """
+
+    model: str
+    d: int
+    n: int
+    weight_decay: float
+    gamma: float
+    noise: float
+    rank: int | None
+    excess_risk: float
+    tau: float | None
+    sigma: float | None
+    zeta: float
+    df: float
+    support: float
+    train_mse: float
+    draws: int
+    finite_size_note: str | None
+
+
+def _check(model: str, d: int, n: int, gamma: float, rank: int | None) -> None:
+    if model not in ("diagonal", "quadratic"):
+        raise ValueError(f"model must be 'diagonal' or 'quadratic', got {model!r}")
+    if d < 1 or n < 1:
+        raise ValueError(f"d and n must be >= 1, got d={d}, n={n}")
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"gamma must be finite and > 0, got {gamma}")
+    if rank is not None and not 1 <= rank <= d:
+        raise ValueError(f"rank must be in [1, d], got {rank} (d={d})")
+
+
+@lru_cache(maxsize=512)
+def _diagonal(
+    d: int, n: int, lam: float, gamma: float, noise: float, rank: int | None
+) -> diagonal.DiagonalSolution:
+    return diagonal.solve(d, n, lam, gamma, noise, rank)
+
+
+@lru_cache(maxsize=128)
+def _quadratic(
+    d: int, n: int, lam: float, gamma: float, noise: float, rank: int | None,
+    draws: int | None, seed: int,
+) -> quadratic.QuadraticSolution:  # fmt: skip
+    if draws is not None:
+        return quadratic.solve(d, n, lam, gamma, noise, rank, draws=draws, seed=seed)
+    k = quadratic.default_draws(d)
+    sol = quadratic.solve(d, n, lam, gamma, noise, rank, draws=k, seed=seed)
+    k_sensitive = quadratic.default_draws(d, sensitive=True)
+    if sol.df / n > 0.8 and k_sensitive > k:  # df/n -> 1 corner: more draws (THEORY.md 4.3)
+        sol = quadratic.solve(d, n, lam, gamma, noise, rank, draws=k_sensitive, seed=seed)
+    return sol
+
+
+@lru_cache(maxsize=512)
+def predict(
+    model: Model,
+    d: int,
+    n: int,
+    weight_decay: float,
+    gamma: float,
+    noise: float,
+    rank: int | None = None,
+    *,
+    draws: int | None = None,
+    seed: int = 0,
+) -> Prediction:
+    """Solve the state evolution of ``model`` (cached per argument set).
+
+    Parameters
+    ----------
+    model : {"diagonal", "quadratic"}
+    d, n : int
+        Input dimension and number of training samples.
+    weight_decay : float
+        lambda (diagonal: >= 0; quadratic: > 0).
+    gamma : float
+        Teacher decay exponent (THEORY.md section 1).
+    noise : float
+        Label-noise variance Delta.
+    rank : int or None
+        Teacher rank (None: d).
+    draws : int or None
+        Quadratic only: GOE draws K; default ``ceil((200/d)^2)``, re-solved with
+        ``ceil((600/d)^2)`` when ``df/n > 0.8``. Ignored for the diagonal model.
+    seed : int
+        Seed of the GOE draws (quadratic only).
+
+    Returns
+    -------
+    Prediction
+
+    Raises
+    ------
+    ValueError
+        Invalid parameters. ``ArithmeticError`` if the solver finds no fixed point.
+    """
+    _check(model, d, n, gamma, rank)
+    lam, delta = float(weight_decay), float(noise)
+    if model == "diagonal":
+        a = _diagonal(d, n, lam, float(gamma), delta, rank)
+        return Prediction(
+            model=model, d=d, n=n, weight_decay=lam, gamma=float(gamma), noise=delta, rank=rank,
+            excess_risk=a.excess_risk, tau=a.tau, sigma=None, zeta=a.zeta, df=a.df,
+            support=a.df, train_mse=(1.0 - a.df / n) ** 2 * (delta + a.excess_risk),
+            draws=0, finite_size_note=None,
+        )  # fmt: skip
+    b = _quadratic(d, n, lam, float(gamma), delta, rank, draws, seed)
+    return Prediction(
+        model=model, d=d, n=n, weight_decay=lam, gamma=float(gamma), noise=delta, rank=rank,
+        excess_risk=b.excess_risk, tau=None, sigma=b.sigma, zeta=b.zeta, df=b.df,
+        support=b.rank, train_mse=(1.0 - b.df / n) ** 2 * (delta + b.excess_risk),
+        draws=b.draws,
+        finite_size_note=finite_size_note(d, b.rank, delta, b.df, n, b.excess_risk),
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _spectrum(
+    model: Model, d: int, n: int, lam: float, gamma: float, noise: float, rank: int | None,
+    draws: int | None, seed: int,
+) -> Array:  # fmt: skip
+    if model == "diagonal":
+        a = _diagonal(d, n, lam, gamma, noise, rank)
+        out = diagonal.spectrum(a, d, draws=200 if draws is None else draws, seed=seed)
+    else:
+        out = _quadratic(d, n, lam, gamma, noise, rank, draws, seed).spectrum()
+    out.setflags(write=False)
+    return out
+
+
+def predicted_spectrum(
+    model: Model,
+    d: int,
+    n: int,
+    weight_decay: float,
+    gamma: float,
+    noise: float,
+    rank: int | None = None,
+    *,
+    draws: int | None = None,
+    seed: int = 0,
+) -> Array:
+    """Predicted spectrum of the trained weights, sorted decreasing (THEORY.md 3.1, 4.5, 6).
+
+    Diagonal: ``|theta_hat|`` profile, the average of sorted ``|soft(theta* + tau Z; zeta)|`` over
+    ``draws`` (default 200) draws seeded by ``seed`` (quantiles of the predicted law when
+    d > 20 000). Quadratic: the average over the GOE draws of the solve of sorted
+    ``max(mu_i - zeta, 0)``, ``mu = eig(diag(lam) + sigma G)``, i.e. ``eig(W^T W)``.
+
+    Returns
+    -------
+    ndarray, shape (d,)
+        Non-negative, sorted decreasing (a fresh copy).
+    """
+    _check(model, d, n, gamma, rank)
+    out = _spectrum(model, d, n, float(weight_decay), float(gamma), float(noise), rank, draws, seed)
+    return np.array(out, copy=True)
