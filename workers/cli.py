@@ -109,13 +109,20 @@ def run_one_command(args: argparse.Namespace) -> int:
 
 
 def _build_service(settings: Any, *, no_ray: bool, no_runner: bool) -> tuple[Any, Any]:
-    """Migrate, open the store, start the runner thread; returns (app, stopper)."""
+    """Migrate, open the store, start the runner thread; returns (app, stopper).
+
+    With SCALESWEEP_AUTH=on the API verifies bearer tokens against the database's
+    ``api_tokens`` (``scalesweep token create``).
+    """
     from api.main import create_app
+    from service.auth import TokenService
     from service.storage import make_store, upgrade_head
+    from service.storage.tokens import TokenStore
     from workers.runner import build_executor, start_runner_thread
 
     upgrade_head(settings.database_url)
     store = make_store(settings.database_url)
+    verify_token = TokenService(TokenStore.of(store)).verify if settings.auth == "on" else None
     stoppers: list[Any] = []
     ray_status = None
     if not no_runner:
@@ -135,16 +142,24 @@ def _build_service(settings: Any, *, no_ray: bool, no_runner: bool) -> tuple[Any
         for fn in stoppers:
             fn()
 
-    return create_app(settings, store, ray_status=ray_status), shutdown
+    app = create_app(settings, store, ray_status=ray_status, verify_token=verify_token)
+    return app, shutdown
 
 
 def serve_command(args: argparse.Namespace) -> int:
     """``scalesweep serve``: the API and (unless --no-runner) the runner in one process."""
     import uvicorn
 
+    from service.auth import AUTH_OFF_NOTICE, bind_refusal
     from service.config import get_settings
 
     settings = get_settings()
+    refusal = bind_refusal(args.host, settings.auth)
+    if refusal is not None:
+        print(f"scalesweep serve: {refusal}", file=sys.stderr)
+        return 2
+    if settings.auth == "off":
+        print(AUTH_OFF_NOTICE, file=sys.stderr)
     app, shutdown = _build_service(settings, no_ray=args.no_ray, no_runner=args.no_runner)
     print(
         f"scalesweep: serving on http://{args.host}:{args.port} "
@@ -166,9 +181,9 @@ DEMO_SWEEPS: list[dict[str, Any]] = [
         "teacher": {"gamma": 1.0, "noise": 0.01},
         "grid": {
             "d": [400],
-            "n": [100, 200, 400, 800, 1600],
+            "n": [100, 200, 400, 800, 1600, 3200],
             "weight_decay": [0.01, 0.03, 0.1],
-            "seed": [0, 1],
+            "seed": [0, 1, 2, 3],
         },
         "training": {"optimizer": "lbfgs"},
     },
@@ -178,9 +193,9 @@ DEMO_SWEEPS: list[dict[str, Any]] = [
         "teacher": {"gamma": 1.0, "noise": 0.01},
         "grid": {
             "d": [20],
-            "alpha": [0.5, 1, 2, 4],
-            "weight_decay": [0.01, 0.03, 0.1],
-            "seed": [0, 1],
+            "alpha": [0.5, 1, 2, 4, 8],
+            "weight_decay": [0.03, 0.1, 0.3],
+            "seed": [0, 1, 2, 3],
         },
         "training": {"optimizer": "lbfgs"},
     },
