@@ -7,12 +7,16 @@ GET /v1/sweeps/{id}/exponents?x=n&by=weight_decay is timed through the real Fast
 p95 < 300 ms), and of the uncached one (cache cleared before every request: SQL read of the
 indexed columns + 10 fits with 200-replicate bootstraps).
 
-Run: ``.venv/bin/python bench/bench_queries.py [--url postgresql+psycopg://...] [--quick]``.
+Run: ``.venv/bin/python bench/bench_queries.py [--url postgresql+psycopg://...] [--quick]
+[--profile]`` (``--profile``: cProfile of the work of one uncached request -- SQL read and fits --
+in the main thread, top 25 by cumulative time).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import secrets
 import time
 import warnings
@@ -23,6 +27,7 @@ from psycopg import sql
 
 from api.main import create_app
 from service.analysis.cache import CACHE
+from service.analysis.exponents import sweep_exponents
 from service.config import Settings
 from service.results import RunMetrics, RunResult
 from service.spec import SweepSpec
@@ -64,6 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--maintenance-url", default=MAINTENANCE)
     ap.add_argument("--quick", action="store_true", help="1,000 runs, fewer repetitions")
+    ap.add_argument("--profile", action="store_true", help="cProfile one uncached request")
     args = ap.parse_args()
     seeds = 10 if args.quick else 100
     dbname = f"scalesweep_bench_{secrets.token_hex(4)}"
@@ -120,6 +126,12 @@ def main() -> None:
             t = time.perf_counter()
             points = store.run_points(sweep.id)
             t_points = time.perf_counter() - t
+            if args.profile:  # the work of an uncached request, in this thread
+                prof = cProfile.Profile()
+                prof.enable()
+                sweep_exponents(sweep.id, store.run_points(sweep.id), x="n", by=["weight_decay"])
+                prof.disable()
+                pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
         report = resp.json()
         print(f"sweep of {len(runs)} runs on PostgreSQL ({len(report['groups'])} groups)")
         print(

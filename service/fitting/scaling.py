@@ -54,7 +54,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel
 from scipy.stats import norm
 from scipy.stats import t as student_t
@@ -68,6 +68,7 @@ from service.fitting.forms import (
     broken_form,
     check_xy,
     plateau_form,
+    power_law_exponents,
     power_law_form,
 )
 
@@ -257,17 +258,28 @@ def fit_scaling(
         assert labels is not None
         uniq = np.unique(labels)
         members = [np.flatnonzero(labels == lab) for lab in uniq]
+    x_code = np.unique(xa, return_inverse=True)[1]  # distinct x of a replicate, by bincount
+    replicates: list[NDArray[np.intp]] = []
     for _ in range(bootstrap):
         if by_seed:
             pick = rng.integers(0, len(members), size=len(members))
             idx = np.concatenate([members[i] for i in pick])
         else:
             idx = rng.integers(0, xa.size, size=xa.size)
-        xb = xa[idx]
-        if len(np.unique(xb)) <= n_params[chosen_key]:
+        if np.count_nonzero(np.bincount(x_code[idx], minlength=n_x)) <= n_params[chosen_key]:
+            continue
+        replicates.append(idx)
+    # the power law is refitted on all replicates at once (same fit, vectorised); a
+    # replicate that vectorised fit leaves undecided (NaN) is refitted one by one
+    batch = np.full(len(replicates), np.nan)
+    if chosen_key == "power_law":
+        batch = power_law_exponents([xa[i] for i in replicates], [ya[i] for i in replicates], loss)
+    for idx, e in zip(replicates, batch, strict=True):
+        if math.isfinite(e):
+            exps.append(float(e))
             continue
         try:
-            exps.append(fitter(xb, ya[idx], loss).exponent)
+            exps.append(fitter(xa[idx], ya[idx], loss).exponent)
         except (FitError, ValueError, np.linalg.LinAlgError):
             continue
     unit = "seeds" if by_seed else "points"

@@ -307,11 +307,15 @@ class Store(RunnerQueue):
             teacher = (sweep.spec or {}).get("teacher", {})
             rank = teacher.get("rank")
             signed = bool(teacher.get("signed", False))
-            rows = conn.execute(
-                select(*cols).where(Run.sweep_id == sweep_id).order_by(Run.run_index)
-            ).all()
+            rows: list[Any] = list(
+                conn.execute(
+                    select(*cols).where(Run.sweep_id == sweep_id).order_by(Run.run_index)
+                ).all()
+            )
+        # trusted rows of typed columns (Integer / Double / Boolean / a status the store
+        # wrote): built without re-validation
         return [
-            RunPoint(
+            RunPoint.model_construct(
                 run_id=r[0],
                 status=r[1],
                 converged=r[2],

@@ -253,3 +253,85 @@ def test_bad_arguments() -> None:
         fit_scaling(X8, X8**-0.5, forms=("exponential",))
     with pytest.raises(FitError):
         fit_scaling(X8, X8**-0.5, selection="bic")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------
+# fast paths agree with the reference computations
+
+
+def _huber_cost(design: np.ndarray, v: np.ndarray, coef: np.ndarray, scale: float) -> float:
+    a = np.abs(v - design @ coef)
+    return float(np.sum(np.where(a <= scale, 0.5 * a * a, scale * a - 0.5 * scale * scale)))
+
+
+def test_huber_newton_matches_least_squares() -> None:
+    """Active-set Newton lands on scipy's least_squares(loss="huber") optimum."""
+    from service.fitting import forms
+
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(300):
+        m, p = int(rng.integers(10, 300)), int(rng.integers(2, 5))
+        u = rng.normal(size=m)
+        design = np.column_stack(
+            [np.ones(m), u] + [np.maximum(0.0, u - k) for k in np.linspace(-0.5, 0.5, p - 2)]
+        )
+        v = design @ rng.normal(size=p) + 0.1 * rng.standard_t(2, size=m)
+        coef = np.linalg.lstsq(design, v, rcond=None)[0]
+        scale = forms.huber_scale(v - design @ coef)
+        fast = forms._huber_newton(design, v, coef, scale)
+        ref = forms._huber_scipy(design, v, coef, scale)
+        if fast is None:
+            continue
+        checked += 1
+        # same convex optimum: the cost agrees to round-off and Newton is never worse
+        assert _huber_cost(design, v, fast, scale) <= _huber_cost(design, v, ref, scale) + 1e-12
+        assert fast == pytest.approx(ref, rel=1e-6, abs=1e-6)
+    assert checked > 250
+
+
+def test_power_law_exponents_vectorised_matches_form() -> None:
+    from service.fitting import forms
+
+    rng = np.random.default_rng(12)
+    xs, ys = [], []
+    for i in range(300):
+        m = 100 if i % 2 else int(rng.integers(3, 200))
+        x = (
+            np.repeat(np.geomspace(10, 1e4, 10), m // 10 + 1)[:m]
+            if i % 3
+            else rng.uniform(1, 1e3, m)
+        )
+        xs.append(x)
+        ys.append(2 * x ** -rng.uniform(0, 2) * np.exp(0.1 * rng.standard_t(2, size=m)))
+    for loss in ("huber", "l2"):
+        fast = forms.power_law_exponents(xs, ys, loss)
+        ref = np.array(
+            [forms.power_law_form(x, y, loss).exponent for x, y in zip(xs, ys, strict=True)]
+        )
+        ok = np.isfinite(fast)
+        assert ok.mean() > 0.95
+        np.testing.assert_allclose(fast[ok], ref[ok], rtol=0, atol=1e-12)
+
+
+def test_break_profile_matches_rss_batch() -> None:
+    """The closed-form one-break profile is the pooled least-squares RSS."""
+    from service.fitting import forms
+
+    rng = np.random.default_rng(13)
+    x = np.repeat(np.geomspace(100, 1e5, 9), 7)
+    u = np.log(x)
+    uc = u - u.mean()
+    v = -0.5 * uc - 0.4 * np.maximum(0, uc - 0.3) + rng.normal(0, 0.1, uc.size)
+    pooled = forms._Pooled.of(uc, v)
+    # pooled RSS = RSS on every observation
+    t = np.array([-0.9, 0.3])
+    design = forms._hinge(uc, t)
+    resid = v - design @ np.linalg.lstsq(design, v, rcond=None)[0]
+    assert forms._rss_batch(pooled, t[None, :])[0] == pytest.approx(resid @ resid, rel=1e-12)
+    lo, hi = pooled.uc[3], pooled.uc[6]
+    f = forms._break_profile(pooled, t, 1, lo, hi)
+    for tj in np.linspace(lo, hi, 25):
+        tt = t.copy()
+        tt[1] = tj
+        assert f(tj) == pytest.approx(forms._rss_batch(pooled, tt[None, :])[0], rel=1e-11)
