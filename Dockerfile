@@ -31,4 +31,6 @@ RUN pip install --no-deps . \
 # migrations/ stays next to the code: upgrade_head finds it from the working directory
 USER scalesweep
 EXPOSE 8000 6379 8265
+# listening on 0.0.0.0 needs tokens: `scalesweep token create ...` against the same database
+ENV SCALESWEEP_AUTH=on
 CMD ["scalesweep", "serve", "--host", "0.0.0.0", "--port", "8000"]

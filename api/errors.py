@@ -14,10 +14,12 @@ from typing import Any
 import pydantic
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
-from api.deps import Unauthorized
+from api.deps import Forbidden, Unauthorized
 from service.errors import (
     ConflictError,
     FitError,
@@ -33,10 +35,11 @@ ERROR_STATUS: dict[type[Exception], int] = {
     NotFoundError: 404,  # SweepNotFound, RunNotFound
     SpecError: 422,
     FitError: 422,
-    LimitError: 422,  # default; a LimitError carries its own status_code
+    LimitError: 422,  # default; a LimitError carries its own status_code (413, 429)
     ConflictError: 409,
     StorageError: 503,
     Unauthorized: 401,
+    Forbidden: 403,  # a read token on a write route
     pydantic.ValidationError: 422,  # a merged spec (e.g. extend) that fails validation
 }
 
@@ -81,6 +84,9 @@ async def handle_domain_error(request: Request, exc: Exception) -> JSONResponse:
     """Answer a domain error with the status from ERROR_STATUS and a ``detail`` body."""
     status = _status(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    retry_after = getattr(exc, "retry_after", None)
+    if status == 429 and retry_after is not None:
+        headers = {"Retry-After": str(retry_after)}
     detail: object
     if isinstance(exc, pydantic.ValidationError):
         detail = _json_safe(jsonable_encoder(exc.errors(include_url=False, include_context=False)))
@@ -96,8 +102,25 @@ async def handle_domain_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+async def handle_http_error(request: Request, exc: Exception) -> JSONResponse | Response:
+    """FastAPI's answer, except a body that is not even text (e.g. invalid UTF-8).
+
+    FastAPI answers that with an undocumented 400; it is invalid input like malformed JSON,
+    so it gets the same 422 ``json_invalid`` body that a JSON decode error gets.
+    """
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+        detail = [{"type": "json_invalid", "loc": ["body"], "msg": "the body is not valid JSON"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+    return await http_exception_handler(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register handle_domain_error for every type in ERROR_STATUS."""
     for exc_type in ERROR_STATUS:
         app.add_exception_handler(exc_type, handle_domain_error)
     app.add_exception_handler(RequestValidationError, handle_request_validation)
+    app.add_exception_handler(HTTPException, handle_http_error)

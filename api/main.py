@@ -13,8 +13,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api.deps import RayStatus, StoreAPI, TokenVerifier, require_auth
+from api import observability
+from api.deps import RayStatus, StoreAPI, TeamAccess, TokenVerifier, require_auth
 from api.errors import install_error_handlers
+from api.limits import BodySizeLimit, SlidingWindow
 from api.routes import analysis, events, health, runs, sweeps
 from service.config import Settings
 
@@ -27,9 +29,15 @@ def create_app(
     *,
     ray_status: RayStatus | None = None,
     verify_token: TokenVerifier | None = None,
+    teams: TeamAccess | None = None,
     events_poll_s: float = 0.5,
 ) -> FastAPI:
-    """Build the app; ``store`` defaults to one on ``settings.database_url``, opened at startup."""
+    """Build the app; ``store`` defaults to one on ``settings.database_url``, opened at startup.
+
+    With SCALESWEEP_AUTH=on, ``verify_token`` maps a bearer token to its principal (e.g.
+    ``service.auth.TokenService(...).verify``); ``teams`` defaults to a TeamStore on the
+    SQL store.
+    """
     if settings.auth == "on" and verify_token is None:
         raise ValueError("SCALESWEEP_AUTH=on needs a token verifier (create_app(verify_token=...))")
 
@@ -60,10 +68,15 @@ def create_app(
     app.state.store = store
     app.state.ray_status = ray_status
     app.state.verify_token = verify_token
+    app.state.teams = teams
+    app.state.submission_window = SlidingWindow(settings.submissions_per_minute)
     app.state.events_poll_s = events_poll_s
     v1 = [Depends(require_auth)]
     for module in (sweeps, analysis, events, runs):
         app.include_router(module.router, prefix=API_PREFIX, dependencies=v1)
     app.include_router(health.router)
+    app.include_router(observability.router)  # GET /metrics (Prometheus)
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(observability.RequestLog)  # outermost: logs every answer, 413s too
     return app

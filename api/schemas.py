@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.analysis.spectra import SpectrumTheory
@@ -16,6 +17,12 @@ GridAxis = Literal["d", "n", "alpha", "weight_decay", "seed", "gamma", "noise"]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 _INT_AXES = {"d": 1, "seed": 0}  # axis -> smallest allowed value
 _POSITIVE_AXES = ("n", "alpha", "gamma")
+
+MAX_SQL_INT = 2**31 - 1
+"""Ids and integer filters live in SQL INTEGER columns: a larger value matches nothing, and
+SQLite cannot even bind one past 2**63 (OverflowError, a 500 before this bound)."""
+SweepId = Annotated[int, Path(ge=1, le=MAX_SQL_INT, description="Sweep id")]
+RunId = Annotated[int, Path(ge=1, le=MAX_SQL_INT, description="Run id")]
 
 
 class _Schema(BaseModel):
@@ -55,11 +62,29 @@ class ExtendRequest(_Schema):
         return grid
 
 
+class SpectrumOut(Spectrum):
+    """A stored spectrum as served: ``values`` may be cut to the largest ``max_points``."""
+
+    n_values_total: int
+    """How many values the stored spectrum has (the fits used all of them)."""
+    truncated: bool = False
+    """True when ``values`` holds only the first (largest) values, not all of them."""
+
+    @classmethod
+    def of(cls, spectrum: Spectrum, max_points: int) -> SpectrumOut:
+        """``spectrum`` with at most ``max_points`` values, saying whether it was cut."""
+        total = len(spectrum.values)
+        data = spectrum.model_dump()
+        data["values"] = spectrum.values[:max_points]
+        return cls(**data, n_values_total=total, truncated=total > max_points)
+
+
 class SpectraResponse(_Schema):
     """Answer to GET /v1/runs/{id}/spectrum: every measured spectrum with its fits."""
 
     run_id: int
-    spectra: list[Spectrum]
+    spectra: list[SpectrumOut]
+    """Each with ``n_values_total`` and ``truncated`` (SCALESWEEP_MAX_SPECTRUM_POINTS)."""
     theory: SpectrumTheory | None = None
     """With ?theory=true: the SE prediction of the main spectrum (THEORY.md 3.1, 4.5)."""
     theory_error: str | None = None

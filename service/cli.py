@@ -1,7 +1,8 @@
 """The ``scalesweep`` command line (DESIGN.md, "Contract: CLI").
 
 Client commands (submit, status, runs, exponents, cancel) talk to the server through
-``service.client``; ``db-upgrade`` migrates the database; ``serve``, ``run-one`` and
+``service.client``; ``db-upgrade`` migrates the database and ``token create|list|revoke``
+manage API tokens in it directly (SCALESWEEP_DATABASE_URL, no server); ``serve``, ``run-one`` and
 ``demo`` need compute and are dispatched to ``workers.cli`` through importlib, so that
 ``service`` never imports ``workers`` statically.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("id", type=int, metavar="ID")
         q.add_argument("--json", action="store_true")
     sub.add_parser("db-upgrade", help="migrate the database (SCALESWEEP_DATABASE_URL) to head")
+
+    tk = sub.add_parser("token", help="API tokens (in the database, SCALESWEEP_DATABASE_URL)")
+    tsub = tk.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    tc = tsub.add_parser("create", help="create a token; prints it once (only its hash is kept)")
+    tc.add_argument("--name", required=True)
+    tc.add_argument("--scope", choices=("read", "write", "admin"), required=True)
+    tc.add_argument("--team", help="the token sees and submits only this team's sweeps")
+    tc.add_argument("--json", action="store_true", help='print {"token": ..., "id": ...}')
+    tl = tsub.add_parser("list", help="every token (never the token itself)")
+    tl.add_argument("--json", action="store_true")
+    tsub.add_parser("revoke", help="revoke a token").add_argument("id", type=int, metavar="ID")
 
     sv = sub.add_parser("serve", help="API + runner (embedded default: SQLite, local Ray)")
     sv.add_argument("--host", default="127.0.0.1")
@@ -209,6 +222,53 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """token create | list | revoke, directly on the database (no server involved)."""
+    from service.auth import TokenService  # SQLAlchemy only for this command
+    from service.errors import NotFoundError, SpecError, StorageError
+    from service.storage import check_schema
+    from service.storage.tokens import make_token_store
+
+    url = Settings().database_url
+    try:
+        check_schema(url)
+    except StorageError as exc:
+        print(f"error: {exc} (run `scalesweep db-upgrade`)", file=sys.stderr)
+        return 1
+    store = make_token_store(url)
+    try:
+        tokens = TokenService(store)
+        if args.token_command == "create":
+            try:
+                new = tokens.create(args.name, args.scope, args.team)
+            except SpecError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            if args.json:
+                print(json.dumps({"token": new.token, **out.token_row(new.info)}))
+            else:
+                print(new.token)
+                print(
+                    f"token {new.info.id} ({new.info.name}, scope {new.info.scope}"
+                    f"{', team ' + new.info.team if new.info.team else ''}): "
+                    "store it now, it is not shown again",
+                    file=sys.stderr,
+                )
+        elif args.token_command == "list":
+            rows = tokens.list()
+            sys.stdout.write(out.tokens_json(rows) if args.json else out.tokens_table(rows))
+        else:
+            try:
+                row = tokens.revoke(args.id)
+            except NotFoundError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            print(f"token {row.id} ({row.name}) revoked")
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """serve / run-one / demo: implemented in workers.cli (imported only here, dynamically)."""
     try:
@@ -230,6 +290,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "spectra": cmd_spectra,
     "cancel": cmd_cancel,
     "db-upgrade": cmd_db_upgrade,
+    "token": cmd_token,
     **dict.fromkeys(WORKER_COMMANDS, cmd_worker),
 }
 

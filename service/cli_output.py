@@ -6,8 +6,9 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
@@ -16,6 +17,9 @@ from service.analysis.phase import PhaseDiagram
 from service.analysis.spectra import SpectraSummary
 from service.analysis.theory import TheoryReport
 from service.records import RunRecord, SweepRecord
+
+if TYPE_CHECKING:
+    from service.storage.tokens import TokenRow
 
 CONFIG_COLUMNS = ("model", "d", "n", "weight_decay", "gamma", "noise", "seed", "optimizer")
 METRIC_COLUMNS = (
@@ -213,3 +217,34 @@ def spectra_table(report: SpectraSummary) -> str:
         for p in report.points
     ]  # fmt: skip
     return f"sweep {report.sweep_id}: spectra ({report.note})\n" + _table(header, rows)
+
+
+TOKEN_COLUMNS = ("id", "name", "scope", "team", "created", "last_used", "revoked")
+
+
+def _when(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds")
+
+
+def token_row(token: TokenRow) -> dict[str, Any]:
+    """One token as the CLI shows it: never the token itself (only its hash is stored)."""
+    return {
+        "id": token.id,
+        "name": token.name,
+        "scope": token.scope,
+        "team": token.team,
+        "created": _when(token.created_at),
+        "last_used": _when(token.last_used_at),
+        "revoked": _when(token.revoked_at),
+    }
+
+
+def tokens_table(tokens: Sequence[TokenRow]) -> str:
+    """An aligned table of tokens (id, name, scope, team, created, last used, revoked)."""
+    rows = [[_cell(token_row(t)[k]) for k in TOKEN_COLUMNS] for t in tokens]
+    return _table(TOKEN_COLUMNS, rows) + f"{len(tokens)} tokens\n"
+
+
+def tokens_json(tokens: Sequence[TokenRow]) -> str:
+    """A JSON array of tokens (never the token itself)."""
+    return json.dumps([token_row(t) for t in tokens], indent=2) + "\n"

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     runner_poll_s: PositiveFloat = 0.2
     pack_below_s: PositiveFloat = 0.5
     """Runs expected to take less than this are packed several per Ray task."""
+    max_body_bytes: PositiveInt = 1024 * 1024
+    """Largest request body the API reads (HTTP 413 above it)."""
+    max_spectrum_points: PositiveInt = 10_000
+    """GET /v1/runs/{id}/spectrum returns at most this many values per spectrum."""
+    submissions_per_minute: PositiveInt = 60
+    """Sweep submissions per token (per client address with auth off) in any 60 s (429)."""
 
     @field_validator("database_url")
     @classmethod

@@ -284,6 +284,7 @@ class Runner:
         self._max_write_batch = max_write_batch
         self._clock = clock
         self._inflight: dict[int, str] = {}  # run id -> config hash
+        self._sweep_of: dict[int, int] = {}  # run id -> sweep id (log records), until written
         self._pending: dict[int, RunResult] = {}  # results not written yet
         self._lost: list[int] = []
         self._backlog: deque[list[Claim]] = deque()  # packed tasks waiting for a free slot
@@ -342,7 +343,7 @@ class Runner:
         An error in one iteration (database down, executor hiccup) is logged and the loop goes
         on after a back-off (doubling from 5 polls up to 30 s); nothing in memory is dropped.
         """
-        log.info("runner %s started", self.runner_id)
+        log.info("runner %s started", self.runner_id, extra=self._ids())
         failures = 0
         try:
             while not stop.is_set():
@@ -385,19 +386,37 @@ class Runner:
                 self._inflight.clear()
                 self._backlog.clear()
                 self.stats.released += self.store.release_runs(self.runner_id, left)
+                log.info("handed back %d unfinished runs", len(left), extra=self._ids())
+                for run_id in left:
+                    self._sweep_of.pop(run_id, None)
             self._hand_back_lost(requeue=self._holder)
         finally:
             if self._holder:
                 self._holder = False
                 self.store.release_runner_lease(self.runner_id)
-            log.info("runner %s stopped: %s", self.runner_id, self.stats)
+            log.info("runner %s stopped: %s", self.runner_id, self.stats, extra=self._ids())
 
     # -- pieces --------------------------------------------------------------------------
+
+    def _ids(self, run_id: int | None = None) -> dict[str, object]:
+        """``extra=`` of a log record: this runner, and the run and its sweep when given."""
+        ids: dict[str, object] = {"runner_id": self.runner_id}
+        if run_id is not None:
+            ids["run_id"] = run_id
+            sweep_id = self._sweep_of.get(run_id)
+            if sweep_id is not None:
+                ids["sweep_id"] = sweep_id
+        return ids
 
     def _check_runner_lease(self, now: float) -> None:
         held = self.store.acquire_runner_lease(self.runner_id, self._runner_lease_s)
         if held != self._holder:
-            log.info("runner %s %s the runner lease", self.runner_id, "holds" if held else "lost")
+            log.info(
+                "runner %s %s the runner lease",
+                self.runner_id,
+                "holds" if held else "lost",
+                extra={**self._ids(), "lease": "acquired" if held else "lost"},
+            )
         self._holder = held
         self._lease_check_at = now + (self._runner_lease_s / 3 if held else self._poll_s)
 
@@ -407,20 +426,31 @@ class Runner:
             return
         lost, self._lost = self._lost, []
         self.store.renew_leases(self.runner_id, lost, _EXPIRED)
+        for run_id in lost:
+            log.info("run %d handed back for a retry", run_id, extra=self._ids(run_id))
+            self._sweep_of.pop(run_id, None)
         if requeue:
-            self.stats.requeued += self.store.requeue_expired(max_attempts=self._max_attempts)
+            self._requeue()
+
+    def _requeue(self) -> None:
+        """Queue expired runs again (or fail them after max_attempts), logging how many."""
+        n = self.store.requeue_expired(max_attempts=self._max_attempts)
+        if n:
+            log.info("requeued %d runs whose lease expired", n, extra=self._ids())
+        self.stats.requeued += n
 
     def _housekeeping(self, now: float) -> None:
         self._check_at = now + self._check_every_s
-        self.stats.requeued += self.store.requeue_expired(max_attempts=self._max_attempts)
+        self._requeue()
         if self._inflight:
             cancelled = self.store.cancelled_run_ids(sorted(self._inflight))
             if cancelled:
-                log.info("stopping %d runs of cancelled sweeps", len(cancelled))
+                log.info("stopping %d runs of cancelled sweeps", len(cancelled), extra=self._ids())
                 self.executor.cancel(cancelled)
                 gone = set(cancelled)
                 for run_id in gone:
                     self._inflight.pop(run_id, None)
+                    self._sweep_of.pop(run_id, None)
                 kept = ([c for c in task if c.run_id not in gone] for task in self._backlog)
                 self._backlog = deque(task for task in kept if task)
                 self.stats.cancelled += len(cancelled)
@@ -430,6 +460,7 @@ class Runner:
         ids = sorted(self._inflight.keys() | self._pending.keys())
         if ids:
             self.store.renew_leases(self.runner_id, ids, self._lease_s)
+            log.debug("renewed the leases of %d runs", len(ids), extra=self._ids())
 
     def _fill(self) -> None:
         """Submit packed tasks to every free slot, claiming enough runs to fill them.
@@ -454,8 +485,16 @@ class Runner:
             self.stats.claimed += len(claims)
             for claim in claims:
                 self._inflight[claim.run_id] = claim.config.config_hash()
+                self._sweep_of[claim.run_id] = claim.sweep_id
+                log.debug(
+                    "claimed run %d (attempt %d)",
+                    claim.run_id,
+                    claim.attempt,
+                    extra={**self._ids(claim.run_id), "attempt": claim.attempt},
+                )
             tasks = pack(claims, budget_s=self._pack_s)
             self._per_task = len(claims) / len(tasks)
+            log.info("claimed %d runs in %d tasks", len(claims), len(tasks), extra=self._ids())
             self._backlog.extend(tasks)
 
     def _submit(self, task: list[Claim]) -> None:
@@ -477,7 +516,12 @@ class Runner:
                 outcome = TaskRaised(f"result for another configuration ({outcome.config_hash})")
             if isinstance(outcome, Exception):
                 if expected is not None:  # else: cancelled, or already handled
-                    log.warning("run %d did not come back: %s; handing it back", run_id, outcome)
+                    log.warning(
+                        "run %d did not come back: %s; handing it back",
+                        run_id,
+                        outcome,
+                        extra=self._ids(run_id),
+                    )
                     self._lost.append(run_id)
                     self.stats.lost += 1
             elif run_id in self._pending:
@@ -499,6 +543,14 @@ class Runner:
             self.stats.write_calls += 1
             self.stats.recorded += stored
             self.stats.ignored += len(chunk) - stored
-            for run_id, _ in chunk:
+            for run_id, res in chunk:
                 del self._pending[run_id]
+                log.info(
+                    "run %d result: %s",
+                    run_id,
+                    res.status,
+                    extra={**self._ids(run_id), "status": res.status, "error": res.error},
+                )
+                self._sweep_of.pop(run_id, None)
+            log.info("wrote %d results (%d stored)", len(chunk), stored, extra=self._ids())
         self._last_flush = now

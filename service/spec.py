@@ -149,7 +149,8 @@ class Space(_Frozen):
 
     geomspace: tuple[PositiveFiniteFloat, PositiveFiniteFloat] | None = None
     linspace: tuple[FiniteFloat, FiniteFloat] | None = None
-    num: PositiveInt
+    num: Annotated[int, Field(ge=1, le=100_000)]
+    """Number of points (at most 100,000: a sweep is capped far below that anyway)."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> Space:

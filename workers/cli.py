@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import Any
 
@@ -122,7 +123,16 @@ def _build_service(settings: Any, *, no_ray: bool, no_runner: bool) -> tuple[Any
 
     upgrade_head(settings.database_url)
     store = make_store(settings.database_url)
-    verify_token = TokenService(TokenStore.of(store)).verify if settings.auth == "on" else None
+    verify_token = None
+    if settings.auth == "on":
+        tokens = TokenService(TokenStore.of(store))
+        verify_token = tokens.verify
+        if not any(t.revoked_at is None for t in tokens.list()):
+            print(
+                "scalesweep: SCALESWEEP_AUTH=on and no active token: every /v1 request will be "
+                "refused until one is made with `scalesweep token create --name N --scope S`",
+                file=sys.stderr,
+            )
     stoppers: list[Any] = []
     ray_status = None
     if not no_runner:
@@ -152,8 +162,10 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from service.auth import AUTH_OFF_NOTICE, bind_refusal
     from service.config import get_settings
+    from service.logs import configure_logging
 
     settings = get_settings()
+    configure_logging()  # JSON lines, with sweep/run/runner ids, for the API and the runner
     refusal = bind_refusal(args.host, settings.auth)
     if refusal is not None:
         print(f"scalesweep serve: {refusal}", file=sys.stderr)
@@ -167,9 +179,14 @@ def serve_command(args: argparse.Namespace) -> int:
         f"{'no runner' if args.no_runner else 'inline runner' if args.no_ray else 'Ray runner'})",
         file=sys.stderr,
     )
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; with the default
+    # handler that would kill the process before the runner writes back what came in and
+    # releases its leases. A no-op handler while uvicorn runs lets `finally` do that.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", log_config=None)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         shutdown()
     return 0
 

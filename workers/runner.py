@@ -16,6 +16,7 @@ from types import FrameType
 
 from service.config import Settings, get_settings
 from service.errors import StorageError
+from service.logs import configure_logging
 from service.orchestration import Executor, InlineExecutor, Runner, RunnerStore
 
 log = logging.getLogger("scalesweep.runner")
@@ -62,12 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray")
     parser.add_argument("--no-ray", action="store_true", help="run tasks in this process")
     parser.add_argument("--runner-id", help="default: host:pid:random")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", help="default: SCALESWEEP_LOG_LEVEL, else INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(args.log_level)  # JSON lines on stderr (service.logs)
 
     update: dict[str, object] = {}
     if args.database_url:

@@ -351,7 +351,8 @@ def train(
                 restore(best)
                 good = best_metrics
             reason = "timeout"
-            error = f"timeout: {time.monotonic() - start:.1f} s > {tr.timeout_s} s at step {k}"
+            elapsed = time.monotonic() - start
+            error = f"wall time {elapsed:.3f} s exceeded timeout_s={tr.timeout_s} at step {k}"
             break
 
         # ---- one update

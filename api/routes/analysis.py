@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from api.deps import StoreAPI, StoreDep
-from api.schemas import ErrorBody
+from api.deps import StoreAPI, StoreDep, visible_sweep
+from api.schemas import ErrorBody, SweepId
 from service.analysis.cache import CACHE
 from service.analysis.exponents import ExponentReport, sweep_exponents
 from service.analysis.phase import PhaseDiagram, sweep_phase_diagram
@@ -20,7 +20,7 @@ from service.analysis.spectra import SpectraSummary, sweep_spectra_summary
 from service.analysis.theory import TheoryReport, sweep_theory
 from service.records import SweepRecord
 
-router = APIRouter(prefix="/sweeps", tags=["analysis"])
+router = APIRouter(prefix="/sweeps", tags=["analysis"], dependencies=[Depends(visible_sweep)])
 T = TypeVar("T")
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -52,7 +52,7 @@ def _cached(
 
 @router.get("/{sweep_id}/exponents", responses=RESPONSES)
 def get_exponents(
-    sweep_id: int, store: StoreDep, x: XAxis = "n", by: ByAxes = None
+    sweep_id: SweepId, store: StoreDep, x: XAxis = "n", by: ByAxes = None
 ) -> ExponentReport:
     """Fitted exponents of R ~ C x^-beta per group (power law, plateau or broken), bootstrap CI."""
     sweep = store.get_sweep(sweep_id)
@@ -66,7 +66,9 @@ def get_exponents(
 
 
 @router.get("/{sweep_id}/theory", responses=RESPONSES)
-def get_theory(sweep_id: int, store: StoreDep, x: XAxis = "n", by: ByAxes = None) -> TheoryReport:
+def get_theory(
+    sweep_id: SweepId, store: StoreDep, x: XAxis = "n", by: ByAxes = None
+) -> TheoryReport:
     """State-evolution prediction next to the measured mean per grid point, and exponents."""
     sweep = store.get_sweep(sweep_id)
     axes = _by(by)
@@ -79,7 +81,7 @@ def get_theory(sweep_id: int, store: StoreDep, x: XAxis = "n", by: ByAxes = None
 
 
 @router.get("/{sweep_id}/phase-diagram", responses=RESPONSES)
-def get_phase_diagram(sweep_id: int, store: StoreDep) -> PhaseDiagram:
+def get_phase_diagram(sweep_id: SweepId, store: StoreDep) -> PhaseDiagram:
     """Measured, SE and heuristic exponents against the power l of lambda ~ n^-l, with regimes."""
     sweep = store.get_sweep(sweep_id)
     return _cached(
@@ -91,7 +93,7 @@ def get_phase_diagram(sweep_id: int, store: StoreDep) -> PhaseDiagram:
 
 
 @router.get("/{sweep_id}/spectra/summary", responses=RESPONSES)
-def get_spectra_summary(sweep_id: int, store: StoreDep) -> SpectraSummary:
+def get_spectra_summary(sweep_id: SweepId, store: StoreDep) -> SpectraSummary:
     """Per grid point: heavy-tail and rank-ordered exponents of the weights next to R."""
     sweep = store.get_sweep(sweep_id)
     return _cached(

@@ -14,17 +14,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import StoreAPI, StoreDep
-from api.schemas import ErrorBody
+from api.deps import StoreAPI, StoreDep, visible_sweep
+from api.schemas import ErrorBody, SweepId
 from service.errors import SweepServiceError
 from service.records import RunRecord, SweepRecord
 from service.results import RunStatus
 
-router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[Depends(visible_sweep)])
 
 TERMINAL_SWEEP = ("succeeded", "cancelled")
 FINISHED_RUN: tuple[RunStatus, ...] = ("succeeded", "failed")
@@ -124,7 +124,7 @@ async def _poll(store: StoreAPI, sweep_id: int, poll_s: float) -> AsyncIterator[
         404: {"model": ErrorBody, "description": "Unknown sweep id"},
     },
 )
-def stream_events(sweep_id: int, store: StoreDep, request: Request) -> StreamingResponse:
+def stream_events(sweep_id: SweepId, store: StoreDep, request: Request) -> StreamingResponse:
     """Server-sent events: progress, run_finished, sweep_finished; closes when the sweep ends."""
     store.get_sweep(sweep_id)  # 404 before the stream starts
     poll_s: float = request.app.state.events_poll_s

@@ -1,13 +1,26 @@
-"""Sweeps: submit, list, read, cancel, extend, list runs."""
+"""Sweeps: submit, list, read, cancel, extend, list runs.
+
+With SCALESWEEP_AUTH=on a token sees only its team's sweeps (another team's answer 404,
+lists are filtered), submitting, cancelling and extending need a write token (403), and
+submissions are rate-limited per token (429).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from api.deps import SettingsDep, StoreDep
-from api.schemas import ErrorBody, ExtendRequest, SweepAccepted
+from api.deps import (
+    AuthDep,
+    SettingsDep,
+    StoreDep,
+    get_teams,
+    require_write,
+    visible_sweep,
+)
+from api.limits import limit_submissions
+from api.schemas import MAX_SQL_INT, ErrorBody, ExtendRequest, SweepAccepted, SweepId
 from service.records import Page, RunRecord, SweepRecord
 from service.results import RunStatus
 from service.spec import Model, Optimizer, SweepSpec
@@ -17,67 +30,103 @@ router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Unknown sweep id"}
 }
+FORBIDDEN: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorBody, "description": "The token's scope does not allow writing"}
+}
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (at most 1,000)")]
 Cursor = Annotated[str | None, Query(description="Opaque cursor from the previous page")]
+VISIBLE = Depends(visible_sweep)
+WRITE = Depends(require_write)
 
 
 @router.post(
     "",
     status_code=201,
-    responses={422: {"model": ErrorBody, "description": "Invalid spec or too many runs"}},
+    responses={
+        **FORBIDDEN,
+        413: {"model": ErrorBody, "description": "Request body too large"},
+        422: {"model": ErrorBody, "description": "Invalid spec or too many runs"},
+        429: {"model": ErrorBody, "description": "Too many submissions (see Retry-After)"},
+    },
+    dependencies=[WRITE, Depends(limit_submissions)],
 )
 def submit_sweep(
-    spec: SweepSpec, store: StoreDep, settings: SettingsDep, response: Response
+    spec: SweepSpec,
+    store: StoreDep,
+    settings: SettingsDep,
+    response: Response,
+    principal: AuthDep,
+    request: Request,
 ) -> SweepAccepted:
     """Validate a sweep spec, expand it into runs and queue them."""
     # the store refuses more than max_runs (LimitError naming grid) before writing anything
-    record = store.create_sweep(spec, max_runs=settings.max_runs_per_sweep)
+    if principal is None:
+        record = store.create_sweep(spec, max_runs=settings.max_runs_per_sweep)
+    else:  # the sweep belongs to the token's team, written in the same transaction
+        record = get_teams(request).create_sweep(
+            spec, max_runs=settings.max_runs_per_sweep, team=principal.team
+        )
     response.headers["Location"] = f"/v1/sweeps/{record.id}"
     return SweepAccepted(id=record.id, status=record.status, n_runs=record.n_runs)
 
 
 @router.get("")
-def list_sweeps(store: StoreDep, limit: Limit = 50, cursor: Cursor = None) -> Page[SweepRecord]:
-    """List sweeps, newest first, one page at a time."""
-    return store.list_sweeps(limit=limit, cursor=cursor)
+def list_sweeps(
+    store: StoreDep,
+    principal: AuthDep,
+    request: Request,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[SweepRecord]:
+    """List sweeps (with auth on: the token's team's), newest first, one page at a time."""
+    if principal is None:
+        return store.list_sweeps(limit=limit, cursor=cursor)
+    return get_teams(request).list_sweeps(principal.team, limit=limit, cursor=cursor)
 
 
-@router.get("/{sweep_id}", responses=NOT_FOUND)
-def get_sweep(sweep_id: int, store: StoreDep) -> SweepRecord:
+@router.get("/{sweep_id}", responses=NOT_FOUND, dependencies=[VISIBLE])
+def get_sweep(sweep_id: SweepId, store: StoreDep) -> SweepRecord:
     """One sweep: spec, status, run counts per status, created and finished times."""
     return store.get_sweep(sweep_id)
 
 
-@router.post("/{sweep_id}/cancel", responses=NOT_FOUND)
-def cancel_sweep(sweep_id: int, store: StoreDep) -> SweepRecord:
+@router.post(
+    "/{sweep_id}/cancel", responses={**NOT_FOUND, **FORBIDDEN}, dependencies=[WRITE, VISIBLE]
+)
+def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> SweepRecord:
     """Cancel a sweep: queued runs become cancelled, running ones are stopped."""
     return store.cancel_sweep(sweep_id)
 
 
 @router.post(
     "/{sweep_id}/extend",
-    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "Sweep was cancelled"}},
+    responses={
+        **NOT_FOUND,
+        **FORBIDDEN,
+        409: {"model": ErrorBody, "description": "Sweep was cancelled"},
+    },
+    dependencies=[WRITE, VISIBLE],
 )
-def extend_sweep(sweep_id: int, body: ExtendRequest, store: StoreDep) -> SweepRecord:
+def extend_sweep(sweep_id: SweepId, body: ExtendRequest, store: StoreDep) -> SweepRecord:
     """Add grid values (more seeds, larger n); finished runs are reused."""
     grid: dict[str, list[float] | list[int]] = {str(k): v for k, v in body.grid.items()}
     return store.extend_sweep(sweep_id, grid)
 
 
-@router.get("/{sweep_id}/runs", responses=NOT_FOUND)
+@router.get("/{sweep_id}/runs", responses=NOT_FOUND, dependencies=[VISIBLE])
 def list_runs(
-    sweep_id: int,
+    sweep_id: SweepId,
     store: StoreDep,
     limit: Limit = 50,
     cursor: Cursor = None,
     status: RunStatus | None = None,
     model: Model | None = None,
-    d: Annotated[int | None, Query(ge=1)] = None,
-    n: Annotated[int | None, Query(ge=1)] = None,
+    d: Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)] = None,
+    n: Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)] = None,
     weight_decay: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     gamma: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     noise: Annotated[float | None, Query(allow_inf_nan=False)] = None,
-    seed: Annotated[int | None, Query(ge=0)] = None,
+    seed: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT)] = None,
     optimizer: Optimizer | None = None,
 ) -> Page[RunRecord]:
     """Runs of a sweep in expansion order, with config and metrics; filter on status and config."""

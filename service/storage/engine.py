@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -44,6 +46,24 @@ def json_dumps(obj: Any) -> str:
         return json.dumps(_finite_json(obj), allow_nan=False, separators=(",", ":"))
 
 
+def _set_wal(cur: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the lock.
+
+    Switching a fresh database to WAL needs an exclusive lock, and SQLite may answer
+    "database is locked" at once instead of waiting (e.g. two servers starting on one new
+    file); retry within the busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with scalesweep's dialect options."""
     u = make_url(url)
@@ -63,7 +83,7 @@ def make_engine(url: str) -> Engine:
         cur = dbapi_conn.cursor()
         try:
             if not memory:
-                cur.execute("PRAGMA journal_mode=WAL")
+                _set_wal(cur)
                 cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             cur.execute("PRAGMA foreign_keys=ON")

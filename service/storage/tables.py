@@ -78,6 +78,8 @@ class Sweep(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    team: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    """The submitting token's team (None: no team, or submitted with auth off)."""
 
 
 class Run(Base):
@@ -178,3 +180,22 @@ class RunnerLease(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     holder: Mapped[str | None] = mapped_column(String(200), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ApiToken(Base):
+    """An API token: only the sha256 of the secret is stored; ``key_id`` finds the row."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("key_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    """The public part of the token (``ss_<key_id>_<secret>``), for lookup."""
+    token_hash: Mapped[str] = mapped_column(String(64))
+    """sha256 hex digest of the whole token."""
+    name: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(16))
+    team: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -17,7 +17,10 @@ from service.storage import check_schema, make_store, upgrade_head
 from service.storage.migrate import alembic_config, current_revisions, head_revisions
 from service.storage.tables import Base
 
-TABLES = {"sweeps", "runs", "spectra", "curves", "attempts", "runner_lease", "alembic_version"}
+TABLES = {
+    "sweeps", "runs", "spectra", "curves", "attempts", "runner_lease", "api_tokens",
+    "alembic_version",
+}  # fmt: skip
 
 
 def test_upgrade_from_empty_reaches_head(store_url: str) -> None:

@@ -1,0 +1,103 @@
+"""Team-scoped queries on sweeps (column ``sweeps.team``), for SCALESWEEP_AUTH=on.
+
+With auth on, a token sees only the sweeps of its own team (tokens without a team: the
+sweeps without a team). The API checks :meth:`TeamStore.sweep_team` /
+:meth:`TeamStore.run_team` before serving a sweep or a run, lists with
+:meth:`TeamStore.list_sweeps` and submits with :meth:`TeamStore.create_sweep`, which
+stores the team in the same transaction as the sweep.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, insert, select, update
+
+from service.errors import RunNotFound, SweepNotFound
+from service.records import Page, SweepRecord
+from service.spec import SweepSpec
+from service.storage.codec import check_limit, decode_cursor, encode_cursor, sweep_record
+from service.storage.engine import TransactionalStore
+from service.storage.inserts import insert_runs
+from service.storage.queue import utcnow
+from service.storage.store import Store, _expand_at_most
+from service.storage.tables import Run, Sweep
+
+
+class TeamStore(TransactionalStore):
+    """Sweeps and runs as one team sees them; shares the engine of a Store."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store._engine)
+        self._store = store
+
+    def sweep_team(self, sweep_id: int) -> str | None:
+        """The team a sweep belongs to (SweepNotFound)."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(select(Sweep.team).where(Sweep.id == sweep_id)).first()
+        if row is None:
+            raise SweepNotFound(f"sweep {sweep_id} not found")
+        team: str | None = row.team
+        return team
+
+    def run_team(self, run_id: int) -> str | None:
+        """The team of the sweep a run belongs to (RunNotFound)."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(
+                select(Sweep.team).join(Run, Run.sweep_id == Sweep.id).where(Run.id == run_id)
+            ).first()
+        if row is None:
+            raise RunNotFound(f"run {run_id} not found")
+        team: str | None = row.team
+        return team
+
+    def list_sweeps(
+        self, team: str | None, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[SweepRecord]:
+        """A team's sweeps (None: sweeps without a team), newest first, keyset-paginated."""
+        check_limit(limit)
+        owned = Sweep.team.is_(None) if team is None else Sweep.team == team
+        stmt = select(Sweep).where(owned).order_by(Sweep.id.desc()).limit(limit + 1)
+        if cursor is not None:
+            stmt = stmt.where(Sweep.id < decode_cursor("s", cursor))
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(stmt).mappings().all()
+            page = rows[:limit]
+            counts: dict[int, dict[str, int]] = {r["id"]: {} for r in page}
+            if page:
+                for sid, status, count in conn.execute(
+                    select(Run.sweep_id, Run.status, func.count())
+                    .where(Run.sweep_id.in_(list(counts)))
+                    .group_by(Run.sweep_id, Run.status)
+                ):
+                    counts[sid][status] = count
+        items = [sweep_record(r, counts[r["id"]]) for r in page]
+        more = len(rows) > limit
+        return Page(items=items, next_cursor=encode_cursor("s", page[-1]["id"]) if more else None)
+
+    def create_sweep(self, spec: SweepSpec, *, max_runs: int, team: str | None) -> SweepRecord:
+        """Store.create_sweep, with the sweep's team written in the same transaction."""
+        configs = _expand_at_most(spec, max_runs)
+        now = utcnow()
+        with self._transaction() as conn:
+            sweep_id = conn.execute(
+                insert(Sweep)
+                .values(
+                    name=spec.name,
+                    spec=spec.model_dump(mode="json"),
+                    status="queued",
+                    n_runs=len(configs),
+                    created_at=now,
+                    updated_at=now,
+                    team=team,
+                )
+                .returning(Sweep.id)
+            ).scalar_one()
+            queued = insert_runs(
+                conn, sweep_id, configs, first_index=0, reuse=not spec.recompute, now=now
+            )
+            if queued == 0:
+                conn.execute(
+                    update(Sweep)
+                    .where(Sweep.id == sweep_id)
+                    .values(status="succeeded", finished_at=now)
+                )
+            return self._store._sweep(conn, sweep_id)
