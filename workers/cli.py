@@ -240,9 +240,11 @@ def demo_command(args: argparse.Namespace) -> int:
     from service.client import Client
     from service.config import get_settings
 
-    settings = get_settings()
+    # the demo's server listens on loopback only, for its own client: no tokens (and says so)
+    settings = get_settings().model_copy(update={"auth": "off"})
     port = args.port or _free_port()
     print(f"scalesweep demo: database {settings.database_url}, local Ray", file=sys.stderr)
+    print("scalesweep demo: authentication off for this loopback-only demo server", file=sys.stderr)
     app, shutdown = _build_service(settings, no_ray=False, no_runner=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="scalesweep-api", daemon=True)
