@@ -94,8 +94,11 @@ class Store(RunnerQueue):
 
     # --- sweeps
 
-    def create_sweep(self, spec: SweepSpec, *, max_runs: int) -> SweepRecord:
-        """Expand and store a sweep in one transaction (finished runs reused unless recompute)."""
+    def create_sweep(
+        self, spec: SweepSpec, *, max_runs: int, team: str | None = None
+    ) -> SweepRecord:
+        """Expand and store a sweep in one transaction (finished runs reused unless recompute);
+        ``team`` is the submitting token's team (None without teams)."""
         configs = _expand_at_most(spec, max_runs)
         now = utcnow()
         with self._transaction() as conn:
@@ -108,6 +111,7 @@ class Store(RunnerQueue):
                     n_runs=len(configs),
                     created_at=now,
                     updated_at=now,
+                    team=team,
                 )
                 .returning(Sweep.id)
             ).scalar_one()

@@ -9,16 +9,14 @@ stores the team in the same transaction as the sweep.
 
 from __future__ import annotations
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select
 
 from service.errors import RunNotFound, SweepNotFound
 from service.records import Page, SweepRecord
 from service.spec import SweepSpec
 from service.storage.codec import check_limit, decode_cursor, encode_cursor, sweep_record
 from service.storage.engine import TransactionalStore
-from service.storage.inserts import insert_runs
-from service.storage.queue import utcnow
-from service.storage.store import Store, _expand_at_most
+from service.storage.store import Store
 from service.storage.tables import Run, Sweep
 
 
@@ -75,29 +73,4 @@ class TeamStore(TransactionalStore):
 
     def create_sweep(self, spec: SweepSpec, *, max_runs: int, team: str | None) -> SweepRecord:
         """Store.create_sweep, with the sweep's team written in the same transaction."""
-        configs = _expand_at_most(spec, max_runs)
-        now = utcnow()
-        with self._transaction() as conn:
-            sweep_id = conn.execute(
-                insert(Sweep)
-                .values(
-                    name=spec.name,
-                    spec=spec.model_dump(mode="json"),
-                    status="queued",
-                    n_runs=len(configs),
-                    created_at=now,
-                    updated_at=now,
-                    team=team,
-                )
-                .returning(Sweep.id)
-            ).scalar_one()
-            queued = insert_runs(
-                conn, sweep_id, configs, first_index=0, reuse=not spec.recompute, now=now
-            )
-            if queued == 0:
-                conn.execute(
-                    update(Sweep)
-                    .where(Sweep.id == sweep_id)
-                    .values(status="succeeded", finished_at=now)
-                )
-            return self._store._sweep(conn, sweep_id)
+        return self._store.create_sweep(spec, max_runs=max_runs, team=team)
