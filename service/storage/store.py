@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from types import EllipsisType
 from typing import Any
 
 from pydantic import ValidationError
@@ -185,10 +186,19 @@ class Store(RunnerQueue):
         with self._transaction(write=False) as conn:
             return self._sweep(conn, sweep_id)
 
-    def list_sweeps(self, *, limit: int = 50, cursor: str | None = None) -> Page[SweepRecord]:
-        """Sweeps, newest first, keyset-paginated on id."""
+    def list_sweeps(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        team: str | None | EllipsisType = ...,
+    ) -> Page[SweepRecord]:
+        """Sweeps, newest first, keyset-paginated on id; ``team`` given: only that team's
+        (None: the sweeps without a team)."""
         check_limit(limit)
         stmt = select(Sweep).order_by(Sweep.id.desc()).limit(limit + 1)
+        if not isinstance(team, EllipsisType):
+            stmt = stmt.where(Sweep.team.is_(None) if team is None else Sweep.team == team)
         if cursor is not None:
             stmt = stmt.where(Sweep.id < decode_cursor("s", cursor))
         with self._transaction(write=False) as conn:

@@ -9,12 +9,11 @@ stores the team in the same transaction as the sweep.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from service.errors import RunNotFound, SweepNotFound
 from service.records import Page, SweepRecord
 from service.spec import SweepSpec
-from service.storage.codec import check_limit, decode_cursor, encode_cursor, sweep_record
 from service.storage.engine import TransactionalStore
 from service.storage.store import Store
 from service.storage.tables import Run, Sweep
@@ -51,25 +50,7 @@ class TeamStore(TransactionalStore):
         self, team: str | None, *, limit: int = 50, cursor: str | None = None
     ) -> Page[SweepRecord]:
         """A team's sweeps (None: sweeps without a team), newest first, keyset-paginated."""
-        check_limit(limit)
-        owned = Sweep.team.is_(None) if team is None else Sweep.team == team
-        stmt = select(Sweep).where(owned).order_by(Sweep.id.desc()).limit(limit + 1)
-        if cursor is not None:
-            stmt = stmt.where(Sweep.id < decode_cursor("s", cursor))
-        with self._transaction(write=False) as conn:
-            rows = conn.execute(stmt).mappings().all()
-            page = rows[:limit]
-            counts: dict[int, dict[str, int]] = {r["id"]: {} for r in page}
-            if page:
-                for sid, status, count in conn.execute(
-                    select(Run.sweep_id, Run.status, func.count())
-                    .where(Run.sweep_id.in_(list(counts)))
-                    .group_by(Run.sweep_id, Run.status)
-                ):
-                    counts[sid][status] = count
-        items = [sweep_record(r, counts[r["id"]]) for r in page]
-        more = len(rows) > limit
-        return Page(items=items, next_cursor=encode_cursor("s", page[-1]["id"]) if more else None)
+        return self._store.list_sweeps(limit=limit, cursor=cursor, team=team)
 
     def create_sweep(self, spec: SweepSpec, *, max_runs: int, team: str | None) -> SweepRecord:
         """Store.create_sweep, with the sweep's team written in the same transaction."""
