@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,9 +121,7 @@ class _Solved:
     gap: float
 
 
-def _solve_convex(
-    cfg: RunConfig, teacher: Teacher, data: Dataset, deadline: float | None
-) -> _Solved:
+def _solve_convex(cfg: RunConfig, data: Dataset, deadline: float | None) -> _Solved:
     tol = min(cfg.training.tol, 1e-8)
     if cfg.model == "diagonal":
         sol = solve_lasso(
@@ -175,7 +172,8 @@ def _solve_network(cfg: RunConfig, teacher: Teacher, data: Dataset) -> _Solved:
             )
         )
 
-    out = train(cfg, data, on_step=on_step if every else None, certify=certifier(cfg, data))
+    certify = certifier(cfg, data)
+    out = train(cfg, data, on_step=on_step if every else None, certify=certify)
     if out.stop_reason in ("diverged", "timeout"):
         raise RunFailed(out.error or out.stop_reason, out.stop_reason)
     est = _estimate_of(cfg, out.model)
@@ -189,19 +187,49 @@ def _solve_network(cfg: RunConfig, teacher: Teacher, data: Dataset) -> _Solved:
         curve,
         # a run stopped by its step budget is not converged whatever the gap: report the
         # free residual-based bound instead of tightening it
-        _gap(cfg, est, data, tight=out.stop_reason != "max_steps"),
+        certify.gap(est, tight=out.stop_reason != "max_steps"),
     )
 
 
-def certifier(cfg: RunConfig, data: Dataset) -> Callable[[object], bool]:
+class Certifier:
     """The ``certify`` callback of :func:`workers.train.train`: is this network at the global
-    minimum (relative gap to a dual bound of the convex problem within tolerance)?"""
-    tol = gap_tolerance(cfg.training.dtype)
+    minimum (relative gap to a dual bound of the convex problem within tolerance)?
 
-    def certify(model: object) -> bool:
-        return _gap(cfg, _estimate_of(cfg, model), data) <= tol
+    It remembers the gap of the last parameters it saw, so that the run's final gap is not
+    computed again (a warm-started convex solve) when training stopped on a certificate.
+    """
 
-    return certify
+    def __init__(self, cfg: RunConfig, data: Dataset) -> None:
+        self.cfg, self.data = cfg, data
+        self.tol = gap_tolerance(cfg.training.dtype)
+        self._last: tuple[Estimate, float] | None = None
+
+    def __call__(self, model: object) -> bool:
+        return self.gap(_estimate_of(self.cfg, model)) <= self.tol
+
+    def gap(self, est: Estimate, *, tight: bool = True) -> float:
+        """The relative gap of ``est`` (reused when ``est`` is the last one certified)."""
+        if tight and self._last is not None and _same(self._last[0], est):
+            return self._last[1]
+        value = _gap(self.cfg, est, self.data, tight=tight)
+        if tight:
+            self._last = (est, value)
+        return value
+
+
+def certifier(cfg: RunConfig, data: Dataset) -> Certifier:
+    """The ``certify`` callback for ``cfg`` on ``data``."""
+    return Certifier(cfg, data)
+
+
+def _same(a: Estimate, b: Estimate) -> bool:
+    return (
+        all(
+            (x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y))
+            for x, y in ((a.theta, b.theta), (a.s, b.s))
+        )
+        and a.squared_norm == b.squared_norm
+    )
 
 
 def _estimate_of(cfg: RunConfig, model: object) -> Estimate:
@@ -235,7 +263,7 @@ def run_one(cfg: RunConfig) -> RunResult:
             else None
         )
         if cfg.training.optimizer == "convex":
-            solved = _solve_convex(cfg, teacher, data, deadline)
+            solved = _solve_convex(cfg, data, deadline)
         else:
             solved = _solve_network(cfg, teacher, data)
         est = solved.est

@@ -53,11 +53,11 @@ def get_spectrum(
         "run_id": run_id,
         "spectra": [SpectrumOut.of(s, limit) for s in spectra],
     }
-    if not spectra and not theory:
-        store.get_run(run_id)  # RunNotFound -> 404; a known run may have no spectrum yet
     if not theory:
+        if not spectra:
+            store.get_run(run_id)  # RunNotFound -> 404; a known run may have no spectrum yet
         return SpectraResponse(**base)
-    run = store.get_run(run_id)
+    run = store.get_run(run_id)  # RunNotFound -> 404
     predicted = spectrum_theory(run, spectra)  # on the full spectra, not the served cut
     if isinstance(predicted, str):
         return SpectraResponse(**base, theory_error=predicted)

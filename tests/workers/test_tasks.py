@@ -111,3 +111,29 @@ def test_run_batch_keeps_order() -> None:
     cfgs = [_cfg("diagonal", seed=s, training=TrainingSpec(optimizer="convex")) for s in range(3)]
     out = run_batch(cfgs)
     assert [r.config_hash for r in out] == [c.config_hash() for c in cfgs]
+
+
+def test_final_gap_is_not_recomputed_after_a_certified_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import workers.tasks as tasks
+
+    gaps: list[bool] = []
+    asked: list[int] = []
+    real_gap, real_call = tasks._gap, tasks.Certifier.__call__
+
+    def counting_gap(*args: object, tight: bool = True) -> float:
+        gaps.append(tight)
+        return real_gap(*args, tight=tight)  # type: ignore[arg-type]
+
+    def counting_call(self: tasks.Certifier, model: object) -> bool:
+        asked.append(1)
+        return real_call(self, model)
+
+    monkeypatch.setattr(tasks, "_gap", counting_gap)
+    monkeypatch.setattr(tasks.Certifier, "__call__", counting_call)
+    res = run_one(_cfg("quadratic"))
+    assert res.status == "succeeded" and res.metrics is not None
+    assert res.metrics.stop_reason in ("gradient", "objective")
+    # one tight gap per certificate training asked for; none more for the reported value
+    assert len(asked) >= 1 and gaps.count(True) == len(asked)
