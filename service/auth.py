@@ -1,7 +1,9 @@
 """API tokens: generating, hashing, verifying, listing and revoking; scopes and teams.
 
 A token reads ``ss_<key_id>_<secret>``: ``key_id`` (12 hex characters) is public and finds
-the row; the secret is 256 random bits. Only ``sha256(token)`` is stored, so a token is
+the row; the secret is 43 base-62 characters (256 random bits, letters and digits only, so a
+token never needs quoting). Tokens made before that used URL-safe base64 secrets, which can
+hold ``_`` and ``-``; :func:`parse_token` splits both forms by position, never by ``_``. Only ``sha256(token)`` is stored, so a token is
 shown once, at creation, and never again (not in lists, not in logs). Scopes are ordered:
 ``read`` < ``write`` < ``admin``; a route that changes state needs ``write``.
 
@@ -15,6 +17,7 @@ import hashlib
 import ipaddress
 import re
 import secrets
+import string
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, get_args
@@ -29,6 +32,9 @@ SCOPES: tuple[Scope, ...] = get_args(Scope)
 _RANK = {scope: i for i, scope in enumerate(SCOPES)}
 TOKEN_PREFIX = "ss"
 _TOKEN_RE = re.compile(r"^ss_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_SECRET_ALPHABET = string.ascii_letters + string.digits
+_SECRET_LENGTH = 43
+"""43 characters of 62 carry 256.04 bits."""
 TOUCH_EVERY = timedelta(seconds=60)
 """``last_used_at`` is written at most this often per token (no write per request)."""
 
@@ -67,13 +73,20 @@ def hash_token(token: str) -> str:
 def generate_token() -> tuple[str, str]:
     """A new token and its public ``key_id``."""
     key_id = secrets.token_hex(6)
-    return f"{TOKEN_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}", key_id
+    secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(_SECRET_LENGTH))
+    return f"{TOKEN_PREFIX}_{key_id}_{secret}", key_id
+
+
+def parse_token(token: str) -> tuple[str, str] | None:
+    """``(key_id, secret)`` of a well-formed token, else None (the secret may hold ``_``)."""
+    m = _TOKEN_RE.match(token)
+    return (m.group(1), m.group(2)) if m else None
 
 
 def key_id_of(token: str) -> str | None:
     """The ``key_id`` of a well-formed token, else None."""
-    m = _TOKEN_RE.match(token)
-    return m.group(1) if m else None
+    parsed = parse_token(token)
+    return parsed[0] if parsed else None
 
 
 def check_scope(scope: str) -> Scope:

@@ -35,6 +35,9 @@ log = logging.getLogger("scalesweep.executor")
 
 GPU_CHECK_EVERY_S = 30.0
 """How long the answer to "does the cluster have GPUs?" is reused (nodes come and go)."""
+RECANCEL_EVERY_S = 1.0
+"""A cancelled task still in flight is cancelled again this often: a ``ray.cancel`` that
+arrives while the task is being handed to a worker can be lost."""
 
 
 def execute(fn: BatchFn, cfgs: list[RunConfig]) -> list[RunResult]:
@@ -69,6 +72,7 @@ class RayExecutor:
         self._tasks: dict[Any, list[int]] = {}  # ObjectRef -> run ids, in task order
         self._refused: list[list[Outcome]] = []  # tasks answered without running them
         self._cancelled: set[int] = set()
+        self._recancel_at = float("inf")
         self._gpus = 0.0
         self._gpus_checked = float("-inf")
 
@@ -99,6 +103,8 @@ class RayExecutor:
             return self._refused.pop()
         if not self._tasks:
             return []
+        if time.monotonic() >= self._recancel_at:
+            self._cancel_tasks()
         refs = list(self._tasks)
         first, _ = ray.wait(refs, num_returns=1, timeout=timeout_s)
         if not first:
@@ -112,14 +118,21 @@ class RayExecutor:
         return out
 
     def cancel(self, run_ids: Collection[int]) -> None:
-        """``ray.cancel`` every task all of whose runs are cancelled (best effort)."""
+        """``ray.cancel`` every task all of whose runs are cancelled (best effort; repeated
+        every :data:`RECANCEL_EVERY_S` while such a task is still in flight)."""
         self._cancelled.update(run_ids)
+        self._cancel_tasks()
+
+    def _cancel_tasks(self) -> None:
+        pending = False
         for ref, ids in self._tasks.items():
             if all(i in self._cancelled for i in ids):
+                pending = True
                 try:
                     ray.cancel(ref, force=False)
                 except RayError as exc:  # already finished, or its worker is gone
                     log.debug("ray.cancel failed: %s", exc)
+        self._recancel_at = time.monotonic() + RECANCEL_EVERY_S if pending else float("inf")
 
     def inflight(self) -> int:
         """Tasks submitted and not delivered."""

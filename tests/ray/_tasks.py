@@ -45,3 +45,8 @@ def sleepy(cfg: RunConfig) -> RunResult:
 
 def boom(cfgs: list[RunConfig]) -> list[RunResult]:
     raise ValueError("bad batch")
+
+
+def sleepy_batch(cfgs: list[RunConfig]) -> list[RunResult]:
+    """:func:`sleepy` for each run of a task."""
+    return [sleepy(cfg) for cfg in cfgs]

@@ -21,6 +21,7 @@ from service.auth import (
     hash_token,
     is_loopback,
     key_id_of,
+    parse_token,
 )
 from service.cli import main
 from service.errors import SpecError
@@ -54,10 +55,24 @@ def test_tokens_are_stored_hashed_never_in_clear(store: Store, tokens: TokenServ
     assert row["token_hash"] == hashlib.sha256(new.token.encode()).hexdigest()
     assert row["key_id"] == key_id_of(new.token)
     assert all(new.token not in str(v) for v in row.values())
-    secret = new.token.rsplit("_", 1)[1]
+    parsed = parse_token(new.token)
+    assert parsed is not None and parsed[0] == row["key_id"]
+    secret = parsed[1]
+    assert len(secret) == 43 and secret.isalnum()  # 256 bits, no "_" to split on
     assert all(secret not in str(v) for v in row.values())
     assert (row["name"], row["scope"], row["team"]) == ("ci", "write", "physics")
     assert tokens.create("ci2", "write").token != new.token
+
+
+@pytest.mark.parametrize(
+    "secret", ["a_b-" * 10 + "xyz", "_" * 43, "-" * 42 + "_", "A" * 43]
+)
+def test_the_parser_splits_by_position_not_by_underscore(secret: str) -> None:
+    # tokens made before the base-62 secrets carry URL-safe base64, "_" and "-" included
+    token = f"ss_0123456789ab_{secret}"
+    assert parse_token(token) == ("0123456789ab", secret)
+    assert key_id_of(token) == "0123456789ab"
+    assert parse_token(token + "_") is None and parse_token("ss_0123456789a_" + secret) is None
 
 
 def test_verify_accepts_only_valid_unrevoked_tokens(tokens: TokenService) -> None:

@@ -165,9 +165,15 @@ def test_lasso_matches_lbfgsb_brute_force() -> None:
 
 
 def test_lam_zero_terminates() -> None:
-    x, y = _lasso_data(n=40, d=60, seed=5)  # n < d: interpolation, optimum 0, gap stays 1
-    sol = solve_lasso(x, y, 0.0, max_iter=300)
-    assert sol.stop_reason == "max_steps" and sol.iterations == 300
+    # n < d: interpolation. The optimum is 0 and the only dual point is 0, so the relative gap
+    # is 1 for as long as the objective is above the rounding floor of the data (after ~200
+    # iterations here it is ~1e-26 and the gap is rounding noise, machine-dependent): stop well
+    # before that floor and check the property, not one floating-point trajectory.
+    x, y = _lasso_data(n=40, d=60, seed=5)
+    sol = solve_lasso(x, y, 0.0, max_iter=50)
+    assert sol.stop_reason == "max_steps" and sol.iterations == 50
+    assert sol.objective > 1e6 * np.finfo(float).eps * float(y @ y) / (2 * len(y))
+    assert sol.gap >= 0.99  # tolerance: the dual value is 0 up to rounding, so gap = 1 - O(eps/P)
     x2, y2 = _lasso_data(n=80, d=20, seed=5)  # n > d: least squares, the gap certifies it
     ols = solve_lasso(x2, y2, 0.0)
     assert ols.stop_reason == "duality_gap"
