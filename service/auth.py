@@ -3,9 +3,10 @@
 A token reads ``ss_<key_id>_<secret>``: ``key_id`` (12 hex characters) is public and finds
 the row; the secret is 43 base-62 characters (256 random bits, letters and digits only, so a
 token never needs quoting). Tokens made before that used URL-safe base64 secrets, which can
-hold ``_`` and ``-``; :func:`parse_token` splits both forms by position, never by ``_``. Only ``sha256(token)`` is stored, so a token is
-shown once, at creation, and never again (not in lists, not in logs). Scopes are ordered:
-``read`` < ``write`` < ``admin``; a route that changes state needs ``write``.
+hold ``_`` and ``-``; :func:`parse_token` splits both forms by position, never by ``_``.
+Only ``sha256(token)`` is stored, so a token is shown once, at creation, and never again
+(not in lists, not in logs). Scopes are ordered: ``read`` < ``write`` < ``admin``; a route
+that changes state needs ``write``.
 
 With SCALESWEEP_AUTH=on every /v1 route needs a token; ``scalesweep serve`` refuses a
 non-loopback address unless auth is on (:func:`bind_refusal`).

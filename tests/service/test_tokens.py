@@ -64,9 +64,7 @@ def test_tokens_are_stored_hashed_never_in_clear(store: Store, tokens: TokenServ
     assert tokens.create("ci2", "write").token != new.token
 
 
-@pytest.mark.parametrize(
-    "secret", ["a_b-" * 10 + "xyz", "_" * 43, "-" * 42 + "_", "A" * 43]
-)
+@pytest.mark.parametrize("secret", ["a_b-" * 10 + "xyz", "_" * 43, "-" * 42 + "_", "A" * 43])
 def test_the_parser_splits_by_position_not_by_underscore(secret: str) -> None:
     # tokens made before the base-62 secrets carry URL-safe base64, "_" and "-" included
     token = f"ss_0123456789ab_{secret}"
