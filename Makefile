@@ -1,21 +1,31 @@
 # The two commands of the README: `make demo` (main job) and `make test` (lint, types, tests).
-# Each first builds the local virtual environment .venv (torch's CPU build first, in its own step,
-# so pip never pulls a multi-GB CUDA build; bring your own CUDA torch on GPU machines).
+# Each first builds the local virtual environment .venv from the lock file:
+#   1. torch in its own step (the CPU build; bring your own CUDA build on GPU machines: an
+#      importable torch is kept), so pip never pulls a multi-GB CUDA build;
+#   2. every other package at the version pinned in requirements.lock (server, workers, dev
+#      tools), then the project itself without dependencies, then `pip check`.
+# pyproject.toml keeps ranges; `make lock` refreshes requirements.lock from them.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.*
+PIP_SPEC ?= pip==26.3
+LOCK := requirements.lock
+LOCK_VENV := .lock-venv
+TEST_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test test-random lint bench lock clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(PIP_SPEC)"
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,11 +37,31 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # The tests use small matrices: one BLAS thread per process is faster than several on 2 cores.
+# Fixed order here (CI); `make test-random` shuffles it (pytest-randomly prints the seed to
+# replay with: make test-random SEED=...).
 test: lint
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/pytest -q
+	$(TEST_ENV) $(VENV)/bin/pytest -q -p no:randomly
+
+SEED ?=
+test-random: $(STAMP)
+	$(TEST_ENV) $(VENV)/bin/pytest -q $(if $(SEED),--randomly-seed=$(SEED))
 
 bench: $(STAMP)
 	$(PY) bench/bench_training.py
 
+# Resolve pyproject's ranges afresh in a throw-away venv (torch first, as above) and pin
+# everything that got installed, except torch itself and the project.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q "$(PIP_SPEC)"
+	$(LOCK_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(LOCK_VENV)/bin/python -m pip install -q -e ".[dev]"
+	{ echo "# Pinned by \`make lock\` (Python 3.11, $$(uname -m)) from pyproject.toml's ranges."; \
+	  echo "# torch is installed in its own step first (Makefile: TORCH_SPEC), so it is not here."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable | grep -viE '^torch(==| @)'; \
+	} > $(LOCK)
+	rm -rf $(LOCK_VENV)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) .mypy_cache .ruff_cache .pytest_cache
