@@ -16,10 +16,9 @@ import time
 import torch
 
 from service.spec import RunConfig, TeacherSpec, TrainingSpec
-from workers.convex import solve_lasso, solve_sensing
-from workers.data import make_problem
-from workers.models import TwoLayerNet, build_model
-from workers.tasks import Estimate, certifier, excess_risk
+from workers.networks import TwoLayerNet
+from workers.problems import Problem, Teacher, problem_for
+from workers.tasks import NetworkCertificate
 from workers.train import train
 
 
@@ -62,10 +61,11 @@ def loop_flops(d: int, alpha: float, steps: int) -> tuple[float, float]:
         weight_decay=1e-2,
         training=TrainingSpec(optimizer="gd", dtype="float32", lr=1e-3),
     )
-    _, data = make_problem(cfg)
+    problem = problem_for(cfg)
+    _, data = problem.draw()
     x = torch.as_tensor(data.x, dtype=torch.float32)
     y = torch.as_tensor(data.y, dtype=torch.float32)
-    model: TwoLayerNet = build_model(cfg, torch.device("cpu"), torch.float32)
+    model: TwoLayerNet = problem.build_net(torch.device("cpu"), torch.float32)
     params = list(model.parameters())
     for p in params:
         p.requires_grad_(True)
@@ -89,19 +89,15 @@ def loop_flops(d: int, alpha: float, steps: int) -> tuple[float, float]:
 class _Watch:
     """on_step callback: first time (net of its own overhead) R stays within 1% of R_convex."""
 
-    def __init__(self, teacher: object, r_cvx: float, model: str) -> None:
-        self.teacher, self.r_cvx, self.model = teacher, r_cvx, model
+    def __init__(self, problem: Problem, teacher: Teacher, r_cvx: float) -> None:
+        self.problem, self.teacher, self.r_cvx = problem, teacher, r_cvx
         self.start = time.perf_counter()
         self.overhead = 0.0
         self.hit: float | None = None
 
-    def __call__(self, step: int, objective: float, net: object) -> None:
+    def __call__(self, step: int, objective: float, net: TwoLayerNet) -> None:
         t0 = time.perf_counter()
-        if self.model == "diagonal":
-            est = Estimate(theta=net.theta())  # type: ignore[attr-defined]
-        else:
-            est = Estimate(s=net.matrix())  # type: ignore[attr-defined]
-        r = excess_risk(est, self.teacher)  # type: ignore[arg-type]
+        r = self.problem.excess_risk(self.problem.estimate(net).solution, self.teacher)
         if abs(r - self.r_cvx) > 0.01 * self.r_cvx:
             self.hit = None
         elif self.hit is None:
@@ -111,21 +107,18 @@ class _Watch:
 
 def time_to_target(cfg: RunConfig) -> dict[str, float]:
     """Seconds for convex, and for the network optimizers to reach R_convex within 1%."""
-    teacher, data = make_problem(cfg)
+    problem = problem_for(cfg)
+    teacher, data = problem.draw()
     t = time.perf_counter()
-    if cfg.model == "diagonal":
-        sol = solve_lasso(data.x, data.y, cfg.weight_decay, tol=1e-10)
-        r_cvx = excess_risk(Estimate(theta=sol.solution), teacher)
-    else:
-        sol = solve_sensing(data.x, data.y, cfg.weight_decay, tol=1e-10)
-        r_cvx = excess_risk(Estimate(s=sol.solution), teacher)
+    sol = problem.solve_convex(data, tol=1e-10, max_iter=100_000)
+    r_cvx = problem.excess_risk(sol.solution, teacher)
     out = {"convex_s": time.perf_counter() - t, "R_convex": r_cvx}
     for opt in ("lbfgs", "gd"):
-        run = cfg.model_copy(
-            update={"training": cfg.training.model_copy(update={"optimizer": opt})}
+        run = problem_for(
+            cfg.model_copy(update={"training": cfg.training.model_copy(update={"optimizer": opt})})
         )
-        watch = _Watch(teacher, r_cvx, run.model)
-        res = train(run, data, on_step=watch, certify=certifier(run, data))
+        watch = _Watch(run, teacher, r_cvx)
+        res = train(run, data, on_step=watch, certificate=NetworkCertificate(run, data))
         out[f"{opt}_s"] = watch.hit if watch.hit is not None else float("nan")
         out[f"{opt}_steps"] = float(res.steps)
     return out

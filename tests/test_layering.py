@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ("service.spec", "service.results", "service.errors")
+SHARED = ("service.spec", "service.results", "service.errors", "service.teachers")
 COMPOSITION_ROOTS = {"executor.py", "runner.py", "__main__.py", "cli.py"}
 
 

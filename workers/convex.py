@@ -1,6 +1,6 @@
 """The ``convex`` optimizer: the networks' equivalent convex problems solved to a duality gap.
 
-Both problems (THEORY.md section 1; workers.objectives) are a least-squares term plus a
+Both problems (THEORY.md section 1; workers.certificate) are a least-squares term plus a
 non-smooth convex penalty,
 
 * LASSO (diagonal net): ``P(theta) = (1/2n)||y - X theta||^2 + lam ||theta||_1``, theta (d,);
@@ -15,7 +15,7 @@ on the step, so the iteration cannot diverge even when the Lipschitz estimate is
 The sensing operator is applied matrix-free: predictions ``einsum((X S) * X) - tr S`` and
 gradient ``(X' diag(r) X)/n - mean(r) I`` cost O(n d^2); the D x D quadratic form
 (D = d(d+1)/2) is never formed. The stopping rule is the relative duality gap of
-workers.objectives (lasso_certificate / sensing_certificate), checked every few iterations.
+workers.certificate (lasso_certificate / sensing_certificate), checked every few iterations.
 All arithmetic is float64 numpy.
 """
 
@@ -30,13 +30,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from workers.objectives import (
-    Certificate,
-    lasso_certificate,
-    sensing_certificate,
-    sensing_gradient,
-)
-from workers.teachers import quadratic_form
+from workers.certificate import Certificate, lasso_certificate, sensing_certificate
+from workers.operators import quadratic_form, sensing_adjoint
 
 Array = NDArray[np.float64]
 StopReason = Literal["duality_gap", "max_steps", "timeout"]
@@ -62,7 +57,7 @@ class ConvexSolution:
     objective
         Primal objective P at ``solution``.
     gap
-        Relative duality gap (P - D)/P at ``solution`` (workers.objectives.Certificate.gap).
+        Relative duality gap (P - D)/P at ``solution`` (workers.certificate.Certificate.gap).
     residual
         Prox-gradient fixed-point residual ``||x - prox_t(x - t grad f(x))|| / t`` with t = 1/L
         (Frobenius norm for S): 0 exactly at the optimum, a gradient-norm analogue.
@@ -202,6 +197,13 @@ def _fista(
     )
 
 
+def _checked(x: ArrayLike, y: ArrayLike, lam: float) -> tuple[Array, Array]:
+    """X as a C-contiguous float64 (n, d) array, y as float64 (n,); ValueError for lam < 0."""
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    return np.ascontiguousarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+
 def _soft(v: Array, z: float) -> Array:
     out: Array = np.sign(v) * np.maximum(np.abs(v) - z, 0.0)
     return out
@@ -229,7 +231,7 @@ def solve_lasso(
         Penalty lam >= 0 (lam = 0: least squares; the gap may then never reach tol when the
         minimum is 0, and the solve ends at max_iter).
     tol
-        Stop when the relative duality gap (workers.objectives.lasso_certificate) is <= tol.
+        Stop when the relative duality gap (workers.certificate.lasso_certificate) is <= tol.
     max_iter
         Maximum number of proximal-gradient steps.
     x0
@@ -243,11 +245,8 @@ def solve_lasso(
         ``solution`` is theta, shape (d,).
     """
     start = time.perf_counter()
-    xm = np.ascontiguousarray(x, dtype=np.float64)
-    yv = np.asarray(y, dtype=np.float64)
+    xm, yv = _checked(x, y, lam)
     n, d = xm.shape
-    if lam < 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
     theta0 = np.zeros(d) if x0 is None else np.array(x0, dtype=np.float64).reshape(d)
 
     def forward(th: Array) -> Array:
@@ -317,7 +316,7 @@ def solve_sensing(
     psd
         PSD-constrained trace penalty (positive second layer) or nuclear norm (signed).
     tol
-        Stop when the relative duality gap (workers.objectives.sensing_certificate) is <= tol.
+        Stop when the relative duality gap (workers.certificate.sensing_certificate) is <= tol.
     max_iter
         Maximum number of proximal-gradient steps.
     s0
@@ -332,11 +331,8 @@ def solve_sensing(
         ``solution`` is S, shape (d, d), symmetric (PSD when ``psd``).
     """
     start = time.perf_counter()
-    xm = np.ascontiguousarray(x, dtype=np.float64)
-    yv = np.asarray(y, dtype=np.float64)
-    n, d = xm.shape
-    if lam < 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
+    xm, yv = _checked(x, y, lam)
+    d = xm.shape[1]
     if s0 is None:
         sinit = np.zeros((d, d))
     else:
@@ -351,7 +347,7 @@ def solve_sensing(
         return quadratic_form(xm, s)
 
     def adjoint(r: Array) -> Array:
-        return sensing_gradient(xm, r)
+        return sensing_adjoint(xm, r)
 
     def prox(v: Array, t: float) -> tuple[Array, float]:
         w, vecs = np.linalg.eigh((v + v.T) / 2.0)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from service.spec import RunConfig
-from workers.rng import stream
-from workers.teachers import Teacher, make_teacher
-
 Array = NDArray[np.float64]
+
+
+class _Target(Protocol):
+    def predict(self, x: Array) -> Array: ...
 
 
 @dataclass(frozen=True)
@@ -22,15 +23,8 @@ class Dataset:
     y: Array
 
 
-def sample(teacher: Teacher, n: int, d: int, noise: float, rng: np.random.Generator) -> Dataset:
+def sample(teacher: _Target, n: int, d: int, noise: float, rng: np.random.Generator) -> Dataset:
     """n samples x ~ N(0, I_d), y = f*(x) + sqrt(noise) xi (x drawn before xi)."""
     x = rng.standard_normal((n, d))
     xi = rng.standard_normal(n)
     return Dataset(x=x, y=teacher.predict(x) + np.sqrt(noise) * xi)
-
-
-def make_problem(cfg: RunConfig) -> tuple[Teacher, Dataset]:
-    """The teacher and the training set of a run (``teacher`` and ``train`` streams)."""
-    teacher = make_teacher(cfg)
-    data = sample(teacher, cfg.n, cfg.d, cfg.teacher.noise, stream(cfg.seed, "train"))
-    return teacher, data

@@ -5,9 +5,10 @@
 
     F(params) = (1/2n) sum (y - f(x))^2 + (lam/2) ||params||^2,      lam = cfg.weight_decay,
 
-starting from i.i.d. N(0, init_scale^2) parameters (:func:`workers.models.build_model`).
-:func:`certificate` then evaluates the duality gap of the equivalent convex problem at the
-trained parameters, which certifies (or not) global optimality.
+starting from i.i.d. N(0, init_scale^2) parameters (:meth:`workers.problems.Problem.build_net`).
+A ``certificate(net)`` callback (the duality gap of the equivalent convex problem at the
+network's parameters, :meth:`workers.problems.Problem.certificate`) decides whether a
+stopping point is the global minimum.
 
 Optimizers
 ----------
@@ -45,12 +46,12 @@ Stop rules (checked in this order at every k = 0, 1, ...)
    finite iterate, and the outcome's objective / train_loss / grad_norm are *that* iterate's
    (NaN only when even the initial point is not finite); ``error`` names the step and lr.
 2. ``"gradient"``: ``|g_k| <= sqrt(tol) * max(1, |F_k|)``, tol = ``cfg.training.tol``, *and*,
-   when a ``certify(model)`` callback is given, it confirms the global minimum (the caller's
-   duality-gap certificate, :mod:`workers.certify`). A small gradient without a certificate
-   is a plateau near a saddle (directions still growing from the small initialisation):
+   when a ``certificate(net)`` callback is given, its relative gap is within
+   :func:`workers.certificate.certificate_tolerance` of the dtype. A small gradient without a
+   certificate is a plateau near a saddle (directions still growing from the small initialisation):
    training goes on and asks again after 10, 20, 40, ... (at most 640) steps.
 3. ``"objective"``: ``|F_k - F_{k-1}| / max(|F_k|, 1e-300) < tol_F`` for 10 consecutive steps
-   (with a ``certify`` callback: only when it confirms the minimum, asked with the same
+   (with a ``certificate`` callback: only when it certifies the minimum, asked with the same
    doubling waits as in 2.; the polishing phase below is then not used),
    with ``tol_F = max(tol, 10 * machine epsilon of the dtype)`` (a relative change below that
    is rounding noise); for lbfgs / backtracking gd this starts the polishing phase above.
@@ -65,9 +66,8 @@ Tolerance advice: the default tol = 1e-8 stops at ``|g| <= 1e-4``, where the rel
 gap is typically 1e-2..1e-3; a certified global minimum (gap <= 1e-8) needs tol ~1e-20..1e-24
 (then the gradient rule means ``|g| <= 1e-10..1e-12``) and polishing.
 
-Curve: ``curve_every > 0`` records ``(k, train_loss_k)`` for every k divisible by it and at the
-final step; the caller adds the excess risk (or uses ``on_step(k, F_k, model)``, called after
-every finite evaluation, to measure anything else at any step).
+Curve: ``on_step(k, F_k, net)`` is called after every finite evaluation, so the caller can
+measure anything at any step (the task records the learning curve with it).
 
 Device: ``device`` argument, else ``cfg.training.device``: ``"auto"`` = cuda if available
 else cpu; ``"cuda"`` without CUDA raises RuntimeError. The data is moved to the device once.
@@ -78,16 +78,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from service.spec import RunConfig
+from workers.certificate import Certificate, certificate_tolerance
 from workers.data import Dataset
-from workers.models import DiagonalNet, QuadraticNet, TwoLayerNet, build_model
-from workers.objectives import Certificate, lasso_certificate, sensing_certificate
+from workers.networks import TwoLayerNet
+from workers.problems import Problem
 
 TrainStopReason = Literal["gradient", "objective", "max_steps", "diverged", "timeout"]
 
@@ -101,11 +101,14 @@ ARMIJO_SHRINK = 0.5
 ARMIJO_MAX_HALVINGS = 60
 OBJECTIVE_PATIENCE = 10
 LBFGS_HISTORY = 100
-CERTIFY_FIRST_WAIT = 10
-"""Steps to wait before asking ``certify`` again after it refused (doubling each time)."""
-CERTIFY_MAX_WAIT = 640
+CERTIFICATE_FIRST_WAIT = 10
+"""Steps to wait before asking for a certificate again after a refusal (doubling each time)."""
+CERTIFICATE_MAX_WAIT = 640
 POLISH_SLACK = 1e-12
 """Polishing stops (best iterate kept) if F rises by more than this, relative."""
+
+CertificateFn = Callable[[TwoLayerNet], Certificate]
+StepFn = Callable[[int, float, TwoLayerNet], None]
 
 
 @dataclass
@@ -123,8 +126,6 @@ class TrainOutcome:
     wall_time_s: float
     device: str
     error: str | None = None
-    curve: list[tuple[int, float]] = field(default_factory=list)
-    """(step, train_loss) every ``curve_every`` steps and at the end."""
     evaluations: int = 0
     """Objective evaluations (forward passes) spent, line searches included."""
 
@@ -190,207 +191,258 @@ class _Evaluator:
             return self.value
         return self.commit(*self.graph())
 
+    def snapshot(self) -> list[Tensor]:
+        """A copy of the current parameters."""
+        return [p.detach().clone() for p in self.params]
+
+    def save(self, into: list[Tensor]) -> None:
+        """Copy the current parameters into a snapshot."""
+        with torch.no_grad():
+            for p, q in zip(self.params, into, strict=True):
+                q.copy_(p)
+
+    def restore(self, snapshot: list[Tensor]) -> None:
+        """Set the parameters to a snapshot."""
+        with torch.no_grad():
+            for p, q in zip(self.params, snapshot, strict=True):
+                p.copy_(q)
+
+
+Metrics = tuple[float, float, float]
+"""(objective, mse, grad_norm) of an iterate."""
+
+
+class _Trainer:
+    """The loop of :func:`train`: one method per stop rule of the module docstring."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        data: Dataset,
+        device: torch.device | None,
+        on_step: StepFn | None,
+        certificate: CertificateFn | None,
+    ) -> None:
+        cfg = problem.cfg
+        self.tr = tr = cfg.training
+        if tr.optimizer == "convex":
+            raise ValueError("optimizer 'convex' is not a network optimizer: use workers.convex")
+        self.start = time.monotonic()
+        self.dev = device if device is not None else resolve_device(tr.device)
+        dtype = torch_dtype(tr.dtype)
+        x = torch.as_tensor(data.x, dtype=torch.float64).to(dtype=dtype, device=self.dev)
+        y = torch.as_tensor(data.y, dtype=torch.float64).to(dtype=dtype, device=self.dev)
+        self.model = problem.build_net(self.dev, dtype)
+        self.ev = _Evaluator(self.model, x, y, float(cfg.weight_decay))
+        self.on_step, self.certificate = on_step, certificate
+        self.cert_tol = certificate_tolerance(tr.dtype)
+        self.tol_f = max(tr.tol, 10.0 * torch.finfo(dtype).eps)
+        self.grad_factor = math.sqrt(tr.tol)
+        self.polish_slack = max(POLISH_SLACK, 100.0 * torch.finfo(dtype).eps)
+        # F at zero parameters bounds the global minimum: no point above it has converged.
+        f_zero = float(data.y @ data.y) / (2 * len(data.y))
+        self.f_cap = f_zero * (1.0 + 1e-6) + 1e-300
+        self.lbfgs: torch.optim.LBFGS | None = None
+        self.adam: torch.optim.Adam | None = None
+        if tr.optimizer == "lbfgs":
+            self.lbfgs = torch.optim.LBFGS(
+                self.ev.params,
+                lr=1.0,
+                max_iter=1,
+                max_eval=25,
+                tolerance_grad=0.0,
+                tolerance_change=0.0,
+                history_size=LBFGS_HISTORY,
+                line_search_fn="strong_wolfe",
+            )
+        elif tr.optimizer == "adam":
+            lr = tr.lr if tr.lr is not None else ADAM_DEFAULT_LR
+            self.adam = torch.optim.Adam(self.ev.params, lr=lr)
+        self.step_size = tr.lr if tr.lr is not None else 1.0  # gd: fixed lr, or next Armijo trial
+        self.armijo = tr.optimizer == "gd" and tr.lr is None
+        self.last_good = self.ev.snapshot()
+        self.good: Metrics | None = None  # metrics of last_good
+        self.prev_f: float | None = None
+        self.calm = 0
+        self.polishing = False  # lbfgs / backtracking gd, once F is flat to rounding
+        self.best = self.ev.snapshot()
+        self.best_metrics: Metrics = (math.nan, math.nan, math.inf)
+        self.f_ref = math.inf
+        self.stale = 0
+        self.k = 0
+        self.next_certificate = 0
+        self.certificate_wait = CERTIFICATE_FIRST_WAIT // 2
+        self.error: str | None = None
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> TrainOutcome:
+        while True:
+            reason = self._visit()
+            if reason is None:
+                reason = self._update()
+            if reason is not None:
+                return self._outcome(reason)
+            self.k += 1
+
+    def _visit(self) -> TrainStopReason | None:
+        """Evaluate at step k and apply the stop rules (None: go on)."""
+        ev = self.ev
+        f = ev()
+        finite = math.isfinite(f) and math.isfinite(ev.grad_norm) and math.isfinite(ev.mse)
+        if self.polishing and (not finite or f > self.f_ref + self.polish_slack * abs(self.f_ref)):
+            return self._end_polish("objective")
+        if not finite:
+            self.error = (
+                f"diverged at step {self.k}: non-finite objective or gradient "
+                f"(optimizer {self.tr.optimizer}, lr {self._lr():.3g})"
+            )
+            ev.restore(self.last_good)
+            return "diverged"
+        ev.save(self.last_good)
+        self.good = (f, ev.mse, ev.grad_norm)
+        if self.on_step is not None:
+            self.on_step(self.k, f, self.model)
+        reason = self._gradient_rule(f) or (
+            self._polish_rule() if self.polishing else self._objective_rule(f)
+        )
+        if reason is not None:
+            return reason
+        if self.adam is not None and self.prev_f is not None and f > self.prev_f:
+            for group in self.adam.param_groups:
+                group["lr"] *= ADAM_DECAY
+        self.prev_f = f
+        return self._budget_rule()
+
+    def _certified(self) -> bool:
+        """Ask for a certificate now; after a refusal, wait twice as long as last time."""
+        assert self.certificate is not None
+        if self.certificate(self.model).gap <= self.cert_tol:
+            return True
+        self.certificate_wait = min(2 * self.certificate_wait, CERTIFICATE_MAX_WAIT)
+        self.next_certificate = self.k + self.certificate_wait
+        return False
+
+    def _gradient_rule(self, f: float) -> TrainStopReason | None:
+        """Rule 2: a small gradient, certified. Without a certificate it is a plateau near a
+        saddle (directions still growing from the small init): go on, ask again later."""
+        small = f <= self.f_cap and self.ev.grad_norm <= self.grad_factor * max(1.0, abs(f))
+        if not small or self.k < self.next_certificate:
+            return None
+        if self.certificate is None or self._certified():
+            return "gradient"
+        return None
+
+    def _polish_rule(self) -> TrainStopReason | None:
+        """Polishing keeps the iterate with the smallest |g|; it ends when |g| is stale."""
+        assert self.good is not None
+        if self.ev.grad_norm < self.best_metrics[2]:
+            self.ev.save(self.best)
+            self.best_metrics = self.good
+            self.stale = 0
+            return None
+        self.stale += 1
+        self.step_size *= ARMIJO_SHRINK  # gd: damp an oscillation at the edge of stability
+        if self.stale >= OBJECTIVE_PATIENCE:
+            return self._end_polish("objective")
+        return None
+
+    def _objective_rule(self, f: float) -> TrainStopReason | None:
+        """Rule 3: a flat objective stops on a certificate, or starts polishing."""
+        if self.prev_f is None:
+            return None
+        flat = abs(f - self.prev_f) / max(abs(f), 1e-300) < self.tol_f
+        self.calm = self.calm + 1 if flat and f <= self.f_cap else 0
+        if self.calm < OBJECTIVE_PATIENCE:
+            return None
+        if self.certificate is not None:
+            # slow progress (coordinates near the threshold still growing) is not a minimum
+            self.calm = 0
+            if self.k >= self.next_certificate and self._certified():
+                return "objective"
+            return None
+        if self.lbfgs is None and not self.armijo:
+            return "objective"
+        self.polishing = True
+        if self.lbfgs is not None:
+            self.lbfgs.param_groups[0]["line_search_fn"] = None
+        self.ev.save(self.best)
+        assert self.good is not None
+        self.best_metrics = self.good
+        self.f_ref = f
+        return None
+
+    def _budget_rule(self) -> TrainStopReason | None:
+        """Rules 4 and 5: the step budget and the wall-time limit."""
+        if self.k >= self.tr.max_steps:
+            return self._end_polish("max_steps") if self.polishing else "max_steps"
+        elapsed = time.monotonic() - self.start
+        if self.tr.timeout_s is not None and elapsed > self.tr.timeout_s:
+            self.error = (
+                f"wall time {elapsed:.3f} s exceeded timeout_s={self.tr.timeout_s} at step {self.k}"
+            )
+            return self._end_polish("timeout") if self.polishing else "timeout"
+        return None
+
+    def _end_polish(self, reason: TrainStopReason) -> TrainStopReason:
+        """Stop with the best polished iterate restored."""
+        self.ev.restore(self.best)
+        self.good = self.best_metrics
+        return reason
+
+    def _update(self) -> TrainStopReason | None:
+        """One parameter update; a backtracking search that finds no decrease stops the run."""
+        ev = self.ev
+        if self.lbfgs is not None:
+            self.lbfgs.step(ev)  # type: ignore[no-untyped-call]
+        elif self.adam is not None:
+            self.adam.step()  # p.grad holds grad F_k (ev() just ran or was cached)
+        elif self.tr.lr is not None:
+            with torch.no_grad():
+                for p in ev.params:
+                    assert p.grad is not None
+                    p.sub_(self.tr.lr * p.grad)
+        else:
+            accepted, self.step_size = _armijo_step(
+                ev, ev.value, self.step_size, grow=not self.polishing
+            )
+            if not accepted:
+                return self._end_polish("objective") if self.polishing else "objective"
+        return None
+
+    def _lr(self) -> float:
+        if self.adam is not None:
+            return float(self.adam.param_groups[0]["lr"])
+        return self.step_size
+
+    def _outcome(self, reason: TrainStopReason) -> TrainOutcome:
+        objective, mse, gnorm = (
+            self.good if self.good is not None else (math.nan, math.nan, math.nan)
+        )
+        return TrainOutcome(
+            model=self.model,
+            steps=self.k,
+            stop_reason=reason,
+            objective=objective,
+            train_loss=mse,
+            grad_norm=gnorm,
+            wall_time_s=time.monotonic() - self.start,
+            device=str(self.dev),
+            error=self.error,
+            evaluations=self.ev.evaluations,
+        )
+
 
 def train(
-    cfg: RunConfig,
+    problem: Problem,
     data: Dataset,
     *,
     device: torch.device | None = None,
-    on_step: Callable[[int, float, TwoLayerNet], None] | None = None,
-    curve_every: int = 0,
-    certify: Callable[[TwoLayerNet], bool] | None = None,
+    on_step: StepFn | None = None,
+    certificate: CertificateFn | None = None,
 ) -> TrainOutcome:
-    """Train the network of ``cfg`` on ``data`` (see the module docstring for the rules)."""
-    tr = cfg.training
-    if tr.optimizer == "convex":
-        raise ValueError("optimizer 'convex' is not a network optimizer: use workers.convex")
-    start = time.monotonic()
-    dev = device if device is not None else resolve_device(tr.device)
-    dtype = torch_dtype(tr.dtype)
-    x = torch.as_tensor(data.x, dtype=torch.float64).to(dtype=dtype, device=dev)
-    y = torch.as_tensor(data.y, dtype=torch.float64).to(dtype=dtype, device=dev)
-    model = build_model(cfg, dev, dtype)
-    lam = float(cfg.weight_decay)
-    ev = _Evaluator(model, x, y, lam)
-    params = ev.params
-    tol_f = max(tr.tol, 10.0 * torch.finfo(dtype).eps)
-    grad_factor = math.sqrt(tr.tol)
-    polish_slack = max(POLISH_SLACK, 100.0 * torch.finfo(dtype).eps)
-    # F at zero parameters bounds the global minimum: no point above it has converged.
-    f_zero = float(data.y @ data.y) / (2 * len(data.y))
-    f_cap = f_zero * (1.0 + 1e-6) + 1e-300
-
-    lbfgs: torch.optim.LBFGS | None = None
-    adam: torch.optim.Adam | None = None
-    if tr.optimizer == "lbfgs":
-        lbfgs = torch.optim.LBFGS(
-            params,
-            lr=1.0,
-            max_iter=1,
-            max_eval=25,
-            tolerance_grad=0.0,
-            tolerance_change=0.0,
-            history_size=LBFGS_HISTORY,
-            line_search_fn="strong_wolfe",
-        )
-    elif tr.optimizer == "adam":
-        adam = torch.optim.Adam(params, lr=tr.lr if tr.lr is not None else ADAM_DEFAULT_LR)
-    step_size = tr.lr if tr.lr is not None else 1.0  # gd: fixed lr, or the next Armijo trial
-    armijo = tr.optimizer == "gd" and tr.lr is None
-
-    def current_lr() -> float:
-        if adam is not None:
-            return float(adam.param_groups[0]["lr"])
-        return step_size
-
-    curve: list[tuple[int, float]] = []
-    last_good = [p.detach().clone() for p in params]
-    good: tuple[float, float, float] | None = None  # (objective, mse, grad_norm) of last_good
-    prev_f: float | None = None
-    calm = 0
-    polishing = False  # lbfgs / backtracking gd, once F is flat to rounding (see docstring)
-    best = [p.detach().clone() for p in params]
-    best_metrics = (math.nan, math.nan, math.inf)
-    f_ref = math.inf
-    stale = 0
-    k = 0
-    next_certify = 0
-    certify_wait = CERTIFY_FIRST_WAIT // 2
-    reason: TrainStopReason
-    error: str | None = None
-
-    def restore(snapshot: list[Tensor]) -> None:
-        with torch.no_grad():
-            for p, q in zip(params, snapshot, strict=True):
-                p.copy_(q)
-
-    while True:
-        f = ev()
-        finite = math.isfinite(f) and math.isfinite(ev.grad_norm) and math.isfinite(ev.mse)
-        if polishing and (not finite or f > f_ref + polish_slack * abs(f_ref)):
-            restore(best)
-            good = best_metrics
-            reason = "objective"
-            break
-        if not finite:
-            reason = "diverged"
-            error = (
-                f"diverged at step {k}: non-finite objective or gradient "
-                f"(optimizer {tr.optimizer}, lr {current_lr():.3g})"
-            )
-            restore(last_good)
-            break
-        with torch.no_grad():
-            for p, q in zip(params, last_good, strict=True):
-                q.copy_(p)
-        good = (f, ev.mse, ev.grad_norm)
-        if curve_every > 0 and k % curve_every == 0:
-            curve.append((k, ev.mse))
-        if on_step is not None:
-            on_step(k, f, model)
-        if f <= f_cap and ev.grad_norm <= grad_factor * max(1.0, abs(f)) and k >= next_certify:
-            if certify is None or certify(model):
-                reason = "gradient"
-                break
-            # A small gradient but no certificate: a plateau near a saddle (directions still
-            # growing from the small init). Keep going; ask again later (doubling waits).
-            certify_wait = min(2 * certify_wait, CERTIFY_MAX_WAIT)
-            next_certify = k + certify_wait
-        if polishing:
-            if ev.grad_norm < best_metrics[2]:
-                with torch.no_grad():
-                    for p, q in zip(params, best, strict=True):
-                        q.copy_(p)
-                best_metrics = good
-                stale = 0
-            else:
-                stale += 1
-                step_size *= ARMIJO_SHRINK  # gd: damp an oscillation at the edge of stability
-                if stale >= OBJECTIVE_PATIENCE:
-                    restore(best)
-                    good = best_metrics
-                    reason = "objective"
-                    break
-        elif prev_f is not None:
-            flat = abs(f - prev_f) / max(abs(f), 1e-300) < tol_f
-            calm = calm + 1 if flat and f <= f_cap else 0
-            if calm >= OBJECTIVE_PATIENCE and certify is not None:
-                # Flat objective: stop only on a certificate; slow progress (coordinates near
-                # the threshold still growing) is not a minimum. Ask again later if refused.
-                calm = 0
-                if k >= next_certify:
-                    if certify(model):
-                        reason = "objective"
-                        break
-                    certify_wait = min(2 * certify_wait, CERTIFY_MAX_WAIT)
-                    next_certify = k + certify_wait
-            elif calm >= OBJECTIVE_PATIENCE:
-                if lbfgs is None and not armijo:
-                    reason = "objective"
-                    break
-                polishing = True
-                if lbfgs is not None:
-                    lbfgs.param_groups[0]["line_search_fn"] = None
-                with torch.no_grad():
-                    for p, q in zip(params, best, strict=True):
-                        q.copy_(p)
-                best_metrics = good
-                f_ref = f
-        if adam is not None and prev_f is not None and f > prev_f:
-            for group in adam.param_groups:
-                group["lr"] *= ADAM_DECAY
-        prev_f = f
-        if k >= tr.max_steps:
-            if polishing:
-                restore(best)
-                good = best_metrics
-            reason = "max_steps"
-            break
-        if tr.timeout_s is not None and time.monotonic() - start > tr.timeout_s:
-            if polishing:
-                restore(best)
-                good = best_metrics
-            reason = "timeout"
-            elapsed = time.monotonic() - start
-            error = f"wall time {elapsed:.3f} s exceeded timeout_s={tr.timeout_s} at step {k}"
-            break
-
-        # ---- one update
-        if lbfgs is not None:
-            lbfgs.step(ev)  # type: ignore[no-untyped-call]
-        elif adam is not None:
-            adam.step()  # p.grad holds grad F_k (ev() just ran or was cached)
-        elif tr.lr is not None:
-            with torch.no_grad():
-                for p in params:
-                    assert p.grad is not None
-                    p.sub_(tr.lr * p.grad)
-        else:
-            accepted, step_size = _armijo_step(ev, f, step_size, grow=not polishing)
-            if not accepted:
-                if polishing:
-                    restore(best)
-                    good = best_metrics
-                reason = "objective"
-                break
-        k += 1
-
-    if curve_every > 0 and (not curve or curve[-1][0] != k) and good is not None:
-        curve.append((k, good[1]))
-    objective, mse, gnorm = good if good is not None else (math.nan, math.nan, math.nan)
-    return TrainOutcome(
-        model=model,
-        steps=k,
-        stop_reason=reason,
-        objective=objective,
-        train_loss=mse,
-        grad_norm=gnorm,
-        wall_time_s=time.monotonic() - start,
-        device=str(dev),
-        error=error,
-        curve=curve,
-        evaluations=ev.evaluations,
-    )
+    """Train the network of ``problem`` on ``data`` (see the module docstring for the rules)."""
+    return _Trainer(problem, data, device, on_step, certificate).run()
 
 
 def _armijo_step(ev: _Evaluator, f: float, t: float, *, grow: bool) -> tuple[bool, float]:
@@ -399,7 +451,7 @@ def _armijo_step(ev: _Evaluator, f: float, t: float, *, grow: bool) -> tuple[boo
     params = ev.params
     grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
     g2 = ev.grad_norm**2
-    old = [p.detach().clone() for p in params]
+    old = ev.snapshot()
     slack = 8.0 * torch.finfo(params[0].dtype).eps * abs(f)
     for _ in range(ARMIJO_MAX_HALVINGS):
         with torch.no_grad():
@@ -411,21 +463,5 @@ def _armijo_step(ev: _Evaluator, f: float, t: float, *, grow: bool) -> tuple[boo
             ev.commit(obj, mse)
             return True, t * ARMIJO_GROW if grow else t
         t *= ARMIJO_SHRINK
-    with torch.no_grad():
-        for p, p0 in zip(params, old, strict=True):
-            p.copy_(p0)
+    ev.restore(old)
     return False, t
-
-
-def certificate(cfg: RunConfig, model: TwoLayerNet, data: Dataset) -> Certificate:
-    """Duality gap of the equivalent convex problem at the trained parameters (float64):
-    diagonal -> LASSO at theta = a*w; quadratic -> trace-penalised sensing at S = W' diag(s) W
-    (PSD-constrained for a positive second layer, nuclear norm for a signed one)."""
-    lam = float(cfg.weight_decay)
-    if isinstance(model, DiagonalNet):
-        return lasso_certificate(data.x, data.y, model.theta(), lam)
-    if isinstance(model, QuadraticNet):
-        return sensing_certificate(
-            data.x, data.y, model.matrix(), lam, psd=model.second_layer == "positive"
-        )
-    raise TypeError(f"no certificate for {type(model).__name__}")

@@ -6,9 +6,9 @@
   (THEORY.md 6, 7.1).
 """
 
+from service.teachers import diagonal_coefficients, quadratic_eigenvalues
 from service.theory.exponents import heuristic_exponent, predicted_alpha_ww
 from service.theory.prediction import Model, Prediction, predict, predicted_spectrum
-from service.theory.teachers import diagonal_coefficients, quadratic_eigenvalues
 
 __all__ = [
     "Model",

@@ -21,7 +21,8 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import ndtr
 
-from service.theory.teachers import Array, compressed_diagonal, diagonal_coefficients
+from service.teachers import Array, diagonal_coefficients
+from service.theory.compressed_teacher import compressed_diagonal
 
 #: Above this d the teacher is compressed (THEORY.md 3.2, "very large d").
 EXACT_MAX_D = 20_000
@@ -49,7 +50,8 @@ def teacher(
     """``|theta*|`` values and multiplicities (each shape (m,)).
 
     Exact (all d coordinates, unit weights) when ``exact`` is True, or by default when
-    ``d <= 20 000``; otherwise compressed (:func:`service.theory.teachers.compressed_diagonal`).
+    ``d <= 20 000``; otherwise compressed
+    (:func:`service.theory.compressed_teacher.compressed_diagonal`).
     """
     if exact if exact is not None else d <= EXACT_MAX_D:
         t = diagonal_coefficients(d, gamma, rank)

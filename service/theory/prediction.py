@@ -14,9 +14,9 @@ from typing import Literal
 
 import numpy as np
 
+from service.teachers import Array
 from service.theory import diagonal, quadratic
 from service.theory.exponents import finite_size_note
-from service.theory.teachers import Array
 
 Model = Literal["diagonal", "quadratic"]
 

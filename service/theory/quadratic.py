@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from service.theory.teachers import Array, quadratic_eigenvalues
+from service.teachers import Array, quadratic_eigenvalues
 
 
 def default_draws(d: int, *, sensitive: bool = False) -> int:

@@ -1,25 +1,45 @@
-"""The theory package's teachers equal the workers' (THEORY.md section 1); compressed teacher."""
+"""The teacher formulas (service.teachers, THEORY.md section 1) and the compressed teacher."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from service.theory import diagonal, teachers
-from workers import teachers as worker_teachers
+from service import teachers
+from service.spec import RunConfig, TeacherSpec
+from service.theory import compressed_teacher, diagonal
+from workers.problems import problem_for
 
 
 @pytest.mark.parametrize("gamma", [0.5, 0.75, 1.0, 1.5])
 @pytest.mark.parametrize(("d", "rank"), [(1, None), (40, None), (1000, None), (1000, 37)])
-def test_teacher_vectors_equal_the_workers(d: int, rank: int | None, gamma: float) -> None:
+def test_teacher_spectra_are_normalised_power_laws(d: int, rank: int | None, gamma: float) -> None:
     a = teachers.diagonal_coefficients(d, gamma, rank)
-    b = worker_teachers.diagonal_coefficients(d, gamma, rank)
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-15)  # tolerance 1e-15: same formula
     q = teachers.quadratic_eigenvalues(d, gamma, rank)
-    w = worker_teachers.quadratic_eigenvalues(d, gamma, rank)
-    np.testing.assert_allclose(q, w, rtol=0, atol=1e-15)  # tolerance 1e-15
+    r = d if rank is None else rank
+    k = np.arange(1, r + 1)
+    # the power law itself, up to the normalising constant: 1e-12 relative
+    np.testing.assert_allclose(a[:r] / a[0], k**-gamma, rtol=1e-12)
+    np.testing.assert_allclose(q[:r] / q[0], k**-gamma, rtol=1e-12)
+    assert not a[r:].any() and not q[r:].any()
     assert abs(float(np.sum(a**2)) - 1.0) < 1e-12  # unit norm, rounding only
     assert abs(2.0 * float(np.sum(q**2)) - 1.0) < 1e-12  # 2 sum lam^2 = 1, rounding only
+    signed = teachers.quadratic_eigenvalues(d, gamma, rank, signed=True)
+    np.testing.assert_array_equal(np.abs(signed), q)
+    assert np.all(signed[1:r:2] <= 0) and np.all(signed[0:r:2] >= 0)
+
+
+@pytest.mark.parametrize("model", ["diagonal", "quadratic"])
+def test_the_workers_teachers_have_the_shared_spectrum(model: str) -> None:
+    cfg = RunConfig(model=model, d=30, n=10, weight_decay=0.1, teacher=TeacherSpec(gamma=0.8))
+    teacher, _ = problem_for(cfg).draw()
+    if model == "diagonal":
+        spectrum = np.sort(np.abs(teacher.target))[::-1]
+        expected = teachers.diagonal_coefficients(30, 0.8)
+    else:
+        spectrum = np.sort(np.linalg.eigvalsh(teacher.target))[::-1]
+        expected = teachers.quadratic_eigenvalues(30, 0.8)
+    np.testing.assert_allclose(spectrum, expected, rtol=0, atol=1e-14)  # eigh rounding only
 
 
 def test_invalid_teacher_arguments() -> None:
@@ -35,13 +55,13 @@ def test_power_sum_matches_direct_sum(s: float) -> None:
     b = np.array([1000.0, 4005.0, 200000.0])
     direct = [float(np.sum(np.arange(lo, hi + 1) ** -s)) for lo, hi in zip(a, b, strict=True)]
     # tolerance 1e-12 relative: Euler-Maclaurin truncation ~a^-6, plus summation rounding
-    np.testing.assert_allclose(teachers.power_sum(s, a, b), direct, rtol=1e-12)
+    np.testing.assert_allclose(compressed_teacher.power_sum(s, a, b), direct, rtol=1e-12)
 
 
 @pytest.mark.parametrize(("d", "rank"), [(30_000, None), (10**9, None), (50_000, 100)])
 @pytest.mark.parametrize("gamma", [0.5, 1.0])
 def test_compressed_teacher_is_normalised(d: int, rank: int | None, gamma: float) -> None:
-    values, weights = teachers.compressed_diagonal(d, gamma, rank)
+    values, weights = compressed_teacher.compressed_diagonal(d, gamma, rank)
     assert float(np.sum(weights)) == d  # multiplicities are exact integers
     assert abs(float(np.dot(weights, values**2)) - 1.0) < 1e-12  # unit norm (rounding)
     assert np.all(np.diff(values) <= 0)
@@ -49,7 +69,7 @@ def test_compressed_teacher_is_normalised(d: int, rank: int | None, gamma: float
         exact = teachers.diagonal_coefficients(d, gamma, rank)
         r = d if rank is None else rank
         # head kept exactly (c from the exact finite sum): 1e-12 relative
-        k = min(r, teachers.EXACT_HEAD)
+        k = min(r, compressed_teacher.EXACT_HEAD)
         np.testing.assert_allclose(values[:k], exact[:k], rtol=1e-12)
 
 

@@ -20,17 +20,10 @@ from scipy.optimize import minimize
 
 from service.spec import RunConfig, TeacherSpec
 from workers import convex
+from workers.certificate import lasso_certificate, sensing_certificate
 from workers.convex import ConvexSolution, solve_lasso, solve_sensing
-from workers.data import make_problem
-from workers.objectives import (
-    diagonal_excess_risk,
-    lasso_objective,
-    quadratic_excess_risk,
-    sensing_certificate,
-    sensing_gradient,
-    sensing_objective,
-)
-from workers.teachers import DiagonalTeacher, QuadraticTeacher, quadratic_form
+from workers.operators import quadratic_form, sensing_adjoint
+from workers.problems import problem_for
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "THEORY-reference-values.json"
 
@@ -82,7 +75,7 @@ def test_lasso_reaches_gap_and_kkt() -> None:
     assert np.all(np.abs(corr) <= lam + 1e-8)
     np.testing.assert_allclose(corr[support], lam * np.sign(theta[support]), rtol=0, atol=1e-8)
     # The reported objective is the primal at the solution (rounding only: 1e-12 relative).
-    assert sol.objective == pytest.approx(lasso_objective(x, y, theta, lam), rel=1e-12)
+    assert sol.objective == pytest.approx(lasso_certificate(x, y, theta, lam).primal, rel=1e-12)
     assert sol.residual <= 1e-6  # fixed-point residual ~ dual residual: loose 1e-6 bound
 
 
@@ -99,13 +92,13 @@ def test_sensing_psd_kkt() -> None:
     ev = np.linalg.eigvalsh(s)
     assert ev[0] >= -1e-12  # PSD up to eigen-reconstruction rounding
     assert 0 < np.sum(ev > 1e-9) < d  # the penalty is active: a rank-deficient solution
-    g = -sensing_gradient(x, y - quadratic_form(x, s))  # gradient of the smooth part
+    g = -sensing_adjoint(x, y - quadratic_form(x, s))  # gradient of the smooth part
     m = g + lam / 2 * np.eye(d)
     # Dual feasibility G + lam/2 I >= 0 up to 1e-8 (relative gap 1e-10, lam/2 = 2.5e-2),
     # complementary slackness <S, G + lam/2 I> = 0 up to 1e-8 of the penalty (lam/2) tr S.
     assert np.linalg.eigvalsh(m)[0] >= -1e-8
     assert abs(np.sum(s * m)) <= 1e-8 * (lam / 2 * np.trace(s))
-    assert sol.objective == pytest.approx(sensing_objective(x, y, s, lam, True), rel=1e-12)
+    assert sol.objective == pytest.approx(sensing_certificate(x, y, s, lam, True).primal, rel=1e-12)
 
 
 def test_sensing_signed_kkt() -> None:
@@ -118,7 +111,7 @@ def test_sensing_signed_kkt() -> None:
     s = sol.solution
     ev = np.linalg.eigvalsh(s)
     assert ev[0] < -1e-3 and ev[-1] > 1e-3  # indefinite: the signed problem is really used
-    g = -sensing_gradient(x, y - quadratic_form(x, s))
+    g = -sensing_adjoint(x, y - quadratic_form(x, s))
     nuc = float(np.abs(ev).sum())
     # ||G||_op <= lam/2 (dual feasibility) and <-G, S> = (lam/2)||S||_* (subgradient of the
     # nuclear norm at S): both to 1e-8 (absolute, resp. relative to the penalty).
@@ -265,14 +258,10 @@ def _risks(
             seed=seed,
             teacher=TeacherSpec(gamma=gamma, noise=delta),
         )
-        teacher, data = make_problem(cfg)
-        if isinstance(teacher, DiagonalTeacher):
-            sol = solve_lasso(data.x, data.y, lam)
-            risks.append(diagonal_excess_risk(sol.solution, teacher.theta))
-        else:
-            assert isinstance(teacher, QuadraticTeacher)
-            sol = solve_sensing(data.x, data.y, lam, psd=True)
-            risks.append(quadratic_excess_risk(sol.solution, teacher.matrix))
+        problem = problem_for(cfg)
+        teacher, data = problem.draw()
+        sol = problem.solve_convex(data, tol=1e-10, max_iter=100_000)
+        risks.append(problem.excess_risk(sol.solution, teacher))
         assert sol.stop_reason == "duality_gap"  # every seed is solved to the certificate
         iters.append(sol.iterations)
         wall += sol.wall_time_s

@@ -15,17 +15,11 @@ import pytest
 import torch
 
 from service.spec import RunConfig, TeacherSpec, TrainingSpec
-from workers import convex
-from workers.data import make_problem
-from workers.models import DiagonalNet, QuadraticNet, TwoLayerNet
-from workers.objectives import (
-    diagonal_excess_risk,
-    lasso_objective,
-    quadratic_excess_risk,
-    sensing_objective,
-)
-from workers.teachers import DiagonalTeacher, QuadraticTeacher
-from workers.train import certificate, resolve_device, train
+from workers.certificate import Certificate
+from workers.data import Dataset
+from workers.networks import QuadraticNet, TwoLayerNet
+from workers.problems import Problem, problem_for
+from workers.train import TrainOutcome, resolve_device, train
 
 
 @pytest.fixture(autouse=True)
@@ -66,6 +60,21 @@ def _params(model: TwoLayerNet) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
+def _data(cfg: RunConfig) -> tuple[Problem, Dataset]:
+    problem = problem_for(cfg)
+    return problem, problem.draw()[1]
+
+
+def _train(cfg: RunConfig, **kw: Any) -> tuple[Problem, Dataset, TrainOutcome]:
+    problem, data = _data(cfg)
+    return problem, data, train(problem_for(problem), data, **kw)
+
+
+def _certificate(problem: Problem, out: TrainOutcome, data: Dataset) -> Certificate:
+    """The residual-based certificate at the trained weights (convex primal at theta / S)."""
+    return problem.dual_certificate(data, problem.estimate(out.model).solution)
+
+
 # --------------------------------------------------------------------------------------
 # reproducibility, failure modes, bookkeeping
 
@@ -73,23 +82,23 @@ def _params(model: TwoLayerNet) -> list[torch.Tensor]:
 @pytest.mark.parametrize("optimizer", ["lbfgs", "gd", "adam"])
 def test_same_config_is_bit_identical(optimizer: str) -> None:
     cfg = _cfg("quadratic", 6, 60, 1e-2, optimizer=optimizer, max_steps=30)
-    _, data = make_problem(cfg)
-    a = train(cfg, data)
-    b = train(cfg, data)
+    _, data = _data(cfg)
+    a = train(problem_for(cfg), data)
+    b = train(problem_for(cfg), data)
     assert a.steps == b.steps and a.stop_reason == b.stop_reason
     assert a.objective == b.objective  # bit-identical on CPU
     for pa, pb in zip(_params(a.model), _params(b.model), strict=True):
         assert torch.equal(pa, pb)
     other = _cfg("quadratic", 6, 60, 1e-2, seed=1, optimizer=optimizer, max_steps=30)
-    c = train(other, data)  # same data, different init stream
+    c = train(problem_for(other), data)  # same data, different init stream
     assert not torch.equal(_params(a.model)[0], _params(c.model)[0])
 
 
 @pytest.mark.parametrize("model", ["diagonal", "quadratic"])
 def test_far_too_large_lr_diverges_cleanly(model: str) -> None:
     cfg = _cfg(model, 8, 80, 1e-2, optimizer="gd", lr=1e3, max_steps=500)
-    _, data = make_problem(cfg)
-    out = train(cfg, data)  # must not raise
+    _, data = _data(cfg)
+    out = train(problem_for(cfg), data)  # must not raise
     assert out.stop_reason == "diverged"
     assert out.error is not None and "step" in out.error and "lr 1e+03" in out.error
     # metrics are those of the last finite iterate, never NaN
@@ -104,14 +113,14 @@ def test_far_too_large_lr_diverges_cleanly(model: str) -> None:
 
 def test_max_steps_timeout_and_refusals() -> None:
     cfg = _cfg("diagonal", 10, 20, 1e-2, optimizer="lbfgs", max_steps=3)
-    _, data = make_problem(cfg)
-    out = train(cfg, data)
+    _, data = _data(cfg)
+    out = train(problem_for(cfg), data)
     assert (out.stop_reason, out.steps, out.error) == ("max_steps", 3, None)
     slow = _cfg("diagonal", 10, 20, 1e-2, timeout_s=1e-9)
-    out = train(slow, data)
+    out = train(problem_for(slow), data)
     assert out.stop_reason == "timeout" and out.error is not None and "timeout" in out.error
     with pytest.raises(ValueError, match="convex"):
-        train(_cfg("diagonal", 10, 20, 1e-2, optimizer="convex"), data)
+        train(problem_for(_cfg("diagonal", 10, 20, 1e-2, optimizer="convex")), data)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             resolve_device("cuda")
@@ -120,11 +129,10 @@ def test_max_steps_timeout_and_refusals() -> None:
 
 def test_curve_callback_and_metrics() -> None:
     cfg = _cfg("quadratic", 6, 60, 1e-2, optimizer="gd", max_steps=25)
-    _, data = make_problem(cfg)
+    _, data = _data(cfg)
     seen: list[tuple[int, float]] = []
-    out = train(cfg, data, curve_every=10, on_step=lambda k, f, m: seen.append((k, f)))
+    out = train(problem_for(cfg), data, on_step=lambda k, f, m: seen.append((k, f)))
     assert out.stop_reason == "max_steps" and out.steps == 25
-    assert [k for k, _ in out.curve] == [0, 10, 20, 25]
     assert [k for k, _ in seen] == list(range(26))
     assert out.objective == seen[-1][1]
     # Armijo steps never increase F beyond rounding (8 eps |F| slack)
@@ -135,24 +143,23 @@ def test_curve_callback_and_metrics() -> None:
     r = y - (np.einsum("ij,jk,ik->i", x, s, x) - np.trace(s))
     # train_loss is the plain MSE; float64 rounding only: 1e-12 relative
     assert out.train_loss == pytest.approx(float(r @ r) / len(y), rel=1e-12)
-    assert out.curve[-1][1] == out.train_loss
     assert out.device == "cpu" and out.wall_time_s > 0
 
 
 def test_adam_and_float32_make_progress() -> None:
     cfg = _cfg("diagonal", 20, 40, 1e-2, optimizer="adam", max_steps=300)
-    _, data = make_problem(cfg)
-    out = train(cfg, data, curve_every=300)
+    _, data = _data(cfg)
+    out = train(problem_for(cfg), data)
     assert out.stop_reason in ("gradient", "objective", "max_steps")
     # loose sanity bound: the objective fell at least 5-fold from its initial value
     assert out.objective < 0.2 * float(data.y @ data.y) / (2 * len(data.y))
     f32 = _cfg("quadratic", 8, 128, 1e-2, dtype="float32", tol=1e-20, max_steps=500)
-    _, data32 = make_problem(f32)
-    out32 = train(f32, data32)
+    _, data32 = _data(f32)
+    out32 = train(problem_for(f32), data32)
     assert out32.model.W.dtype == torch.float32
     assert out32.stop_reason in ("gradient", "objective")
     # float32 training: duality gap at the float32 floor (measured 2e-5): 1e-4 relative
-    assert certificate(f32, out32.model, data32).gap < 1e-4
+    assert _certificate(problem_for(f32), out32, data32).gap < 1e-4
 
 
 # --------------------------------------------------------------------------------------
@@ -171,9 +178,9 @@ def test_lbfgs_reaches_certified_global_minimum(case: str) -> None:
     cfg = GLOBAL_CASES[case].model_copy(
         update={"training": GLOBAL_CASES[case].training.model_copy(update={"tol": 1e-24})}
     )
-    _, data = make_problem(cfg)
-    out = train(cfg, data)
-    cert = certificate(cfg, out.model, data)
+    _, data = _data(cfg)
+    out = train(problem_for(cfg), data)
+    cert = _certificate(problem_for(cfg), out, data)
     print(
         f"\n{case}: lbfgs {out.steps} steps, {out.evaluations} evals, {out.wall_time_s:.2f} s, "
         f"stop {out.stop_reason}, |g| {out.grad_norm:.1e}, gap {cert.gap:.2e}"
@@ -187,9 +194,9 @@ def test_lbfgs_reaches_certified_global_minimum(case: str) -> None:
 
 def test_gd_backtracking_reaches_certified_minimum() -> None:
     cfg = _cfg("quadratic", 10, 200, 3e-2, optimizer="gd", tol=1e-24, max_steps=3000)
-    _, data = make_problem(cfg)
-    out = train(cfg, data)
-    cert = certificate(cfg, out.model, data)
+    _, data = _data(cfg)
+    out = train(problem_for(cfg), data)
+    cert = _certificate(problem_for(cfg), out, data)
     print(
         f"\ngd quad-d10-a2-lam3e-2: {out.steps} steps, {out.evaluations} evals, "
         f"{out.wall_time_s:.2f} s, stop {out.stop_reason}, gap {cert.gap:.2e}"
@@ -200,8 +207,8 @@ def test_gd_backtracking_reaches_certified_minimum() -> None:
 
 def test_default_tol_gradient_rule() -> None:
     cfg = _cfg("quadratic", 10, 200, 1e-2)  # tol 1e-8: |g| <= 1e-4 max(1, |F|)
-    _, data = make_problem(cfg)
-    out = train(cfg, data)
+    _, data = _data(cfg)
+    out = train(problem_for(cfg), data)
     assert out.stop_reason == "gradient" and out.grad_norm <= 1e-4
 
 
@@ -222,28 +229,18 @@ def test_network_matches_convex_solver(case: str) -> None:
     cfg = CONVEX_CASES[case].model_copy(  # tol 1e-20: stop at |g| <= 1e-10 max(1, |F|)
         update={"training": CONVEX_CASES[case].training.model_copy(update={"tol": 1e-20})}
     )
-    teacher, data = make_problem(cfg)
-    lam = cfg.weight_decay
-    out = train(cfg, data)
+    problem = problem_for(cfg)
+    teacher, data = problem.draw()
+    out = train(problem, data)
     t0 = time.perf_counter()
-    if isinstance(teacher, DiagonalTeacher):
-        assert isinstance(out.model, DiagonalNet)
-        sol = convex.solve_lasso(data.x, data.y, lam)
-        r_net = diagonal_excess_risk(out.model.theta(), teacher.theta)
-        r_cvx = diagonal_excess_risk(sol.solution, teacher.theta)
-        p_net = lasso_objective(data.x, data.y, out.model.theta(), lam)
-        support = int(np.count_nonzero(sol.solution))
-    else:
-        assert isinstance(teacher, QuadraticTeacher) and isinstance(out.model, QuadraticNet)
-        psd = cfg.training.second_layer == "positive"
-        sol = convex.solve_sensing(data.x, data.y, lam, psd=psd)
-        r_net = quadratic_excess_risk(out.model.matrix(), teacher.matrix)
-        r_cvx = quadratic_excess_risk(sol.solution, teacher.matrix)
-        p_net = sensing_objective(data.x, data.y, out.model.matrix(), lam, psd)
-        ev = np.linalg.eigvalsh(sol.solution)
-        support = int(np.sum(np.abs(ev) > 1e-8 * np.abs(ev).max()))
+    sol = problem.solve_convex(data, tol=1e-10, max_iter=100_000)
+    net = problem.estimate(out.model).solution
+    r_net = problem.excess_risk(net, teacher)
+    r_cvx = problem.excess_risk(sol.solution, teacher)
+    p_net = problem.dual_certificate(data, net).primal  # the convex objective at theta / S
+    support = problem.support(sol.solution)[0]
     cvx_s = time.perf_counter() - t0
-    gap = certificate(cfg, out.model, data).gap
+    gap = _certificate(problem_for(cfg), out, data).gap
     print(
         f"\n{case}: net lbfgs {out.steps} steps {out.wall_time_s:.2f} s gap {gap:.1e} "
         f"R {r_net:.6e} F {out.objective:.12e} | convex {sol.iterations} it {cvx_s:.2f} s "
@@ -264,9 +261,9 @@ def test_cuda_training_matches_cpu() -> None:
     cpu = GLOBAL_CASES["quad-d10-a2-lam1e-2"]
     cpu = cpu.model_copy(update={"training": cpu.training.model_copy(update={"tol": 1e-24})})
     gpu = cpu.model_copy(update={"training": cpu.training.model_copy(update={"device": "cuda"})})
-    _, data = make_problem(cpu)
-    out_cpu, out_gpu = train(cpu, data), train(gpu, data)
+    _, data = _data(cpu)
+    out_cpu, out_gpu = train(problem_for(cpu), data), train(problem_for(gpu), data)
     assert out_gpu.device.startswith("cuda")
     # both certified (relative duality gap 1e-8) and the same optimum (1e-9 relative)
-    assert certificate(gpu, out_gpu.model, data).gap <= 1e-8
+    assert _certificate(problem_for(gpu), out_gpu, data).gap <= 1e-8
     assert out_gpu.objective == pytest.approx(out_cpu.objective, rel=1e-9)

@@ -18,6 +18,9 @@ Both share the :class:`TwoLayerNet` protocol:
   numpy (the run's ``init`` stream), then converted to the parameters' dtype/device, so the
   same config gives bit-identical parameters on every machine.
 
+Which network a run trains, and how it is initialised, is its problem's business
+(:meth:`workers.problems.Problem.build_net`).
+
 The quadratic forward is matmul-dominated: ``Z = X @ W.T`` (n x m, 2nmd flops), then
 ``(Z**2) @ s``; nothing of size n*d*d is ever formed, and a hand-written backward
 (:class:`_QuadraticForward`) keeps the gradient to one more matmul and one (n, m) product.
@@ -26,15 +29,12 @@ The quadratic forward is matmul-dominated: ``Z = X @ W.T`` (n x m, 2nmd flops), 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal, assert_never
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
-
-from service.spec import RunConfig
-from workers.rng import stream
 
 Array = NDArray[np.float64]
 
@@ -63,6 +63,10 @@ class TwoLayerNet(nn.Module, ABC):
         r = y - self.forward(x)
         mse = (r @ r) / r.shape[0]
         return 0.5 * mse + lam * self.penalty(), mse
+
+    def squared_norm(self) -> float:
+        """||params||^2 over every parameter, computed in float64 (for certificates)."""
+        return float(sum(np.sum(_to_numpy64(p) ** 2) for p in self.parameters()))
 
     def objective(self, x: Tensor, y: Tensor, lam: float) -> Tensor:
         """(1/2n) sum (y - f)^2 + (lam/2) ||params||^2."""
@@ -174,19 +178,3 @@ class QuadraticNet(TwoLayerNet):
         s = _to_numpy64(self.s)
         m = (w.T * s) @ w
         return (m + m.T) / 2.0
-
-
-def build_model(cfg: RunConfig, device: torch.device, dtype: torch.dtype) -> TwoLayerNet:
-    """The network of a run, initialised from the run's ``init`` stream."""
-    net: TwoLayerNet
-    match cfg.model:
-        case "diagonal":
-            net = DiagonalNet(cfg.d, dtype=dtype, device=device)
-        case "quadratic":
-            net = QuadraticNet(
-                cfg.d, cfg.width, cfg.training.second_layer, dtype=dtype, device=device
-            )
-        case _:
-            assert_never(cfg.model)
-    net.init_from(stream(cfg.seed, "init"), cfg.training.init_scale)
-    return net

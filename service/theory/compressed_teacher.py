@@ -1,11 +1,7 @@
-"""Teacher spectra of THEORY.md section 1, re-derived here (the service must not import workers).
+"""The diagonal teacher in compressed form, for the very large d of the scaling study.
 
-* diagonal: ``|theta*_k| = c k^-gamma`` for ``k <= rank``, 0 beyond, ``||theta*||_2 = 1``;
-* quadratic: ``lam_k = c k^-gamma`` for ``k <= rank``, 0 beyond, ``2 sum lam_k^2 = 1``.
-
-The constant ``c`` comes from the *finite* sum (THEORY.md pitfall 8.7). For the very large d of
-the scaling study the diagonal teacher is also available in compressed form
-(:func:`compressed_diagonal`): exact head, geometric bins for the tail.
+:func:`compressed_diagonal` keeps the head of ``|theta*|`` (:mod:`service.teachers`) exactly
+and groups the tail in geometric bins (THEORY.md 3.2), with :func:`power_sum` for the sums.
 """
 
 from __future__ import annotations
@@ -13,61 +9,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.typing import NDArray
 
-Array = NDArray[np.float64]
+from service.teachers import Array, checked_rank, power_law
 
 #: Coordinates kept exactly by :func:`compressed_diagonal`.
 EXACT_HEAD = 4000
 #: Relative width of the tail bins ``[a, BIN_RATIO a)`` (THEORY.md 3.2).
 BIN_RATIO = 1.001
-
-
-def _check(d: int, gamma: float, rank: int | None) -> int:
-    if d < 1:
-        raise ValueError(f"d must be >= 1, got {d}")
-    if not math.isfinite(gamma) or gamma <= 0:
-        raise ValueError(f"gamma must be finite and > 0, got {gamma}")
-    r = d if rank is None else rank
-    if not 1 <= r <= d:
-        raise ValueError(f"rank must be in [1, d], got {rank} (d={d})")
-    return r
-
-
-def power_law(count: int, gamma: float) -> Array:
-    """``k^-gamma`` for ``k = 1..count``, shape (count,)."""
-    out: Array = np.arange(1, count + 1, dtype=np.float64) ** (-gamma)
-    return out
-
-
-def diagonal_coefficients(d: int, gamma: float, rank: int | None = None) -> Array:
-    """``|theta*|`` sorted decreasing, unit l2 norm.
-
-    Returns
-    -------
-    ndarray, shape (d,)
-        ``c k^-gamma`` for ``k <= rank`` (default ``rank = d``), zeros beyond.
-    """
-    r = _check(d, gamma, rank)
-    theta = np.zeros(d)
-    theta[:r] = power_law(r, gamma)
-    out: Array = theta / np.linalg.norm(theta)
-    return out
-
-
-def quadratic_eigenvalues(d: int, gamma: float, rank: int | None = None) -> Array:
-    """Teacher eigenvalues ``lam_k = c k^-gamma`` (PSD teacher), ``2 sum lam^2 = 1``.
-
-    Returns
-    -------
-    ndarray, shape (d,)
-        Sorted decreasing, zeros beyond ``rank``.
-    """
-    r = _check(d, gamma, rank)
-    lam = np.zeros(d)
-    lam[:r] = power_law(r, gamma)
-    out: Array = lam / np.sqrt(2.0 * np.sum(lam**2))
-    return out
 
 
 def power_sum(s: float, a: Array, b: Array) -> Array:
@@ -121,7 +69,7 @@ def compressed_diagonal(d: int, gamma: float, rank: int | None = None) -> tuple[
     weights : ndarray, shape (m,)
         Multiplicities, summing to ``d``.
     """
-    r = _check(d, gamma, rank)
+    r = checked_rank(d, gamma, rank)
     if r <= 2 * EXACT_HEAD:
         head = power_law(r, gamma)
         sq_tail = np.zeros(0)

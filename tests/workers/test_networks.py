@@ -1,4 +1,5 @@
-"""workers.models: the two networks' conventions, gradients, initialisation."""
+"""workers.networks: the two networks' conventions, gradients, initialisation (by their
+problem's build_net)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from service.spec import RunConfig, TeacherSpec, TrainingSpec
-from workers.models import DiagonalNet, QuadraticNet, TwoLayerNet, build_model
-from workers.teachers import quadratic_form
+from workers.networks import DiagonalNet, QuadraticNet, TwoLayerNet
+from workers.operators import quadratic_form
+from workers.problems import problem_for
 
 CPU = torch.device("cpu")
 
@@ -129,9 +131,9 @@ def _cfg(model: str, seed: int = 0, **training: object) -> RunConfig:
 
 @pytest.mark.parametrize("model", ["diagonal", "quadratic"])
 def test_init_reproducible_and_seeded(model: str) -> None:
-    a = build_model(_cfg(model, seed=3), CPU, torch.float64)
-    b = build_model(_cfg(model, seed=3), CPU, torch.float64)
-    c = build_model(_cfg(model, seed=4), CPU, torch.float64)
+    a = problem_for(_cfg(model, seed=3)).build_net(CPU, torch.float64)
+    b = problem_for(_cfg(model, seed=3)).build_net(CPU, torch.float64)
+    c = problem_for(_cfg(model, seed=4)).build_net(CPU, torch.float64)
     for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters(), strict=True):
         assert torch.equal(pa, pb)  # bit-identical
         assert not torch.equal(pa, pc)
@@ -139,8 +141,8 @@ def test_init_reproducible_and_seeded(model: str) -> None:
 
 def test_init_scale_dtype_and_width() -> None:
     cfg = _cfg("quadratic", init_scale=0.5)
-    net64 = build_model(cfg, CPU, torch.float64)
-    net32 = build_model(cfg, CPU, torch.float32)
+    net64 = problem_for(cfg).build_net(CPU, torch.float64)
+    net32 = problem_for(cfg).build_net(CPU, torch.float32)
     assert isinstance(net64, QuadraticNet) and isinstance(net32, QuadraticNet)
     assert net64.W.shape == (6, 6) and net32.W.dtype == torch.float32
     # float32 parameters are exactly the float64 draws rounded
@@ -155,8 +157,8 @@ def test_init_scale_dtype_and_width() -> None:
         teacher=TeacherSpec(signed=True),
         training=TrainingSpec(second_layer="signed"),
     )
-    net = build_model(signed, CPU, torch.float64)
+    net = problem_for(signed).build_net(CPU, torch.float64)
     assert isinstance(net, QuadraticNet) and net.W.shape == (12, 6)
     assert float(net.s.sum()) == 0.0
-    diag = build_model(_cfg("diagonal"), CPU, torch.float64)
+    diag = problem_for(_cfg("diagonal")).build_net(CPU, torch.float64)
     assert isinstance(diag, DiagonalNet) and diag.a.shape == (6,)

@@ -1,0 +1,152 @@
+"""What every model provides: the :class:`Problem` interface, and the shapes it works with.
+
+A :class:`Problem` is one run's model, chosen once from ``cfg.model`` by
+:func:`workers.problems.problem_for`: its teacher, its network, the convex problem its
+global minimum solves (THEORY.md section 1), the exact excess risk, the support and penalty
+norm of a solution, the certificate of a candidate and the spectra of the trained weights.
+Training (:mod:`workers.train`) and the task (:mod:`workers.tasks`) see only this interface.
+
+A solution is an :class:`Estimate` in float64: the convex variable (theta, shape (d,), for
+the diagonal model; S, shape (d, d), for the quadratic one), optionally a factor of it (the
+quadratic net's first layer W), and the squared norm of the network's parameters when it
+comes from a network (its objective then has the network's penalty, not the convex one).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from service.results import Spectrum
+from service.spec import RunConfig
+from workers.certificate import Certificate, certificate_tolerance
+from workers.convex import ConvexSolution
+from workers.data import Dataset, sample
+from workers.networks import TwoLayerNet
+from workers.rng import stream
+
+Array = NDArray[np.float64]
+
+WARM_SOLVE_ITERATIONS = 300
+"""At most this many proximal-gradient iterations to tighten a certificate's dual bound."""
+
+
+class Teacher(Protocol):
+    """The target function of a run."""
+
+    @property
+    def target(self) -> Array:
+        """The teacher in the space of solutions: theta* (d,) or S* (d, d)."""
+        ...
+
+    def predict(self, x: Array) -> Array:
+        """f*(x) for every row of ``x`` (shape (n, d)) -> shape (n,)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A solution in float64 (see the module docstring)."""
+
+    solution: Array
+    """theta, shape (d,), or S, shape (d, d)."""
+    factor: Array | None = None
+    """The quadratic net's W, shape (m, d), with W' diag(s) W = S (None: not known)."""
+    squared_norm: float | None = None
+    """||params||^2 of the network (None: a solution of the convex solver)."""
+
+
+class Problem(ABC):
+    """One run's model (see the module docstring)."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+
+    # -- the model ----------------------------------------------------------------------
+
+    @abstractmethod
+    def teacher(self, rng: np.random.Generator) -> Teacher:
+        """The teacher, drawn from ``rng`` (the run's ``teacher`` stream)."""
+
+    @abstractmethod
+    def build_net(self, device: torch.device, dtype: torch.dtype) -> TwoLayerNet:
+        """The network of the run, initialised from the run's ``init`` stream."""
+
+    @abstractmethod
+    def estimate(self, net: TwoLayerNet) -> Estimate:
+        """The network's solution in float64, with ||params||^2 for its objective."""
+
+    @abstractmethod
+    def predict(self, x: Array, solution: Array) -> Array:
+        """The prediction of a solution for every row of ``x`` -> shape (n,)."""
+
+    @abstractmethod
+    def excess_risk(self, solution: Array, teacher: Teacher) -> float:
+        """Exact excess risk E(f - f*)^2 of a solution (THEORY.md section 1)."""
+
+    @abstractmethod
+    def support(self, solution: Array) -> tuple[int, float]:
+        """(non-zero coefficients or numerical rank, l1 or nuclear norm)."""
+
+    @abstractmethod
+    def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
+        """The residual-based certificate of the convex problem at a solution."""
+
+    @abstractmethod
+    def solve_convex(
+        self,
+        data: Dataset,
+        *,
+        tol: float,
+        max_iter: int,
+        start: Array | None = None,
+        deadline: float | None = None,
+    ) -> ConvexSolution:
+        """The equivalent convex problem solved to a relative gap ``tol`` (warm ``start``)."""
+
+    @abstractmethod
+    def convex_estimate(self, solution: Array) -> Estimate:
+        """An :class:`Estimate` of a convex solver's solution (a factor added where needed)."""
+
+    @abstractmethod
+    def spectra(self, est: Estimate, rng: np.random.Generator) -> list[Spectrum]:
+        """The spectra of the trained weights with their tail and rank fits."""
+
+    # -- shared ---------------------------------------------------------------------------
+
+    def draw(self) -> tuple[Teacher, Dataset]:
+        """The teacher (``teacher`` stream) and the training set (``train`` stream)."""
+        cfg = self.cfg
+        teacher = self.teacher(stream(cfg.seed, "teacher"))
+        data = sample(teacher, cfg.n, cfg.d, cfg.teacher.noise, stream(cfg.seed, "train"))
+        return teacher, data
+
+    def objective(self, data: Dataset, est: Estimate) -> float:
+        """The network's objective (1/2n)||y - f||^2 + (lam/2)||params||^2 of an estimate
+        from a network; the convex objective for an estimate from the convex solver."""
+        if est.squared_norm is None:
+            return self.dual_certificate(data, est.solution).primal
+        r = data.y - self.predict(data.x, est.solution)
+        return float(r @ r / (2 * self.cfg.n) + self.cfg.weight_decay / 2 * est.squared_norm)
+
+    def certificate(self, data: Dataset, est: Estimate, *, tight: bool = True) -> Certificate:
+        """Primal: the estimate's objective (:meth:`objective`); dual: the residual-based
+        bound, and (``tight``) a warm-started convex solve's bound when that one is loose.
+
+        The warm solve starts at the estimate itself, so it is short whenever the estimate
+        is close to the minimum; it never replaces the estimate (the primal stays its own).
+        """
+        cheap = self.dual_certificate(data, est.solution)
+        cert = cheap.with_primal(self.objective(data, est))
+        floor = certificate_tolerance("float64")
+        if tight and cert.gap > floor:
+            sol = self.solve_convex(
+                data, tol=1e-2 * floor, max_iter=WARM_SOLVE_ITERATIONS, start=est.solution
+            )
+            cert = cert.with_dual(sol.objective - sol.gap * abs(sol.objective))
+        return cert

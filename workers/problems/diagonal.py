@@ -1,0 +1,100 @@
+"""The diagonal network and its LASSO (THEORY.md 1.A): ``f(x) = sum_i a_i w_i x_i``.
+
+Teacher ``theta*_k = c k^-gamma`` (k <= rank) with random signs and ``||theta*|| = 1``; the
+global minimum of the network's objective is the LASSO ``(1/2n)||y - X theta||^2 +
+lam ||theta||_1`` at ``theta = a * w``; ``R = ||theta - theta*||^2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from service.results import Spectrum
+from service.teachers import diagonal_coefficients
+from workers.certificate import Certificate, lasso_certificate
+from workers.convex import ConvexSolution, solve_lasso
+from workers.data import Dataset
+from workers.networks import DiagonalNet, TwoLayerNet
+from workers.problems.base import Array, Estimate, Problem, Teacher
+from workers.rng import stream
+from workers.spectra import diagonal_spectra
+
+
+@dataclass(frozen=True)
+class DiagonalTeacher:
+    """theta* (shape (d,))."""
+
+    theta: Array
+
+    @property
+    def target(self) -> Array:
+        """theta*."""
+        return self.theta
+
+    def predict(self, x: Array) -> Array:
+        """f*(x) = theta* . x for x of shape (n, d)."""
+        out: Array = x @ self.theta
+        return out
+
+
+class DiagonalProblem(Problem):
+    """The diagonal model of one run."""
+
+    def teacher(self, rng: np.random.Generator) -> DiagonalTeacher:
+        cfg = self.cfg
+        mags = diagonal_coefficients(cfg.d, cfg.teacher.gamma, cfg.teacher.rank)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=cfg.d)
+        return DiagonalTeacher(theta=mags * signs)
+
+    def build_net(self, device: torch.device, dtype: torch.dtype) -> DiagonalNet:
+        net = DiagonalNet(self.cfg.d, dtype=dtype, device=device)
+        net.init_from(stream(self.cfg.seed, "init"), self.cfg.training.init_scale)
+        return net
+
+    def estimate(self, net: TwoLayerNet) -> Estimate:
+        assert isinstance(net, DiagonalNet)
+        return Estimate(solution=net.theta(), squared_norm=net.squared_norm())
+
+    def predict(self, x: Array, solution: Array) -> Array:
+        out: Array = x @ solution
+        return out
+
+    def excess_risk(self, solution: Array, teacher: Teacher) -> float:
+        diff = solution - teacher.target
+        return float(diff @ diff)
+
+    def support(self, solution: Array) -> tuple[int, float]:
+        a = np.abs(solution)
+        top = max(float(a.max(initial=0.0)), 1e-300)
+        return int(np.count_nonzero(a > 1e-10 * top)), float(a.sum())
+
+    def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
+        return lasso_certificate(data.x, data.y, solution, self.cfg.weight_decay)
+
+    def solve_convex(
+        self,
+        data: Dataset,
+        *,
+        tol: float,
+        max_iter: int,
+        start: Array | None = None,
+        deadline: float | None = None,
+    ) -> ConvexSolution:
+        return solve_lasso(
+            data.x,
+            data.y,
+            self.cfg.weight_decay,
+            tol=tol,
+            max_iter=max_iter,
+            x0=start,
+            deadline=deadline,
+        )
+
+    def convex_estimate(self, solution: Array) -> Estimate:
+        return Estimate(solution=solution)
+
+    def spectra(self, est: Estimate, rng: np.random.Generator) -> list[Spectrum]:
+        return diagonal_spectra(est.solution, rng=rng)

@@ -1,0 +1,127 @@
+"""The quadratic network and its trace-penalised matrix sensing (THEORY.md 1.B).
+
+``f_W(x) = sum_j s_j [(w_j.x)^2 - |w_j|^2] = <x x' - I, S>`` with ``S = W' diag(s) W``;
+teacher ``S* = U diag(lam) U'``, U Haar, ``lam_k = c k^-gamma`` (k <= rank), ``2||S*||_F^2 = 1``
+(signed: alternating signs, with a signed second layer). For width ``m >= rank(S_opt)`` the
+network's global minimum is the convex problem's: PSD trace-penalised sensing (positive
+second layer) or nuclear-norm sensing (signed); ``R = 2||S - S*||_F^2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from service.results import Spectrum
+from service.teachers import quadratic_eigenvalues
+from workers.certificate import Certificate, sensing_certificate
+from workers.convex import ConvexSolution, solve_sensing
+from workers.data import Dataset
+from workers.networks import QuadraticNet, TwoLayerNet
+from workers.operators import quadratic_form
+from workers.problems.base import Array, Estimate, Problem, Teacher
+from workers.rng import stream
+from workers.spectra import quadratic_spectra
+
+
+def haar_orthogonal(d: int, rng: np.random.Generator) -> Array:
+    """A Haar-distributed d x d orthogonal matrix (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    out: Array = q * np.sign(np.diag(r))
+    return out
+
+
+@dataclass(frozen=True)
+class QuadraticTeacher:
+    """S* = U diag(eigenvalues) U' (shape (d, d))."""
+
+    eigenvalues: Array
+    matrix: Array
+
+    @property
+    def target(self) -> Array:
+        """S*."""
+        return self.matrix
+
+    def predict(self, x: Array) -> Array:
+        """f*(x) = x'S*x - tr S* for x of shape (n, d)."""
+        return quadratic_form(x, self.matrix)
+
+
+def factor_of(s: Array) -> Array:
+    """A factor W with W' diag(sign) W = S: rows sqrt(|mu_i|) v_i' (d x d)."""
+    ev, vec = np.linalg.eigh(s)
+    w: Array = (vec * np.sqrt(np.abs(ev))).T
+    return w
+
+
+class QuadraticProblem(Problem):
+    """The quadratic model of one run."""
+
+    @property
+    def psd(self) -> bool:
+        """A positive second layer: S is PSD (trace penalty); signed: nuclear norm."""
+        return self.cfg.training.second_layer == "positive"
+
+    def teacher(self, rng: np.random.Generator) -> QuadraticTeacher:
+        cfg = self.cfg
+        t = cfg.teacher
+        lam = quadratic_eigenvalues(cfg.d, t.gamma, t.rank, t.signed)
+        u = haar_orthogonal(cfg.d, rng)
+        s = (u * lam) @ u.T
+        return QuadraticTeacher(eigenvalues=lam, matrix=(s + s.T) / 2.0)
+
+    def build_net(self, device: torch.device, dtype: torch.dtype) -> QuadraticNet:
+        cfg = self.cfg
+        net = QuadraticNet(cfg.d, cfg.width, cfg.training.second_layer, dtype=dtype, device=device)
+        net.init_from(stream(cfg.seed, "init"), cfg.training.init_scale)
+        return net
+
+    def estimate(self, net: TwoLayerNet) -> Estimate:
+        assert isinstance(net, QuadraticNet)
+        w = net.weight_matrices()["W"].detach().cpu().double().numpy()
+        return Estimate(solution=net.matrix(), factor=w, squared_norm=net.squared_norm())
+
+    def predict(self, x: Array, solution: Array) -> Array:
+        return quadratic_form(x, solution)
+
+    def excess_risk(self, solution: Array, teacher: Teacher) -> float:
+        diff = solution - teacher.target
+        return float(2.0 * np.sum(diff * diff))
+
+    def support(self, solution: Array) -> tuple[int, float]:
+        ev = np.abs(np.linalg.eigvalsh(solution))
+        top = max(float(ev.max(initial=0.0)), 1e-300)
+        return int(np.count_nonzero(ev > 1e-8 * top)), float(ev.sum())
+
+    def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
+        return sensing_certificate(data.x, data.y, solution, self.cfg.weight_decay, self.psd)
+
+    def solve_convex(
+        self,
+        data: Dataset,
+        *,
+        tol: float,
+        max_iter: int,
+        start: Array | None = None,
+        deadline: float | None = None,
+    ) -> ConvexSolution:
+        return solve_sensing(
+            data.x,
+            data.y,
+            self.cfg.weight_decay,
+            psd=self.psd,
+            tol=tol,
+            max_iter=max_iter,
+            s0=start,
+            deadline=deadline,
+        )
+
+    def convex_estimate(self, solution: Array) -> Estimate:
+        return Estimate(solution=solution, factor=factor_of(solution))
+
+    def spectra(self, est: Estimate, rng: np.random.Generator) -> list[Spectrum]:
+        factor = est.factor if est.factor is not None else factor_of(est.solution)
+        return quadratic_spectra(est.solution, factor, rng=rng)
