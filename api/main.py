@@ -14,29 +14,28 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api import observability
-from api.deps import RayStatus, StoreAPI, TeamAccess, TokenVerifier, require_auth
+from api.deps import RayStatus, TokenVerifier, require_auth
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit, SlidingWindow
 from api.routes import analysis, events, health, runs, sweeps
 from service.config import Settings
+from service.storage.base import SweepStore
 
 API_PREFIX = "/v1"
 
 
 def create_app(
     settings: Settings,
-    store: StoreAPI | None = None,
+    store: SweepStore | None = None,
     *,
     ray_status: RayStatus | None = None,
     verify_token: TokenVerifier | None = None,
-    teams: TeamAccess | None = None,
     events_poll_s: float = 0.5,
 ) -> FastAPI:
     """Build the app; ``store`` defaults to one on ``settings.database_url``, opened at startup.
 
     With SCALESWEEP_AUTH=on, ``verify_token`` maps a bearer token to its principal (e.g.
-    ``service.auth.TokenService(...).verify``); ``teams`` defaults to a TeamStore on the
-    SQL store.
+    ``service.auth.TokenService(...).verify``); a token sees only its team's sweeps.
     """
     if settings.auth == "on" and verify_token is None:
         raise ValueError("SCALESWEEP_AUTH=on needs a token verifier (create_app(verify_token=...))")
@@ -49,14 +48,12 @@ def create_app(
         from service.storage import check_schema, make_store  # SQLAlchemy only when serving
 
         check_schema(settings.database_url)
-        owned: StoreAPI = make_store(settings.database_url)  # mypy: Store fits StoreAPI
+        owned: SweepStore = make_store(settings.database_url)
         app.state.store = owned
         try:
             yield
         finally:
-            close = getattr(owned, "close", None)
-            if callable(close):
-                close()
+            owned.close()
 
     app = FastAPI(
         title="scalesweep",
@@ -68,7 +65,6 @@ def create_app(
     app.state.store = store
     app.state.ray_status = ray_status
     app.state.verify_token = verify_token
-    app.state.teams = teams
     app.state.submission_window = SlidingWindow(settings.submissions_per_minute)
     app.state.events_poll_s = events_poll_s
     v1 = [Depends(require_auth)]

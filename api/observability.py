@@ -30,7 +30,7 @@ from api.deps import StoreDep
 from api.schemas import ErrorBody
 
 if TYPE_CHECKING:
-    from service.storage.metrics import StoreMetrics
+    from service.records import StoreMetrics
 
 log = logging.getLogger("scalesweep.api")
 
@@ -159,12 +159,4 @@ router = APIRouter(tags=["observability"])
 )
 def metrics(store: StoreDep) -> PlainTextResponse:
     """Runs by status, queue depth, run duration histogram, runner lease holder (Prometheus)."""
-    from service.storage.metrics import collect_store  # SQLAlchemy only when serving
-
-    try:
-        snapshot = collect_store(store)
-    except TypeError as exc:  # a test double without a database
-        from service.errors import StorageError
-
-        raise StorageError(f"no metrics: {exc}") from exc
-    return PlainTextResponse(render_metrics(snapshot), media_type=CONTENT_TYPE)
+    return PlainTextResponse(render_metrics(store.metrics()), media_type=CONTENT_TYPE)

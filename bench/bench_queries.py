@@ -32,6 +32,7 @@ from service.config import Settings
 from service.results import RunMetrics, RunResult
 from service.spec import SweepSpec
 from service.storage import make_store, upgrade_head
+from service.storage.base import iter_runs
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -95,7 +96,7 @@ def main() -> None:
         sweep = store.create_sweep(spec, max_runs=20_000)
         t_insert = time.perf_counter() - t0
         rng = np.random.default_rng(0)
-        runs = store.sweep_results(sweep.id)
+        runs = list(iter_runs(store, sweep.id))
         results = []
         for r in runs:
             c = r.config

@@ -42,12 +42,13 @@ import uvicorn
 from api.main import create_app
 from service.client import Client
 from service.config import Settings
+from service.orchestration.runner import Runner
 from service.records import SweepRecord
 from service.spec import RunConfig, SweepSpec, expand
 from service.storage import make_store, upgrade_head
+from service.storage.base import iter_runs
 from workers.executor import RayExecutor
-from workers.runner import start_runner_thread
-from workers.tasks import run_one
+from workers.tasks import run_batch, run_one
 
 NUM_CPUS = 2
 MAX_STEPS = 5
@@ -144,7 +145,10 @@ def bench_scalesweep(
             timers.wrap(store, name)
         for name in ("submit", "completed"):
             timers.wrap(executor, name)
-    runner_thread, stop = start_runner_thread(settings, store, executor)
+    runner = Runner(store, executor, run_batch, settings=settings)
+    stop = threading.Event()
+    runner_thread = threading.Thread(target=runner.run_forever, args=(stop,), daemon=True)
+    runner_thread.start()
     app = create_app(settings, store)
     server, server_thread, base = _start_server(app)
     try:
@@ -168,7 +172,7 @@ def bench_scalesweep(
         server.should_exit = True
         server_thread.join(timeout=10)
     # after the clock: was every run computed and stored?
-    records = store.sweep_results(submitted.id)
+    records = list(iter_runs(store, submitted.id))
     with_metrics = sum(1 for r in records if r.metrics is not None)
     sample = [r.id for r in records[:: max(1, len(records) // 20)]]
     with_spectrum = sum(1 for run_id in sample if store.get_spectra(run_id))

@@ -11,7 +11,11 @@
     ├── LimitError           a configured limit was exceeded (HTTP 413/422/429)
     ├── StorageError         the database failed (HTTP 503)
     ├── FitError             a fit cannot be made from the data given
-    └── RunFailed            a run ended without a trustworthy result (diverged, timed out, ...)
+    ├── RunFailed            a run ended without a trustworthy result (diverged, timed out, ...)
+    └── ExecutionError       a run did not come back from its executor (the runner retries it)
+        ├── WorkerLost       the worker process or its node died while the task ran
+        ├── TaskRaised       the task function raised (or returned the wrong number of results)
+        └── TaskCancelled    the task was cancelled before it returned
 """
 
 from __future__ import annotations
@@ -71,3 +75,19 @@ class RunFailed(SweepServiceError):
     def __init__(self, message: str, stop_reason: str = "failed") -> None:
         super().__init__(message)
         self.stop_reason = stop_reason
+
+
+class ExecutionError(SweepServiceError):
+    """A run did not come back from its executor; the runner hands it back for a retry."""
+
+
+class WorkerLost(ExecutionError):
+    """The worker process or its node died while the task ran."""
+
+
+class TaskRaised(ExecutionError):
+    """The task function raised (or returned the wrong number of results)."""
+
+
+class TaskCancelled(ExecutionError):
+    """The task was cancelled before it returned."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
@@ -99,3 +100,23 @@ class SpectrumPoint(_Record):
     n_tail: int | None
     rank_exponent: float | None
     rank_points: int | None
+
+
+@dataclass(frozen=True)
+class StoreMetrics:
+    """A snapshot of the queue."""
+
+    runs_by_status: dict[RunStatus, int]
+    """Every status, zeros included."""
+    duration_buckets: list[tuple[float, int]]
+    """(upper bound in seconds, finished runs with wall_time_s <= bound), cumulative."""
+    duration_count: int
+    """Finished runs with a wall time."""
+    duration_sum_s: float
+    lease_holder: str | None
+    """The runner holding an unexpired runner lease."""
+
+    @property
+    def queue_depth(self) -> int:
+        """Runs waiting to be claimed."""
+        return self.runs_by_status["queued"]

@@ -1,4 +1,6 @@
-"""Shared fixtures: database URLs on SQLite and PostgreSQL, and a migrated store on each.
+"""Shared fixtures: database URLs on SQLite and PostgreSQL, and a migrated store on each;
+a migrated SQLite file copied per test (``migrated_db``, ``sqlite_store``) where one backend
+is enough and speed matters.
 
 PostgreSQL: the server at 127.0.0.1:5432 (trust auth; override the maintenance URL with
 SCALESWEEP_TEST_PG_URL). Each test session creates its own database
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,6 +118,31 @@ def store(store_url: str) -> Iterator[Store]:
     """A store on a database migrated to head, on each backend."""
     upgrade_head(store_url)
     s = make_store(store_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database at head, migrated once; tests copy it (fast, isolated)."""
+    path = tmp_path_factory.mktemp("template") / "head.db"
+    upgrade_head(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, migrated_db: Path) -> str:
+    """A fresh copy of :func:`migrated_db`, as a URL."""
+    shutil.copyfile(migrated_db, tmp_path / "test.db")
+    return f"sqlite:///{tmp_path}/test.db"
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str) -> Iterator[Store]:
+    """A store on a fresh copy of the migrated SQLite database."""
+    s = make_store(sqlite_url)
     try:
         yield s
     finally:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from service.cli import build_parser
+from cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

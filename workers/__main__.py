@@ -1,5 +1,5 @@
-"""``python -m workers``: the runner process (see workers.runner)."""
+"""``python -m workers``: the runner process of a team deployment (cli.runtime.runner_main)."""
 
-from workers.runner import main
+from cli.runtime import runner_main
 
-raise SystemExit(main())
+raise SystemExit(runner_main())

@@ -1,10 +1,10 @@
-"""RayExecutor: the orchestration loop's :class:`~service.orchestration.Executor` on Ray.
+"""RayExecutor: the orchestration loop's :class:`~service.orchestration.executor.Executor` on Ray.
 
 The only module that imports ray (like Hamilton's ``plugins/h_ray.py``). One plain function,
 :func:`execute`, is made remote at submit time with per-task options: one GPU when the run
 asks for ``cuda`` (or ``auto`` on a cluster that has GPUs), one CPU otherwise, and
 ``max_retries`` (0 by default: a task lost with its worker or node comes back as
-:class:`~service.orchestration.WorkerLost` and the runner retries it under a new lease, so
+:class:`~service.errors.WorkerLost` and the runner retries it under a new lease, so
 every attempt is counted in the database). Completed tasks are collected with ``ray.wait``
 (never a blocking ``ray.get`` loop); Ray errors become per-run exceptions. A ``cuda`` run on
 a cluster without GPUs fails at once (rather than waiting forever as an infeasible task).
@@ -20,14 +20,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
-from service.orchestration import (
-    BatchFn,
-    ExecutionError,
-    Outcome,
-    TaskCancelled,
-    TaskRaised,
-    WorkerLost,
-)
+from service.errors import ExecutionError, TaskCancelled, TaskRaised, WorkerLost
+from service.orchestration.executor import BatchFn, Outcome
 from service.results import RunResult
 from service.spec import RunConfig
 
@@ -145,6 +139,20 @@ class RayExecutor:
         self._refused.clear()
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
+
+    def status(self) -> dict[str, Any]:
+        """Ray's readiness for ``/healthz``: alive nodes, their CPUs and GPUs, tasks in flight
+        (raises when Ray is not reachable)."""
+        if not ray.is_initialized():
+            raise RuntimeError("Ray is not initialized")
+        alive = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        return {
+            "nodes": len(alive),
+            "cpus": float(resources.get("CPU", 0.0)),
+            "gpus": float(resources.get("GPU", 0.0)),
+            "tasks_in_flight": self.inflight(),
+        }
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import StoreAPI, StoreDep, visible_sweep
+from api.deps import StoreDep, visible_sweep
 from api.schemas import ErrorBody, SweepId
 from service.analysis.cache import CACHE
 from service.analysis.exponents import ExponentReport, sweep_exponents
@@ -19,6 +19,7 @@ from service.analysis.phase import PhaseDiagram, sweep_phase_diagram
 from service.analysis.spectra import SpectraSummary, sweep_spectra_summary
 from service.analysis.theory import TheoryReport, sweep_theory
 from service.records import SweepRecord
+from service.storage.base import SweepStore
 
 router = APIRouter(prefix="/sweeps", tags=["analysis"], dependencies=[Depends(visible_sweep)])
 T = TypeVar("T")
@@ -41,7 +42,7 @@ def _by(by: str | None) -> list[str] | None:
 
 
 def _cached(
-    store: StoreAPI, sweep: SweepRecord, query: tuple[Any, ...], compute: Callable[[], T]
+    store: SweepStore, sweep: SweepRecord, query: tuple[Any, ...], compute: Callable[[], T]
 ) -> T:
     ended = sum(v for k, v in sweep.counts.items() if k not in ("queued", "running"))
     # the store itself, not id(store): the cache keeps it alive, so its id cannot be reused by

@@ -18,11 +18,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import StoreAPI, StoreDep, visible_sweep
+from api.deps import StoreDep, visible_sweep
 from api.schemas import ErrorBody, SweepId
 from service.errors import SweepServiceError
 from service.records import RunRecord, SweepRecord
 from service.results import RunStatus
+from service.storage.base import SweepStore, iter_runs
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[Depends(visible_sweep)])
 
@@ -61,24 +62,15 @@ def run_data(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def _finished_runs(store: StoreAPI, sweep_id: int) -> list[RunRecord]:
-    runs: list[RunRecord] = []
-    for status in FINISHED_RUN:
-        cursor: str | None = None
-        while True:
-            page = store.list_runs(sweep_id, status=status, limit=1000, cursor=cursor)
-            runs.extend(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-    return runs
+def _finished_runs(store: SweepStore, sweep_id: int) -> list[RunRecord]:
+    return [r for status in FINISHED_RUN for r in iter_runs(store, sweep_id, status=status)]
 
 
 def _n_finished(sweep: SweepRecord) -> int:
     return sum(sweep.counts.get(s, 0) for s in FINISHED_RUN)
 
 
-async def sweep_events(store: StoreAPI, sweep_id: int, poll_s: float) -> AsyncIterator[str]:
+async def sweep_events(store: SweepStore, sweep_id: int, poll_s: float) -> AsyncIterator[str]:
     """The stream; a store failure mid-stream ends it with an ``error`` event."""
     try:
         async for event in _poll(store, sweep_id, poll_s):
@@ -87,7 +79,7 @@ async def sweep_events(store: StoreAPI, sweep_id: int, poll_s: float) -> AsyncIt
         yield sse("error", {"detail": str(exc)})
 
 
-async def _poll(store: StoreAPI, sweep_id: int, poll_s: float) -> AsyncIterator[str]:
+async def _poll(store: SweepStore, sweep_id: int, poll_s: float) -> AsyncIterator[str]:
     """Poll the store and yield events until the sweep has ended."""
     seen = {r.id for r in await run_in_threadpool(_finished_runs, store, sweep_id)}
     last: tuple[Any, ...] | None = None

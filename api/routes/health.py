@@ -7,19 +7,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import RayStatus, StoreAPI, StoreDep
+from api.deps import RayStatus, StoreDep
 from api.schemas import ComponentHealth, Health
+from service.storage.base import SweepStore
 
 router = APIRouter(tags=["health"])
 
 
-def _database(store: StoreAPI) -> ComponentHealth:
-    ping = getattr(store, "ping", None)  # SELECT 1 where the store offers it
+def _database(store: SweepStore) -> ComponentHealth:
     try:
-        if callable(ping):
-            ping()
-        else:
-            store.list_sweeps(limit=1)
+        store.ping()
     except Exception as exc:  # readiness reports any failure, it never raises
         return ComponentHealth(ok=False, detail=f"{type(exc).__name__}: {exc}")
     return ComponentHealth(ok=True)

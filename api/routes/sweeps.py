@@ -9,16 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import (
-    AuthDep,
-    SettingsDep,
-    StoreDep,
-    get_teams,
-    require_write,
-    visible_sweep,
-)
+from api.deps import AuthDep, SettingsDep, StoreDep, require_write, team_filter, visible_sweep
 from api.limits import limit_submissions
 from api.schemas import MAX_SQL_INT, ErrorBody, ExtendRequest, SweepAccepted, SweepId
 from service.records import Page, RunRecord, SweepRecord
@@ -56,32 +49,22 @@ def submit_sweep(
     settings: SettingsDep,
     response: Response,
     principal: AuthDep,
-    request: Request,
 ) -> SweepAccepted:
     """Validate a sweep spec, expand it into runs and queue them."""
-    # the store refuses more than max_runs (LimitError naming grid) before writing anything
-    if principal is None:
-        record = store.create_sweep(spec, max_runs=settings.max_runs_per_sweep)
-    else:  # the sweep belongs to the token's team, written in the same transaction
-        record = get_teams(request).create_sweep(
-            spec, max_runs=settings.max_runs_per_sweep, team=principal.team
-        )
+    # the store refuses more than max_runs (LimitError naming grid) before writing anything;
+    # the sweep belongs to the token's team, written in the same transaction
+    team = principal.team if principal is not None else None
+    record = store.create_sweep(spec, max_runs=settings.max_runs_per_sweep, team=team)
     response.headers["Location"] = f"/v1/sweeps/{record.id}"
     return SweepAccepted(id=record.id, status=record.status, n_runs=record.n_runs)
 
 
 @router.get("")
 def list_sweeps(
-    store: StoreDep,
-    principal: AuthDep,
-    request: Request,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    store: StoreDep, principal: AuthDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[SweepRecord]:
     """List sweeps (with auth on: the token's team's), newest first, one page at a time."""
-    if principal is None:
-        return store.list_sweeps(limit=limit, cursor=cursor)
-    return get_teams(request).list_sweeps(principal.team, limit=limit, cursor=cursor)
+    return store.list_sweeps(limit=limit, cursor=cursor, team=team_filter(principal))
 
 
 @router.get("/{sweep_id}", responses=NOT_FOUND, dependencies=[VISIBLE])
@@ -107,10 +90,12 @@ def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> SweepRecord:
     },
     dependencies=[WRITE, VISIBLE],
 )
-def extend_sweep(sweep_id: SweepId, body: ExtendRequest, store: StoreDep) -> SweepRecord:
+def extend_sweep(
+    sweep_id: SweepId, body: ExtendRequest, store: StoreDep, settings: SettingsDep
+) -> SweepRecord:
     """Add grid values (more seeds, larger n); finished runs are reused."""
     grid: dict[str, list[float] | list[int]] = {str(k): v for k, v in body.grid.items()}
-    return store.extend_sweep(sweep_id, grid)
+    return store.extend_sweep(sweep_id, grid, max_runs=settings.max_runs_per_sweep)
 
 
 @router.get("/{sweep_id}/runs", responses=NOT_FOUND, dependencies=[VISIBLE])

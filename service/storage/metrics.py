@@ -9,12 +9,12 @@ reports the same numbers, and they survive restarts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.errors import StorageError
+from service.records import StoreMetrics
 from service.results import RunStatus
 from service.storage.codec import RUN_STATUSES
 from service.storage.queue import utcnow
@@ -25,26 +25,6 @@ DURATION_BUCKETS_S: tuple[float, ...] = (
 )  # fmt: skip
 """Upper bounds (seconds) of the run duration histogram; +Inf is implied."""
 FINISHED: tuple[RunStatus, ...] = ("succeeded", "failed")
-
-
-@dataclass(frozen=True)
-class StoreMetrics:
-    """A snapshot of the queue."""
-
-    runs_by_status: dict[RunStatus, int]
-    """Every status, zeros included."""
-    duration_buckets: list[tuple[float, int]]
-    """(upper bound in seconds, finished runs with wall_time_s <= bound), cumulative."""
-    duration_count: int
-    """Finished runs with a wall time."""
-    duration_sum_s: float
-    lease_holder: str | None
-    """The runner holding an unexpired runner lease."""
-
-    @property
-    def queue_depth(self) -> int:
-        """Runs waiting to be claimed."""
-        return self.runs_by_status["queued"]
 
 
 def collect(engine: Engine, buckets: Sequence[float] = DURATION_BUCKETS_S) -> StoreMetrics:
@@ -74,11 +54,3 @@ def collect(engine: Engine, buckets: Sequence[float] = DURATION_BUCKETS_S) -> St
         duration_sum_s=float(row[1] or 0.0),
         lease_holder=holder,
     )
-
-
-def collect_store(store: object, buckets: Sequence[float] = DURATION_BUCKETS_S) -> StoreMetrics:
-    """:func:`collect` on a ``service.storage.Store``'s engine (TypeError for another store)."""
-    engine = getattr(store, "_engine", None)
-    if not isinstance(engine, Engine):
-        raise TypeError(f"{type(store).__name__} is not a SQL store")
-    return collect(engine, buckets)

@@ -98,7 +98,7 @@ def end_attempts(conn: Connection, run_ids: list[int], outcome: str, now: dateti
 
 
 class RunnerQueue(TransactionalStore):
-    """Runner-side operations (see notes/store-interface.md)."""
+    """Runner-side operations (:class:`service.storage.base.RunnerStore`)."""
 
     # --- the runner lease: one active runner per database
 
@@ -135,18 +135,6 @@ class RunnerQueue(TransactionalStore):
                 .where(RunnerLease.id == _LEASE_ROW, RunnerLease.holder == runner_id)
                 .values(holder=None, expires_at=None)
             )
-
-    def runner_lease_holder(self) -> str | None:
-        """The runner holding an unexpired lease, if any."""
-        with self._transaction(write=False) as conn:
-            row = conn.execute(
-                select(RunnerLease.holder, RunnerLease.expires_at).where(
-                    RunnerLease.id == _LEASE_ROW
-                )
-            ).first()
-        if row is None or row.holder is None or row.expires_at is None:
-            return None
-        return str(row.holder) if row.expires_at > utcnow() else None
 
     # --- claims and leases of runs
 

@@ -1,6 +1,7 @@
-"""The store: sweeps and runs in SQL, behind the interface of notes/store-interface.md.
+"""The store: sweeps and runs in SQL, implementing :mod:`service.storage.base`.
 
-API-side operations live here; runner-side ones (leases, claims, results) in
+API-side operations (:class:`~service.storage.base.SweepStore`) live here; runner-side ones
+(:class:`~service.storage.base.RunnerStore`: leases, claims, results) in
 :mod:`service.storage.queue`. Methods accept and return only pydantic models
 (service.spec, service.results, service.records), never rows.
 """
@@ -9,17 +10,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from types import EllipsisType
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Connection, Row, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, insert, select, text, update
 
-from service.config import get_settings
 from service.errors import ConflictError, LimitError, RunNotFound, SpecError, SweepNotFound
-from service.records import Page, RunPoint, RunRecord, SpectrumPoint, SweepRecord
+from service.records import Page, RunPoint, RunRecord, SpectrumPoint, StoreMetrics, SweepRecord
 from service.results import CurvePoint, RunStatus, Spectrum
 from service.spec import RunConfig, Space, SweepSpec, expand
+from service.storage.base import ANY_TEAM, Grid, TeamFilter
 from service.storage.codec import (
     ACTIVE,
     RUN_STATUSES,
@@ -33,6 +33,7 @@ from service.storage.codec import (
 )
 from service.storage.engine import make_engine
 from service.storage.inserts import insert_runs
+from service.storage.metrics import collect
 from service.storage.queue import RunnerQueue, end_attempts, utcnow
 from service.storage.tables import CurveRow, Run, SpectrumRow, Sweep
 
@@ -127,25 +128,16 @@ class Store(RunnerQueue):
                 )
             return self._sweep(conn, sweep_id)
 
-    def extend_sweep(
-        self,
-        sweep_id: int,
-        grid: dict[str, list[float] | list[int]],
-        *,
-        max_runs: int | None = None,
-    ) -> SweepRecord:
-        """Add grid values; only new configurations become runs, finished runs are kept.
-
-        ``max_runs`` (default: the configured maximum) bounds the extended sweep's size.
-        """
-        limit = max_runs if max_runs is not None else get_settings().max_runs_per_sweep
+    def extend_sweep(self, sweep_id: int, grid: Grid, *, max_runs: int) -> SweepRecord:
+        """Add grid values; only new configurations become runs, finished runs are kept;
+        ``max_runs`` bounds the extended sweep's size."""
         now = utcnow()
         with self._transaction() as conn:
             row = self._sweep_row(conn, sweep_id, lock=True)
             if row.status == "cancelled":
                 raise ConflictError(f"sweep {sweep_id} is cancelled and cannot be extended")
             spec = extended_spec(SweepSpec.model_validate(row.spec), grid)
-            configs = _expand_at_most(spec, limit)
+            configs = _expand_at_most(spec, max_runs)
             existing = set(
                 conn.execute(select(Run.config_hash).where(Run.sweep_id == sweep_id)).scalars()
             )
@@ -191,13 +183,13 @@ class Store(RunnerQueue):
         *,
         limit: int = 50,
         cursor: str | None = None,
-        team: str | None | EllipsisType = ...,
+        team: TeamFilter = ANY_TEAM,
     ) -> Page[SweepRecord]:
         """Sweeps, newest first, keyset-paginated on id; ``team`` given: only that team's
         (None: the sweeps without a team)."""
         check_limit(limit)
         stmt = select(Sweep).order_by(Sweep.id.desc()).limit(limit + 1)
-        if not isinstance(team, EllipsisType):
+        if team is not ANY_TEAM:
             stmt = stmt.where(Sweep.team.is_(None) if team is None else Sweep.team == team)
         if cursor is not None:
             stmt = stmt.where(Sweep.id < decode_cursor("s", cursor))
@@ -242,15 +234,6 @@ class Store(RunnerQueue):
                     .values(status="cancelled", finished_at=now, updated_at=now)
                 )
             return self._sweep(conn, sweep_id)
-
-    def sweep_results(self, sweep_id: int) -> list[RunRecord]:
-        """Every run of the sweep with its metrics, in expansion order (no curves)."""
-        with self._transaction(write=False) as conn:
-            self._sweep_row(conn, sweep_id)
-            rows = conn.execute(
-                select(Run).where(Run.sweep_id == sweep_id).order_by(Run.run_index)
-            ).mappings()
-            return [run_record(r) for r in rows]
 
     # --- runs
 
@@ -383,6 +366,37 @@ class Store(RunnerQueue):
                 )
             )
         return out
+
+    # --- teams, health, metrics
+
+    def sweep_team(self, sweep_id: int) -> str | None:
+        """The team a sweep belongs to (SweepNotFound)."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(select(Sweep.team).where(Sweep.id == sweep_id)).first()
+        if row is None:
+            raise SweepNotFound(f"sweep {sweep_id} not found")
+        team: str | None = row.team
+        return team
+
+    def run_team(self, run_id: int) -> str | None:
+        """The team of the sweep a run belongs to (RunNotFound)."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(
+                select(Sweep.team).join(Run, Run.sweep_id == Sweep.id).where(Run.id == run_id)
+            ).first()
+        if row is None:
+            raise RunNotFound(f"run {run_id} not found")
+        team: str | None = row.team
+        return team
+
+    def ping(self) -> None:
+        """SELECT 1 (StorageError when the database is unreachable)."""
+        with self._transaction(write=False) as conn:
+            conn.execute(text("SELECT 1"))
+
+    def metrics(self) -> StoreMetrics:
+        """The snapshot ``GET /metrics`` reports (three queries)."""
+        return collect(self._engine)
 
     # --- helpers
 

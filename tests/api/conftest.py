@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from api_helpers import MAX_RUNS, TestClient
 
 from api.main import create_app
 from service.config import Settings
-from service.storage import Store, make_store, upgrade_head
-
-
-@pytest.fixture(scope="session")
-def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty database at head, migrated once; each test gets a copy (fast, isolated)."""
-    path = tmp_path_factory.mktemp("template") / "head.db"
-    upgrade_head(f"sqlite:///{path}")
-    return path
+from service.storage import Store, make_store
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_db: Path) -> Settings:
-    shutil.copyfile(migrated_db, tmp_path / "api.db")
+def settings(sqlite_url: str) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite:///{tmp_path}/api.db",
+        database_url=sqlite_url,
         max_runs_per_sweep=MAX_RUNS,
     )
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from api_helpers import SPEC, TestClient
 
-from api.deps import static_token_verifier
 from api.main import create_app
+from service.auth import Principal
 from service.config import Settings
 from service.errors import StorageError
 from service.storage import Store
@@ -39,7 +39,7 @@ def test_healthz_degraded_when_ray_is_down(settings: Settings, store: Store) -> 
 
 
 class BrokenStore:
-    def list_sweeps(self, **_: Any) -> Any:
+    def ping(self) -> None:
         raise StorageError("database operation failed: OperationalError: unable to open")
 
     def get_sweep(self, sweep_id: int) -> Any:
@@ -68,7 +68,8 @@ def test_auth_on_needs_a_bearer_token(settings: Settings, store: Store) -> None:
     on = settings.model_copy(update={"auth": "on"})
     with pytest.raises(ValueError, match="verifier"):
         create_app(on, store)
-    app = create_app(on, store, verify_token=static_token_verifier("s3cret"))
+    admin = Principal(token_id=None, name="static", scope="admin")
+    app = create_app(on, store, verify_token=lambda t: admin if t == "s3cret" else None)
     with TestClient(app) as c:
         assert c.get("/v1/sweeps").status_code == 401
         bad = c.get("/v1/sweeps", headers={"Authorization": "Bearer nope"})

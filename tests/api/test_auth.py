@@ -7,14 +7,12 @@ from typing import Any
 
 import pytest
 from api_helpers import SPEC, TestClient, result
-from sqlalchemy import select
 
 from api.main import create_app
 from service.auth import TokenService
 from service.config import Settings
 from service.spec import SweepSpec
 from service.storage import Store
-from service.storage.tables import Sweep
 from service.storage.tokens import TokenStore
 
 
@@ -128,9 +126,7 @@ def test_teams_see_and_change_only_their_own_sweeps(
     sa = submit(auth_client, a_write)["id"]
     sb = submit(auth_client, b_admin)["id"]
     sn = submit(auth_client, none_write)["id"]
-    with store._engine.connect() as conn:
-        teams = dict(conn.execute(select(Sweep.id, Sweep.team)).all())
-    assert teams == {sa: "a", sb: "b", sn: None}
+    assert {s: store.sweep_team(s) for s in (sa, sb, sn)} == {sa: "a", sb: "b", sn: None}
     run_a = store.list_runs(sa, limit=1).items[0]
     store.record_results([(run_a.id, result(run_a.config_hash, 0.2, spectrum=True))])
 

@@ -17,12 +17,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from api.main import create_app
+from cli.runtime import build_runtime
 from service.client import Client
 from service.config import Settings
-from service.orchestration import InlineExecutor
-from service.storage import make_store, upgrade_head
-from workers.runner import start_runner_thread
 
 SPEC = {
     "name": "e2e diagonal scaling path",
@@ -38,14 +35,13 @@ SPEC = {
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     path: Path = tmp_path_factory.mktemp("e2e") / "e2e.db"
     settings = Settings(_env_file=None, database_url=f"sqlite:///{path}")  # type: ignore[call-arg]
-    upgrade_head(settings.database_url)
-    store = make_store(settings.database_url)
-    thread, stop = start_runner_thread(settings, store, InlineExecutor())
+    rt = build_runtime(settings, no_ray=True)  # the composition root of `scalesweep serve`
+    assert rt.app is not None
+    rt.start_runner_thread()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = create_app(settings, store)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(rt.app, host="127.0.0.1", port=port, log_level="warning"))
     api = threading.Thread(target=srv.run, daemon=True)
     api.start()
     while not srv.started:
@@ -54,9 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
         yield client
     srv.should_exit = True
     api.join(timeout=10)
-    stop.set()
-    thread.join(timeout=30)
-    store.close()
+    rt.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,16 @@ from typing import Any
 
 import pytest
 from api_helpers import TestClient, result, spec
+from factories import BatchOf
 
 from service.config import Settings
 from service.logs import JsonFormatter, configure_logging
-from service.orchestration import InlineExecutor, Runner
+from service.orchestration.executor import InlineExecutor
+from service.orchestration.runner import Runner
 from service.results import RunResult
 from service.spec import RunConfig
 from service.storage import Store
-from service.storage.metrics import DURATION_BUCKETS_S, collect_store
+from service.storage.metrics import DURATION_BUCKETS_S
 
 # --------------------------------------------------------------------------------------
 # a parser that follows the text format's rules (exposition format 0.0.4)
@@ -194,7 +196,7 @@ def test_metrics_name_the_runner_lease_holder(client: TestClient, store: Store) 
     store.release_runner_lease(holder)
     _, samples = parse_exposition(client.get("/metrics").text)
     assert "scalesweep_runner_lease_holder" not in samples
-    assert collect_store(store).lease_holder is None
+    assert store.metrics().lease_holder is None
 
 
 def test_metrics_are_in_the_openapi_document(client: TestClient) -> None:
@@ -272,7 +274,7 @@ def test_runner_records_carry_run_sweep_and_runner_ids(
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None, database_url="sqlite://", runner_poll_s=0.01, pack_below_s=1e-6
     )
-    runner = Runner(store, InlineExecutor(), _ok, settings=settings, runner_id="runner-7")
+    runner = Runner(store, InlineExecutor(), BatchOf(_ok), settings=settings, runner_id="runner-7")
     runner.run_until_idle(timeout_s=30)
     runner.shutdown()
     docs = [as_json(r) for r in records["scalesweep.runner"].records]

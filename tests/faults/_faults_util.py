@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from factories import result
 from sqlalchemy import func, select
 
-from service.results import RunMetrics, RunResult
+from service.results import RunResult
 from service.spec import RunConfig
 from service.storage.engine import make_engine
 from service.storage.tables import AttemptRow, Run, SpectrumRow, Sweep
@@ -48,21 +49,7 @@ def sleepy(cfg: RunConfig) -> RunResult:
     end = time.monotonic() + (cfg.training.timeout_s or 0.0)
     while time.monotonic() < end:  # short sleeps: a cancellation gets through
         time.sleep(0.02)
-    metrics = RunMetrics(
-        excess_risk=1.0 / (1 + cfg.seed),
-        train_loss=0.1,
-        objective=0.2,
-        grad_norm=1e-9,
-        converged=True,
-        steps=1,
-        stop_reason="duality_gap",
-        wall_time_s=0.0,
-        device="cpu",
-        duality_gap=1e-9,
-        support=1,
-        penalty_norm=1.0,
-    )
-    return RunResult(config_hash=cfg.config_hash(), status="succeeded", metrics=metrics)
+    return result(cfg, 1.0 / (1 + cfg.seed), stop_reason="duality_gap", wall_time_s=0.0)
 
 
 def executions(log: Path) -> Counter[int]:

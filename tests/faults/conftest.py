@@ -16,10 +16,12 @@ from _faults_util import HERE, ROOT
 
 @pytest.fixture(scope="module")
 def faults_env() -> Iterator[None]:
-    """PYTHONPATH with the repository and this directory, for Ray workers and subprocesses."""
+    """PYTHONPATH with the repository, tests/ (factories) and this directory, for Ray workers
+    and subprocesses."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         pytest.skip("fault-injection tests do not run under xdist")
     with pytest.MonkeyPatch.context() as mp:
         old = os.environ.get("PYTHONPATH")
-        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), str(HERE), old])))
+        paths = [str(ROOT), str(ROOT / "tests"), str(HERE), old]
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
         yield

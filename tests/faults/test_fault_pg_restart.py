@@ -30,9 +30,11 @@ from _faults_util import (
     sleepy,
     wait_for,
 )
+from factories import BatchOf
 
 from service.config import Settings
-from service.orchestration import InlineExecutor, Runner
+from service.orchestration.executor import InlineExecutor
+from service.orchestration.runner import Runner
 from service.spec import Grid, SweepSpec, TrainingSpec
 from service.storage import make_store, upgrade_head
 
@@ -135,7 +137,12 @@ def test_the_runner_survives_postgres_restarts_with_exact_counts(
         _env_file=None, lease_s=10.0, runner_poll_s=0.05, max_inflight_runs=2, pack_below_s=1e-6
     )
     runner = Runner(
-        store, InlineExecutor(), sleepy, settings=settings, check_every_s=0.2, flush_every_s=0.0
+        store,
+        InlineExecutor(),
+        BatchOf(sleepy),
+        settings=settings,
+        check_every_s=0.2,
+        flush_every_s=0.0,
     )
     failures = _Failures()
     runner_log = logging.getLogger("scalesweep.runner")
@@ -169,5 +176,5 @@ def test_the_runner_survives_postgres_restarts_with_exact_counts(
         # executed once per attempt at most; a second attempt only if a claim's commit was
         # committed but never acknowledged (the lease then expires and the run is retried)
         assert 1 <= started[seed] <= r.attempts, (seed, started[seed], r)
-    assert store.runner_lease_holder() is None
+    assert store.metrics().lease_holder is None
     store.close()

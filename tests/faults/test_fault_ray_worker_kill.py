@@ -18,9 +18,10 @@ from _faults_util import (
     sleepy,
     wait_for,
 )
+from factories import BatchOf
 
 from service.config import Settings
-from service.orchestration import Runner
+from service.orchestration.runner import Runner
 from service.spec import Grid, SweepSpec, TrainingSpec
 from service.storage import make_store, upgrade_head
 
@@ -75,7 +76,11 @@ def test_a_killed_ray_worker_is_retried_and_each_run_stored_once(
         _env_file=None, lease_s=10.0, runner_poll_s=0.05, max_inflight_runs=2, pack_below_s=1e-6
     )
     runner = Runner(
-        store, RayExecutor(None, skip_init=True), sleepy, settings=settings, check_every_s=0.2
+        store,
+        RayExecutor(None, skip_init=True),
+        BatchOf(sleepy),
+        settings=settings,
+        check_every_s=0.2,
     )
     stop = threading.Event()
     thread = threading.Thread(target=runner.run_forever, args=(stop,))

@@ -113,7 +113,7 @@ def test_sigterm_mid_sweep_writes_what_came_back_and_a_restart_finishes(
     done = {i: r for i, r in before.runs.items() if r.status == "succeeded"}
     for r in before.runs.values():  # a handed-back run did not spend an attempt
         assert r.attempts == (1 if r.status == "succeeded" else 0), r
-    assert store.runner_lease_holder() is None  # released on the way out
+    assert store.metrics().lease_holder is None  # released on the way out
 
     second = Process(kind, url, tmp_path / "second.out")
     try:

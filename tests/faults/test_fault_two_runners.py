@@ -58,8 +58,8 @@ def test_the_waiting_runner_takes_over_from_a_killed_holder(
         # both up and polling before there is any work: which one holds the lease is chance
         for rid, path in out.items():
             wait_for(lambda p=path, r=rid: f"runner {r} started" in p.read_text(), 60, rid)
-        wait_for(lambda: store.runner_lease_holder() is not None, 60, "a lease holder")
-        holder = store.runner_lease_holder()
+        wait_for(lambda: store.metrics().lease_holder is not None, 60, "a lease holder")
+        holder = store.metrics().lease_holder
         assert holder in procs
         waiter = "r2" if holder == "r1" else "r1"
         sid = store.create_sweep(spec, max_runs=100).id
@@ -68,7 +68,7 @@ def test_the_waiting_runner_takes_over_from_a_killed_holder(
         assert procs[waiter].poll() is None, out[waiter].read_text()
         mid = audit(pg_url, sid)
         assert {rid for r in mid.runs.values() for _, rid, _ in r.attempt_rows} == {holder}
-        assert store.runner_lease_holder() == holder  # the waiter waited and claimed nothing
+        assert store.metrics().lease_holder == holder  # the waiter waited and claimed nothing
 
         procs[holder].send_signal(signal.SIGKILL)
         assert procs[holder].wait(30) == -signal.SIGKILL
@@ -76,7 +76,7 @@ def test_the_waiting_runner_takes_over_from_a_killed_holder(
         done = {i: r for i, r in at_kill.runs.items() if r.status == "succeeded"}
         assert len(done) < N_RUNS
 
-        wait_for(lambda: store.runner_lease_holder() == waiter, 60, "the waiter to take over")
+        wait_for(lambda: store.metrics().lease_holder == waiter, 60, "the waiter to take over")
         wait_for(lambda: store.get_sweep(sid).status == "succeeded", 90, "the sweep")
         procs[waiter].send_signal(signal.SIGTERM)
         assert procs[waiter].wait(60) == 0, out[waiter].read_text()
@@ -85,7 +85,7 @@ def test_the_waiting_runner_takes_over_from_a_killed_holder(
             if p.poll() is None:
                 p.kill()
                 p.wait(30)
-    assert store.runner_lease_holder() is None  # the waiter released it on SIGTERM
+    assert store.metrics().lease_holder is None  # the waiter released it on SIGTERM
 
     a = audit(pg_url, sid)
     assert_finished_once(a, N_RUNS)  # one result each; the orphans' first attempts "lost"

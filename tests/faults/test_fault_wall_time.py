@@ -9,7 +9,8 @@ from pathlib import Path
 from _faults_util import assert_finished_once, audit
 
 from service.config import Settings
-from service.orchestration import InlineExecutor, Runner
+from service.orchestration.executor import InlineExecutor
+from service.orchestration.runner import Runner
 from service.spec import Grid, SweepSpec, TrainingSpec
 from service.storage import make_store, upgrade_head
 
@@ -17,7 +18,7 @@ MAX_STEPS = 10_000_000
 
 
 def test_a_run_over_its_wall_time_is_stopped_and_recorded_failed(tmp_path: Path) -> None:
-    from workers.tasks import run_batch, run_one
+    from workers.tasks import run_batch
 
     url = f"sqlite:///{tmp_path}/timeout.db"
     upgrade_head(url)
@@ -40,7 +41,7 @@ def test_a_run_over_its_wall_time_is_stopped_and_recorded_failed(tmp_path: Path)
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None, lease_s=30.0, runner_poll_s=0.02, max_inflight_runs=2
     )
-    runner = Runner(store, InlineExecutor(), run_one, run_batch, settings=settings)
+    runner = Runner(store, InlineExecutor(), run_batch, settings=settings)
     stats = runner.run_until_idle(timeout_s=120)
 
     timed_out = audit(url, slow_id)
@@ -52,6 +53,6 @@ def test_a_run_over_its_wall_time_is_stopped_and_recorded_failed(tmp_path: Path)
         assert m is not None and int(m.group(1)) < MAX_STEPS, r.error  # stopped early
     assert_finished_once(audit(url, fast_id), 2)
     assert stats.recorded == 4 and stats.lost == 0 and stats.requeued == 0
-    assert store.runner_lease_holder() is not None  # run_until_idle keeps it; release it
+    assert store.metrics().lease_holder is not None  # run_until_idle keeps it; release it
     runner.shutdown(0)
-    assert store.runner_lease_holder() is None
+    assert store.metrics().lease_holder is None

@@ -11,9 +11,11 @@ import sys
 import threading
 
 from _tasks import sleepy
+from factories import BatchOf
 
 from service.config import Settings
-from service.orchestration import InlineExecutor, Runner
+from service.orchestration.executor import InlineExecutor
+from service.orchestration.runner import Runner
 from service.storage import make_store
 
 RUNNER_LEASE_S = 4.0
@@ -35,7 +37,7 @@ def main() -> int:
     runner = Runner(
         store,
         InlineExecutor(),
-        sleepy,
+        BatchOf(sleepy),
         settings=settings,
         runner_id=runner_id,
         runner_lease_s=RUNNER_LEASE_S,

@@ -5,27 +5,12 @@ from __future__ import annotations
 import os
 import time
 
-from service.results import RunMetrics, RunResult
+from factories import result
+
+from service.results import RunResult
 from service.spec import RunConfig
 
 LOG_ENV = "SCALESWEEP_TEST_EXEC_LOG"
-
-
-def metrics(cfg: RunConfig) -> RunMetrics:
-    return RunMetrics(
-        excess_risk=1.0 / (1 + cfg.seed),
-        train_loss=0.1,
-        objective=0.2,
-        grad_norm=1e-9,
-        converged=True,
-        steps=1,
-        stop_reason="duality_gap",
-        wall_time_s=0.0,
-        device="cpu",
-        duality_gap=1e-9,
-        support=1,
-        penalty_norm=1.0,
-    )
 
 
 def sleepy(cfg: RunConfig) -> RunResult:
@@ -40,7 +25,7 @@ def sleepy(cfg: RunConfig) -> RunResult:
     end = time.monotonic() + (cfg.training.timeout_s or 0.0)
     while time.monotonic() < end:  # short sleeps: ray.cancel's KeyboardInterrupt gets through
         time.sleep(0.02)
-    return RunResult(config_hash=cfg.config_hash(), status="succeeded", metrics=metrics(cfg))
+    return result(cfg, 1.0 / (1 + cfg.seed), stop_reason="duality_gap", wall_time_s=0.0)
 
 
 def boom(cfgs: list[RunConfig]) -> list[RunResult]:

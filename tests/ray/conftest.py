@@ -1,7 +1,8 @@
 """Real-Ray tests: few and fast; never under xdist (Ray testing tips).
 
-Stand-in tasks live in ``_tasks.py`` next to this file; ``ray_env`` puts this directory on
-the PYTHONPATH that Ray's worker processes inherit, so they can unpickle them.
+Stand-in tasks live in ``_tasks.py`` next to this file; ``ray_env`` puts this directory (and
+``tests/``, for ``factories``) on the PYTHONPATH that Ray's worker processes inherit, so they
+can unpickle them.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ ROOT = HERE.parents[1]
 
 @pytest.fixture(scope="module")
 def ray_env() -> Iterator[None]:
-    """PYTHONPATH with the repository and this directory, for Ray workers and subprocesses."""
+    """PYTHONPATH with the repository, tests/ (factories) and this directory, for Ray workers
+    and subprocesses."""
     old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(HERE), old]))
+    paths = [str(ROOT), str(ROOT / "tests"), str(HERE), old]
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     yield
     if old is None:
         os.environ.pop("PYTHONPATH", None)

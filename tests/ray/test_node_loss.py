@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from _tasks import LOG_ENV, sleepy
+from factories import BatchOf
 
 from service.config import Settings
-from service.orchestration import Runner
+from service.orchestration.runner import Runner
 from service.spec import Grid, SweepSpec, TrainingSpec
 from service.storage import make_store, upgrade_head
 from workers.executor import RayExecutor
@@ -68,7 +69,7 @@ def test_a_lost_node_is_survived_with_one_result_per_run(
         _env_file=None, lease_s=3.0, runner_poll_s=0.05, max_inflight_runs=6, pack_below_s=1e-6
     )
     executor = RayExecutor(None)  # already connected to the cluster
-    runner = Runner(store, executor, sleepy, settings=settings, check_every_s=0.2)
+    runner = Runner(store, executor, BatchOf(sleepy), settings=settings, check_every_s=0.2)
     stop = threading.Event()
     thread = threading.Thread(target=runner.run_forever, args=(stop,))
     thread.start()

@@ -10,7 +10,8 @@ import pytest
 from _tasks import boom, sleepy_batch
 
 from service.config import Settings
-from service.orchestration import Runner, TaskCancelled, TaskRaised
+from service.errors import TaskCancelled, TaskRaised
+from service.orchestration.runner import Runner
 from service.spec import Grid, RunConfig, SweepSpec, TrainingSpec
 from service.storage import make_store, upgrade_head
 from workers.executor import RayExecutor
@@ -24,7 +25,7 @@ def settings(**kw: Any) -> Settings:
 
 
 def test_a_small_sweep_runs_on_ray_and_is_stored(tmp_path: Path) -> None:
-    from workers.tasks import run_batch, run_one
+    from workers.tasks import run_batch
 
     url = f"sqlite:///{tmp_path}/ray.db"
     upgrade_head(url)
@@ -36,7 +37,7 @@ def test_a_small_sweep_runs_on_ray_and_is_stored(tmp_path: Path) -> None:
     )
     sid = store.create_sweep(spec, max_runs=100).id
     executor = RayExecutor(None)  # Ray is up already: no second init
-    runner = Runner(store, executor, run_one, run_batch, settings=settings(pack_below_s=0.5))
+    runner = Runner(store, executor, run_batch, settings=settings(pack_below_s=0.5))
     stats = runner.run_until_idle(timeout_s=60)
 
     rec = store.get_sweep(sid)
@@ -91,7 +92,7 @@ def test_auto_device_runs_take_a_gpu_when_the_cluster_has_one(tmp_path: Path) ->
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA")
-    from workers.tasks import run_batch, run_one
+    from workers.tasks import run_batch
 
     ex = RayExecutor(None, skip_init=True)
     assert ex._resources(cfg(device="auto")) == {"num_cpus": 1, "num_gpus": 1}
@@ -104,7 +105,7 @@ def test_auto_device_runs_take_a_gpu_when_the_cluster_has_one(tmp_path: Path) ->
         training=TrainingSpec(optimizer="lbfgs", device="auto"),
     )
     sid = store.create_sweep(spec, max_runs=10).id
-    Runner(store, ex, run_one, run_batch, settings=settings()).run_until_idle(timeout_s=120)
+    Runner(store, ex, run_batch, settings=settings()).run_until_idle(timeout_s=120)
     runs = store.list_runs(sid, limit=10).items
     assert all(r.status in ("succeeded", "failed") and r.attempts == 1 for r in runs)
     assert all(r.metrics is None or r.metrics.device.startswith("cuda") for r in runs)

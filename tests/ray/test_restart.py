@@ -66,12 +66,12 @@ def test_a_killed_runner_is_replaced_and_nothing_is_lost_or_recomputed(
     done_before = {i: r for i, r in before.items() if r.status == "succeeded"}
     orphans = [i for i, r in before.items() if r.status == "running"]
     assert 5 <= len(done_before) < N_RUNS and orphans
-    assert store.runner_lease_holder() == "first"  # the dead runner's lease is not expired yet
+    assert store.metrics().lease_holder == "first"  # the dead runner's lease is not expired yet
 
     second = _start(url, sid, "second", log, tmp_path / "second.out")
     try:
         state = {i: (r.status, r.attempts) for i, r in before.items()}
-        while (holder := store.runner_lease_holder()) != "second":
+        while (holder := store.metrics().lease_holder) != "second":
             assert holder in ("first", None) and time.monotonic() - killed_at < 30
             if holder == "first":  # the newcomer waits: nothing moves while the old lease holds
                 now = {r.id: (r.status, r.attempts) for r in store.list_runs(sid, limit=100).items}
@@ -92,7 +92,7 @@ def test_a_killed_runner_is_replaced_and_nothing_is_lost_or_recomputed(
     starts = [int(line.split()[0]) for line in log.read_text().splitlines()]
     assert all(starts.count(r.config.seed) == 1 for r in done_before.values())
     assert set(starts) == set(range(N_RUNS))  # every run executed; none lost
-    assert store.runner_lease_holder() is None  # released on the clean stop
+    assert store.metrics().lease_holder is None  # released on the clean stop
 
 
 def _convex_sweep(store: Any, seeds: int) -> int:
@@ -126,28 +126,24 @@ def test_python_m_workers_stops_cleanly_on_sigterm(tmp_path: Path, ray_env: None
     rec = store.get_sweep(sid)
     assert rec.counts["running"] == 0, out.read_text()  # what was in flight was handed back
     assert rec.counts["succeeded"] + rec.counts["failed"] + rec.counts["queued"] == 400
-    assert store.runner_lease_holder() is None
+    assert store.metrics().lease_holder is None
     assert "stopping" in out.read_text()
 
 
-def test_start_runner_thread_runs_the_real_task(tmp_path: Path) -> None:
+def test_the_runtime_runner_thread_runs_the_real_task(tmp_path: Path) -> None:
+    from cli.runtime import build_runtime
     from service.config import Settings
-    from service.orchestration import InlineExecutor
-    from workers.runner import start_runner_thread
 
     url = f"sqlite:///{tmp_path}/thread.db"
-    upgrade_head(url)
-    store = make_store(url)
-    sid = _convex_sweep(store, seeds=8)
     settings = Settings(_env_file=None, database_url=url, runner_poll_s=0.02)  # type: ignore[call-arg]
-    executor = InlineExecutor()
-    thread, stop = start_runner_thread(settings, store, executor)
+    rt = build_runtime(settings, app=False, no_ray=True)
+    sid = _convex_sweep(rt.store, seeds=8)
+    rt.start_runner_thread()
     try:
-        _wait(lambda: store.get_sweep(sid).status == "succeeded", 60, "the sweep")
+        _wait(lambda: rt.store.get_sweep(sid).status == "succeeded", 60, "the sweep")
     finally:
-        stop.set()
-        thread.join(30)
-        executor.close()
-    assert not thread.is_alive() and store.runner_lease_holder() is None
+        rt.close()  # stops and joins the runner thread, then closes the store
+    store = make_store(url)
+    assert store.metrics().lease_holder is None  # released on the way out
     runs = store.list_runs(sid, limit=100).items
     assert all(r.metrics is not None and r.metrics.stop_reason == "duality_gap" for r in runs)

@@ -7,19 +7,14 @@ from collections.abc import Collection, Iterator
 from typing import Any
 
 import pytest
+from factories import BatchOf
+from factories import metrics as run_metrics
 
 from service.config import Settings
-from service.errors import StorageError
-from service.orchestration import (
-    BatchFn,
-    InlineExecutor,
-    Outcome,
-    Runner,
-    Sequential,
-    TaskRaised,
-    estimate_cost_s,
-    pack,
-)
+from service.errors import StorageError, TaskRaised
+from service.orchestration.executor import BatchFn, InlineExecutor, Outcome
+from service.orchestration.packing import estimate_cost_s, pack
+from service.orchestration.runner import Runner
 from service.records import Claim
 from service.results import RunMetrics, RunResult
 from service.spec import Grid, RunConfig, SweepSpec, TrainingSpec
@@ -77,10 +72,11 @@ def make_runner(store: Any, executor: Any = None, task: Any = None, **kw: Any) -
     for key in ("run_batch", "runner_id", "runner_lease_s", "flush_every_s", "check_every_s"):
         if key in kw:
             opts[key] = kw.pop(key)
+    run_batch = opts.pop("run_batch", None) or BatchOf(task or ok_task)
     return Runner(
         store,
         executor if executor is not None else InlineExecutor(),
-        task or ok_task,
+        run_batch,
         settings=settings(**kw),
         **opts,
     )
@@ -96,20 +92,7 @@ def sweep(store: Any, seeds: int = 12, **training: Any) -> int:
 
 
 def metrics(cfg: RunConfig) -> RunMetrics:
-    return RunMetrics(
-        excess_risk=1.0 / (1 + cfg.seed),
-        train_loss=0.1,
-        objective=0.2,
-        grad_norm=1e-9,
-        converged=True,
-        steps=10,
-        stop_reason="duality_gap",
-        wall_time_s=0.001,
-        device="cpu",
-        duality_gap=1e-9,
-        support=3,
-        penalty_norm=1.0,
-    )
+    return run_metrics(1.0 / (1 + cfg.seed), stop_reason="duality_gap", wall_time_s=0.001)
 
 
 def ok_task(cfg: RunConfig) -> RunResult:
@@ -161,7 +144,7 @@ def test_tiny_runs_are_packed_several_per_task(store: Spy) -> None:
 @pytest.mark.slow
 def test_two_thousand_tiny_runs_take_few_tasks_and_few_writes(store: Spy) -> None:
     sid = sweep(store, seeds=2000)
-    runner = make_runner(store, run_batch=Sequential(ok_task), pack_below_s=0.5)
+    runner = make_runner(store, run_batch=BatchOf(ok_task), pack_below_s=0.5)
     runner._max_tasks = 16
     stats = runner.run_until_idle(timeout_s=120)
     assert store.get_sweep(sid).counts["succeeded"] == 1999
@@ -298,7 +281,7 @@ def test_a_failed_write_is_retried_and_nothing_is_lost(store: Spy) -> None:
     assert not t.is_alive()
     assert store.get_sweep(sid).counts["succeeded"] == 7
     assert all(r.attempts == 1 for r in runs(store, sid).values())
-    assert store.runner_lease_holder() is None
+    assert store.metrics().lease_holder is None
 
 
 class Flaky(InlineExecutor):
@@ -332,9 +315,9 @@ def test_one_active_runner_the_other_takes_over_when_it_dies(store: Spy) -> None
     second = make_runner(store, runner_id="second", runner_lease_s=0.6, lease_s=0.3)
     first.step()  # holds the lease, claims 4 runs, finishes one; then "dies"
     second.step()
-    assert store.runner_lease_holder() == "first" and second.stats.claimed == 0
+    assert store.metrics().lease_holder == "first" and second.stats.claimed == 0
     second.run_until_idle(timeout_s=30)  # waits out the lease, requeues the 3 orphans
-    assert store.runner_lease_holder() == "second"
+    assert store.metrics().lease_holder == "second"
     rec = store.get_sweep(sid)
     assert rec.counts["succeeded"] + rec.counts["failed"] == 6
     assert sorted(r.attempts for r in runs(store, sid).values()) == [1, 1, 1, 2, 2, 2]
@@ -344,9 +327,9 @@ def test_stop_event_hands_back_runs_in_flight_and_releases_the_lease(store: Spy)
     sid = sweep(store, seeds=6)
     runner = make_runner(store, runner_id="r1", max_inflight_runs=6)
     runner.step()
-    assert store.runner_lease_holder() == "r1"
+    assert store.metrics().lease_holder == "r1"
     runner.shutdown(grace_s=0.0)
-    assert store.runner_lease_holder() is None
+    assert store.metrics().lease_holder is None
     assert runner.stats.released == 5
     rec = store.get_sweep(sid)
     assert rec.counts["queued"] == 5 and rec.counts["running"] == 0
@@ -358,7 +341,7 @@ def test_stop_event_hands_back_runs_in_flight_and_releases_the_lease(store: Spy)
 
 
 def test_sequential_is_a_batch_function() -> None:
-    fn: BatchFn = Sequential(ok_task)
+    fn: BatchFn = BatchOf(ok_task)
     cfgs = [RunConfig(model="diagonal", d=3, n=4, weight_decay=0.1, seed=s) for s in range(3)]
     assert [r.config_hash for r in fn(cfgs)] == [c.config_hash() for c in cfgs]
 
@@ -370,7 +353,7 @@ def test_inline_executor_turns_exceptions_into_per_run_errors() -> None:
     ex = InlineExecutor()
     cfg = RunConfig(model="diagonal", d=3, n=4, weight_decay=0.1)
     ex.submit(boom, [(1, cfg), (2, cfg)])
-    ex.submit(Sequential(ok_task), [(3, cfg)])
+    ex.submit(BatchOf(ok_task), [(3, cfg)])
     ex.cancel([3])
     assert ex.inflight() == 1
     out = ex.completed(0.0)

@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import warnings
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +20,8 @@ from service.auth import (
     key_id_of,
     parse_token,
 )
-from service.cli import main
 from service.errors import SpecError
-from service.storage import Store, upgrade_head
+from service.storage import Store
 from service.storage.tables import ApiToken
 from service.storage.tokens import TokenStore
 
@@ -33,7 +29,6 @@ with warnings.catch_warnings():
     from starlette.exceptions import StarletteDeprecationWarning
 
     warnings.simplefilter("ignore", StarletteDeprecationWarning)  # httpx2 wanted, httpx works
-    from fastapi.testclient import TestClient
 
 SPEC: dict[str, Any] = {
     "name": "token-test",
@@ -136,114 +131,3 @@ def test_serve_binds_non_loopback_only_with_auth_on(host: str, loopback: bool) -
     assert is_loopback(host) is loopback
     assert (bind_refusal(host, "off") is None) is loopback
     assert bind_refusal(host, "on") is None
-
-
-def _serve_args(host: str) -> argparse.Namespace:
-    return argparse.Namespace(host=host, port=8765, no_ray=True, no_runner=True)
-
-
-def test_serve_command_refuses_a_public_address_without_auth(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    import workers.cli
-    from service.config import get_settings
-
-    built: list[Any] = []
-    monkeypatch.setattr(workers.cli, "_build_service", lambda *a, **k: built.append(a))
-    monkeypatch.setenv("SCALESWEEP_AUTH", "off")
-    monkeypatch.setenv("SCALESWEEP_DATABASE_URL", f"sqlite:///{tmp_path}/x.db")
-    get_settings.cache_clear()
-    try:
-        assert workers.cli.serve_command(_serve_args("0.0.0.0")) != 0
-    finally:
-        get_settings.cache_clear()
-    err = capsys.readouterr().err
-    assert "0.0.0.0" in err and "SCALESWEEP_AUTH=on" in err
-    assert built == []  # refused before migrating or starting anything
-
-
-def test_serve_command_on_loopback_says_auth_is_off(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    import uvicorn
-
-    import workers.cli
-    from service.config import get_settings
-
-    ran: list[str] = []
-    monkeypatch.setattr(workers.cli, "_build_service", lambda *a, **k: (None, lambda: None))
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, **kw: ran.append(host))
-    monkeypatch.setenv("SCALESWEEP_AUTH", "off")
-    monkeypatch.setenv("SCALESWEEP_DATABASE_URL", f"sqlite:///{tmp_path}/x.db")
-    get_settings.cache_clear()
-    try:
-        assert workers.cli.serve_command(_serve_args("127.0.0.1")) == 0
-    finally:
-        get_settings.cache_clear()
-    assert ran == ["127.0.0.1"]
-    assert "authentication is off" in capsys.readouterr().err
-
-
-def test_token_cli_create_list_revoke(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    url = f"sqlite:///{tmp_path}/cli.db"
-    monkeypatch.setenv("SCALESWEEP_DATABASE_URL", url)
-    assert main(["token", "list"]) == 1  # no schema yet: says to run db-upgrade
-    assert "db-upgrade" in capsys.readouterr().err
-    upgrade_head(url)
-
-    assert (
-        main(["token", "create", "--name", "ci", "--scope", "write", "--team", "a", "--json"]) == 0
-    )
-    created = json.loads(capsys.readouterr().out)
-    token = created["token"]
-    assert created["scope"] == "write" and created["team"] == "a"
-    assert main(["token", "create", "--name", "ro", "--scope", "read"]) == 0
-    out = capsys.readouterr()
-    plain = out.out.strip()
-    assert key_id_of(plain) is not None and "not shown again" in out.err
-
-    assert main(["token", "list"]) == 0
-    listing = capsys.readouterr().out
-    assert "ci" in listing and "ro" in listing and "2 tokens" in listing
-    assert token not in listing and plain not in listing
-    assert main(["token", "list", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [r["name"] for r in rows] == ["ci", "ro"] and token not in json.dumps(rows)
-
-    assert main(["token", "revoke", str(created["id"])]) == 0
-    assert "revoked" in capsys.readouterr().out
-    assert main(["token", "list", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert rows[0]["revoked"] is not None and rows[1]["revoked"] is None
-    assert main(["token", "revoke", "999"]) == 1
-    assert "not found" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["token", "create", "--name", "x", "--scope", "root"])
-
-
-def test_serve_with_auth_on_verifies_tokens_from_the_database(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from service.config import Settings
-    from service.storage import make_store
-    from workers.cli import _build_service
-
-    url = f"sqlite:///{tmp_path}/serve.db"
-    settings = Settings(_env_file=None, database_url=url, auth="on")  # type: ignore[call-arg]
-    app, shutdown = _build_service(settings, no_ray=True, no_runner=True)
-    try:
-        assert "no active token" in capsys.readouterr().err
-        store = make_store(url)
-        try:
-            token = TokenService(TokenStore.of(store)).create("ci", "write", team="a").token
-        finally:
-            store.close()
-        with TestClient(app) as c:
-            assert c.get("/v1/sweeps").status_code == 401
-            h = {"Authorization": f"Bearer {token}"}
-            assert c.post("/v1/sweeps", json=SPEC, headers=h).status_code == 201
-            assert len(c.get("/v1/sweeps", headers=h).json()["items"]) == 1
-    finally:
-        shutdown()

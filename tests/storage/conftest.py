@@ -1,13 +1,14 @@
-"""Factories for the storage tests: small sweep specs and hand-built run results."""
+"""Fixtures of the storage tests: small sweep specs and hand-built run results (factories)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+import factories
 import pytest
 
-from service.results import CurvePoint, RunMetrics, RunResult, Spectrum, TailFit
+from service.results import RunResult
 from service.spec import SweepSpec
 
 SpecFactory = Callable[..., SweepSpec]
@@ -16,9 +17,7 @@ ResultFactory = Callable[..., RunResult]
 
 def build_spec(**grid: Any) -> SweepSpec:
     """A diagonal-model sweep; grid d=[4], n=[8, 16], weight_decay=[0.01, 0.1], seed=[0, 1]."""
-    extra = {k: grid.pop(k) for k in ("name", "recompute") if k in grid}
-    full = {"d": [4], "n": [8, 16], "weight_decay": [0.01, 0.1], "seed": [0, 1], **grid}
-    return SweepSpec.model_validate({"model": "diagonal", "grid": full, **extra})
+    return factories.diagonal_spec(**grid)
 
 
 def build_result(
@@ -29,49 +28,16 @@ def build_result(
     n_curve: int = 3,
     spectra: bool = True,
 ) -> RunResult:
-    """A RunResult as a worker would send it (built by hand: tests don't import workers)."""
-    if status == "failed":
-        return RunResult(config_hash=config_hash, status="failed", error="diverged")
-    metrics = RunMetrics(
-        excess_risk=excess_risk,
-        train_loss=0.01,
-        objective=0.02,
-        grad_norm=1e-9,
-        converged=True,
+    """A RunResult as a worker would send it, with a spectrum and a learning curve."""
+    return factories.result(
+        config_hash,
+        excess_risk,
+        status=status,
+        spectra=[factories.spectrum(tail=factories.tail_fit())] if spectra else [],
+        learning_curve=factories.curve(n_curve),
         steps=42,
-        stop_reason="gradient",
         wall_time_s=0.5,
-        device="cpu",
-        duality_gap=1e-10,
-        support=3,
         penalty_norm=1.5,
-    )
-    spec = [
-        Spectrum(
-            kind="abs_theta",
-            values=[3.0, 2.0, 1.0, 0.5],
-            tail_fit=TailFit(
-                alpha=2.0,
-                xmin=0.5,
-                n_tail=4,
-                ks_distance=0.1,
-                sigma=0.5,
-                alpha_ci=(1.5, 2.5),
-                n_bootstrap=100,
-            ),
-            rank_fit_error="too few values",
-        )
-    ]
-    curve = [
-        CurvePoint(step=10 * i, train_loss=1.0 / (i + 1), excess_risk=2.0 / (i + 1))
-        for i in range(n_curve)
-    ]
-    return RunResult(
-        config_hash=config_hash,
-        status="succeeded",
-        metrics=metrics,
-        spectra=spec if spectra else [],
-        curve=curve,
     )
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from factories import all_runs
+
 from service.results import RunResult
 from service.spec import SweepSpec
 from service.storage import Store
 
 SpecFactory = Callable[..., SweepSpec]  # fixtures of tests/storage/conftest.py
 ResultFactory = Callable[..., RunResult]
+
+MAX_RUNS = 10_000
 
 
 def _finish(store: Store, make_result: ResultFactory, *, fail_first: bool = False) -> None:
@@ -30,13 +34,13 @@ def test_finished_runs_are_reused_across_sweeps(
 ) -> None:
     a = store.create_sweep(make_spec(name="a"), max_runs=100)
     _finish(store, make_result, fail_first=True)
-    originals = {r.config_hash: r for r in store.sweep_results(a.id)}
+    originals = {r.config_hash: r for r in all_runs(store, a.id)}
 
     b = store.create_sweep(make_spec(name="b", seed=[0, 1, 2]), max_runs=100)  # 12 runs, 8 known
     assert b.counts["succeeded"] == 7  # the failed one is not reused
     assert b.counts["queued"] == 5
     assert b.status == "queued"
-    for run in store.sweep_results(b.id):
+    for run in all_runs(store, b.id):
         src = originals.get(run.config_hash)
         if src is not None and src.status == "succeeded":
             assert run.status == "succeeded"
@@ -50,7 +54,7 @@ def test_finished_runs_are_reused_across_sweeps(
 
     # a copy of a copy points at the run that computed the result
     c = store.create_sweep(make_spec(name="c"), max_runs=100)
-    reused = [r for r in store.sweep_results(c.id) if r.reused_from is not None]
+    reused = [r for r in all_runs(store, c.id) if r.reused_from is not None]
     assert {r.reused_from for r in reused} <= {r.id for r in originals.values()}
     assert len(reused) == 7
 
@@ -74,8 +78,10 @@ def test_recompute_ignores_the_cache(
     _finish(store, make_result)
     fresh = store.create_sweep(make_spec(name="fresh", recompute=True), max_runs=100)
     assert fresh.counts["queued"] == 8
-    assert all(r.reused_from is None for r in store.sweep_results(fresh.id))
-    extended = store.extend_sweep(fresh.id, {"seed": [2]})  # recompute applies to extensions too
+    assert all(r.reused_from is None for r in all_runs(store, fresh.id))
+    extended = store.extend_sweep(
+        fresh.id, {"seed": [2]}, max_runs=MAX_RUNS
+    )  # recompute applies to extensions too
     assert extended.counts["queued"] == 12
 
 
@@ -86,7 +92,7 @@ def test_extend_reuses_runs_of_other_sweeps(
     _finish(store, make_result)
     small = store.create_sweep(make_spec(name="small", seed=[0], n=[8]), max_runs=100)
     assert small.status == "succeeded"
-    grown = store.extend_sweep(small.id, {"seed": [1, 2]})
+    grown = store.extend_sweep(small.id, {"seed": [1, 2]}, max_runs=MAX_RUNS)
     assert grown.n_runs == 6
     assert grown.counts["succeeded"] == 6
     assert grown.status == "succeeded"

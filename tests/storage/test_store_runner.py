@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from factories import all_runs
 from sqlalchemy import select
 
 from service.results import RunResult
@@ -158,19 +159,19 @@ def test_release_runs_hands_back_claims_without_spending_an_attempt(
 
 
 def test_runner_lease_is_exclusive_until_it_expires(store: Store) -> None:
-    assert store.runner_lease_holder() is None
+    assert store.metrics().lease_holder is None
     assert store.acquire_runner_lease("a", ttl_s=0.5)
-    assert store.runner_lease_holder() == "a"
+    assert store.metrics().lease_holder == "a"
     assert not store.acquire_runner_lease("b", ttl_s=10)
     assert store.acquire_runner_lease("a", ttl_s=0.5)  # renew
     store.release_runner_lease("b")  # not b's: no effect
-    assert store.runner_lease_holder() == "a"
+    assert store.metrics().lease_holder == "a"
     time.sleep(0.6)
-    assert store.runner_lease_holder() is None
+    assert store.metrics().lease_holder is None
     assert store.acquire_runner_lease("b", ttl_s=10)
     assert not store.acquire_runner_lease("a", ttl_s=10)
     store.release_runner_lease("b")
-    assert store.runner_lease_holder() is None
+    assert store.metrics().lease_holder is None
     assert store.acquire_runner_lease("a", ttl_s=10)
 
 
@@ -200,7 +201,7 @@ def test_concurrent_writers_store_each_result_once(
     for t in threads:
         t.join()
     assert errors == []
-    stored_ids = {r.id for r in store.sweep_results(sweep.id) if r.status == "succeeded"}
+    stored_ids = {r.id for r in all_runs(store, sweep.id) if r.status == "succeeded"}
     assert sum(counts) == len(stored_ids)
     missing = [r for r in results if r[0] not in stored_ids]
     assert store.record_results(missing) == len(missing)

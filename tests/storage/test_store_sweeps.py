@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC
 
 import pytest
+from factories import all_runs
 
 from service.errors import ConflictError, LimitError, RunNotFound, SpecError, SweepNotFound
 from service.results import RunResult
@@ -14,6 +15,8 @@ from service.storage import Store
 
 SpecFactory = Callable[..., SweepSpec]  # fixtures of tests/storage/conftest.py
 ResultFactory = Callable[..., RunResult]
+
+MAX_RUNS = 10_000
 
 
 def test_create_get_list_round_trip(store: Store, make_spec: SpecFactory) -> None:
@@ -34,7 +37,7 @@ def test_create_get_list_round_trip(store: Store, make_spec: SpecFactory) -> Non
     assert got.created_at.tzinfo is not None
     assert got.created_at.utcoffset() == UTC.utcoffset(None)
     assert store.list_sweeps().items == [got]
-    runs = store.sweep_results(created.id)
+    runs = all_runs(store, created.id)
     assert [r.index for r in runs] == list(range(12))
     assert len({r.config_hash for r in runs}) == 12
     assert all(r.config.config_hash() == r.config_hash for r in runs)
@@ -123,9 +126,9 @@ def test_not_found(store: Store) -> None:
     with pytest.raises(SweepNotFound):
         store.cancel_sweep(999)
     with pytest.raises(SweepNotFound):
-        store.extend_sweep(999, {"seed": [5]})
+        store.extend_sweep(999, {"seed": [5]}, max_runs=MAX_RUNS)
     with pytest.raises(SweepNotFound):
-        store.sweep_results(999)
+        all_runs(store, 999)
     with pytest.raises(RunNotFound):
         store.get_run(999)
     with pytest.raises(RunNotFound):
@@ -149,7 +152,7 @@ def test_cancel(store: Store, make_spec: SpecFactory, make_result: ResultFactory
     assert store.claim_runs("r1", limit=10, lease_s=60) == []
     assert store.cancel_sweep(sweep.id) == store.get_sweep(sweep.id)  # idempotent
     with pytest.raises(ConflictError):
-        store.extend_sweep(sweep.id, {"seed": [7]})
+        store.extend_sweep(sweep.id, {"seed": [7]}, max_runs=MAX_RUNS)
 
 
 def test_extend_adds_only_new_runs(
@@ -158,10 +161,10 @@ def test_extend_adds_only_new_runs(
     sweep = store.create_sweep(make_spec(), max_runs=100)  # 8 runs
     claims = store.claim_runs("r1", limit=100, lease_s=60)
     store.record_results([(c.run_id, make_result(c.config.config_hash())) for c in claims])
-    before = {r.id: r for r in store.sweep_results(sweep.id)}
+    before = {r.id: r for r in all_runs(store, sweep.id)}
     assert store.get_sweep(sweep.id).status == "succeeded"
 
-    extended = store.extend_sweep(sweep.id, {"seed": [1, 2, 3], "n": [32]})
+    extended = store.extend_sweep(sweep.id, {"seed": [1, 2, 3], "n": [32]}, max_runs=MAX_RUNS)
     # seed 1 exists already; seeds {0,1,2,3} x n {8,16,32} x wd {2} = 24 runs
     assert extended.n_runs == 24
     assert extended.status == "running"
@@ -169,21 +172,21 @@ def test_extend_adds_only_new_runs(
     assert extended.spec.grid.seed == [0, 1, 2, 3]
     assert extended.counts["succeeded"] == 8
     assert extended.counts["queued"] == 16
-    after = store.sweep_results(sweep.id)
+    after = all_runs(store, sweep.id)
     assert [r.index for r in after] == list(range(24))
     for run in after:
         if run.id in before:
             assert run == before[run.id]  # finished runs kept as they were
     assert len({r.config_hash for r in after}) == 24
-    again = store.extend_sweep(sweep.id, {"seed": [3]})  # nothing new
+    again = store.extend_sweep(sweep.id, {"seed": [3]}, max_runs=MAX_RUNS)  # nothing new
     assert again.n_runs == 24
     with pytest.raises(SpecError) as info:
-        store.extend_sweep(sweep.id, {"alpha": [1.0]})  # the sweep uses n
+        store.extend_sweep(sweep.id, {"alpha": [1.0]}, max_runs=MAX_RUNS)  # the sweep uses n
     assert info.value.field == "grid.alpha"
     with pytest.raises(SpecError):
-        store.extend_sweep(sweep.id, {"width": [3]})
+        store.extend_sweep(sweep.id, {"width": [3]}, max_runs=MAX_RUNS)
     with pytest.raises(SpecError):
-        store.extend_sweep(sweep.id, {"n": [-5]})
+        store.extend_sweep(sweep.id, {"n": [-5]}, max_runs=MAX_RUNS)
     with pytest.raises(LimitError):
         store.extend_sweep(sweep.id, {"seed": list(range(4, 40))}, max_runs=100)
     assert store.get_sweep(sweep.id).n_runs == 24
@@ -191,10 +194,10 @@ def test_extend_adds_only_new_runs(
 
 def test_extend_teacher_axis(store: Store, make_spec: SpecFactory) -> None:
     sweep = store.create_sweep(make_spec(), max_runs=100)
-    extended = store.extend_sweep(sweep.id, {"gamma": [2.0]})
+    extended = store.extend_sweep(sweep.id, {"gamma": [2.0]}, max_runs=MAX_RUNS)
     assert extended.n_runs == 16
     assert extended.status == "queued"  # never claimed: still queued
-    gammas = {r.config.teacher.gamma for r in store.sweep_results(sweep.id)}
+    gammas = {r.config.teacher.gamma for r in all_runs(store, sweep.id)}
     assert gammas == {1.0, 2.0}
 
 
@@ -209,6 +212,6 @@ def test_insert_2000_runs_in_one_batch(store: Store, make_spec: SpecFactory) -> 
     sweep = store.create_sweep(spec, max_runs=10_000)
     assert sweep.n_runs == 2000
     assert sweep.counts["queued"] == 2000
-    runs = store.sweep_results(sweep.id)
+    runs = all_runs(store, sweep.id)
     assert len(runs) == 2000
     assert len({r.config_hash for r in runs}) == 2000

@@ -1,7 +1,7 @@
-"""The CLI commands that need compute or the whole service: ``run-one``, ``serve``, ``demo``.
+"""Commands that compute or serve: ``run-one`` (one run here, no server), ``serve`` (API +
+runner) and ``demo`` (a small built-in sweep end to end through a real server).
 
-``service.cli`` parses the arguments and dispatches here through importlib, so that the
-``service`` package never imports ``workers`` (it is a composition root, like the runner).
+``serve`` and ``demo`` assemble the process with :func:`cli.runtime.build_runtime`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,56 @@ import signal
 import sys
 from typing import Any
 
-from service.results import RunResult
+from pydantic import ValidationError
+
+from cli import output as out
+from cli.output import progress_bar
+from cli.runtime import build_runtime
+from service.auth import AUTH_OFF_NOTICE, bind_refusal
+from service.config import get_settings
+from service.logs import configure_logging
 from service.spec import MeasureSpec, RunConfig, TeacherSpec, TrainingSpec, sample_size
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register run-one, serve and demo."""
+    sv = sub.add_parser("serve", help="API + runner (embedded default: SQLite, local Ray)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--no-ray", action="store_true", help="run sweeps in-process, without Ray")
+    sv.add_argument("--no-runner", action="store_true", help="API only (the runner runs elsewhere)")
+    sv.set_defaults(run=serve_command)
+
+    o = sub.add_parser("run-one", help="train one configuration here, no server")
+    o.add_argument("--model", choices=("quadratic", "diagonal"), required=True)
+    o.add_argument("--d", type=int, required=True)
+    size = o.add_mutually_exclusive_group(required=True)
+    size.add_argument("--n", type=int)
+    size.add_argument("--alpha", type=float)
+    o.add_argument("--weight-decay", type=float, required=True)
+    o.add_argument("--gamma", type=float, default=1.0)
+    o.add_argument("--noise", type=float, default=0.0)
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--optimizer", choices=("lbfgs", "gd", "adam", "convex"), default="lbfgs")
+    o.add_argument("--rank", type=int)
+    o.add_argument("--dtype", choices=("float32", "float64"))
+    o.add_argument("--max-steps", type=int)
+    o.add_argument("--test-samples", type=int)
+    o.add_argument("--signed", action="store_true", help="signed teacher (quadratic)")
+    o.add_argument("--second-layer", choices=("positive", "signed"))
+    o.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    o.add_argument("--width", type=int)
+    o.add_argument("--lr", type=float)
+    o.add_argument("--tol", type=float)
+    o.add_argument("--timeout-s", type=float)
+    o.add_argument("--curve-every", type=int)
+    o.add_argument("--no-spectrum", action="store_true")
+    o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.set_defaults(run=run_one_command)
+
+    dm = sub.add_parser("demo", help="a small built-in sweep end to end through a real server")
+    dm.add_argument("--port", type=int, default=0, help="0 = pick a free port")
+    dm.set_defaults(run=demo_command)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -47,52 +95,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
 
 
-def result_document(cfg: RunConfig, result: RunResult) -> dict[str, Any]:
-    """One JSON object: the configuration, then the result (metrics, spectra, curve)."""
-    return {
-        "config": cfg.model_dump(mode="json"),
-        "alpha": cfg.alpha,
-        **result.model_dump(mode="json"),
-    }
-
-
-def _summary(cfg: RunConfig, result: RunResult) -> str:
-    lines = [
-        f"{cfg.model} d={cfg.d} n={cfg.n} (alpha={cfg.alpha:.4g}) lambda={cfg.weight_decay:g} "
-        f"seed={cfg.seed} optimizer={cfg.training.optimizer}: {result.status}"
-    ]
-    if result.error:
-        lines.append(f"  error: {result.error}")
-    m = result.metrics
-    if m is not None:
-        lines.append(
-            f"  excess_risk={m.excess_risk:.6g} train_loss={m.train_loss:.6g} "
-            f"objective={m.objective:.10g}"
-        )
-        lines.append(
-            f"  converged={m.converged} stop_reason={m.stop_reason} steps={m.steps} "
-            f"grad_norm={m.grad_norm:.3g} duality_gap={m.duality_gap:.3g} "
-            f"wall_time_s={m.wall_time_s:.3f} device={m.device}"
-        )
-        if m.test_error is not None:
-            lines.append(f"  test_error={m.test_error:.6g} +- {m.test_error_se:.2g}")
-    for sp in result.spectra:
-        tf = sp.tail_fit
-        tail = (
-            f"alpha={tf.alpha:.3f} [{tf.alpha_ci[0]:.3f}, {tf.alpha_ci[1]:.3f}] n_tail={tf.n_tail}"
-            if tf
-            else f"no tail fit ({sp.tail_fit_error})"
-        )
-        rank = f"rank exponent={sp.rank_fit.exponent:.3f}" if sp.rank_fit else "no rank fit"
-        lines.append(f"  spectrum {sp.kind}: {len(sp.values)} values, {tail}, {rank}")
-    return "\n".join(lines)
-
-
 def run_one_command(args: argparse.Namespace) -> int:
     """``scalesweep run-one``: train one configuration in this process and print it."""
-    from pydantic import ValidationError
-
-    from workers.tasks import run_one
+    from workers.tasks import run_one  # torch is imported only for this command
 
     try:
         cfg = config_from_args(args)
@@ -103,66 +108,15 @@ def run_one_command(args: argparse.Namespace) -> int:
         return 2
     result = run_one(cfg)
     if getattr(args, "json", False):
-        print(json.dumps(result_document(cfg, result)))
+        print(json.dumps(out.result_document(cfg, result)))
     else:
-        print(_summary(cfg, result))
+        print(out.run_summary(cfg, result))
     return 0 if result.status == "succeeded" else 1
-
-
-def _build_service(settings: Any, *, no_ray: bool, no_runner: bool) -> tuple[Any, Any]:
-    """Migrate, open the store, start the runner thread; returns (app, stopper).
-
-    With SCALESWEEP_AUTH=on the API verifies bearer tokens against the database's
-    ``api_tokens`` (``scalesweep token create``).
-    """
-    from api.main import create_app
-    from service.auth import TokenService
-    from service.storage import make_store, upgrade_head
-    from service.storage.tokens import TokenStore
-    from workers.runner import build_executor, start_runner_thread
-
-    upgrade_head(settings.database_url)
-    store = make_store(settings.database_url)
-    verify_token = None
-    if settings.auth == "on":
-        tokens = TokenService(TokenStore.of(store))
-        verify_token = tokens.verify
-        if not any(t.revoked_at is None for t in tokens.list()):
-            print(
-                "scalesweep: SCALESWEEP_AUTH=on and no active token: every /v1 request will be "
-                "refused until one is made with `scalesweep token create --name N --scope S`",
-                file=sys.stderr,
-            )
-    stoppers: list[Any] = []
-    ray_status = None
-    if not no_runner:
-        executor = build_executor(settings, no_ray=no_ray)
-        thread, stop = start_runner_thread(settings, store, executor)
-        ray_status = getattr(executor, "status", None)
-
-        def stop_runner() -> None:
-            stop.set()
-            thread.join(timeout=60)
-            executor.close()
-
-        stoppers.append(stop_runner)
-    stoppers.append(store.close)
-
-    def shutdown() -> None:
-        for fn in stoppers:
-            fn()
-
-    app = create_app(settings, store, ray_status=ray_status, verify_token=verify_token)
-    return app, shutdown
 
 
 def serve_command(args: argparse.Namespace) -> int:
     """``scalesweep serve``: the API and (unless --no-runner) the runner in one process."""
     import uvicorn
-
-    from service.auth import AUTH_OFF_NOTICE, bind_refusal
-    from service.config import get_settings
-    from service.logs import configure_logging
 
     settings = get_settings()
     configure_logging()  # JSON lines, with sweep/run/runner ids, for the API and the runner
@@ -172,7 +126,9 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     if settings.auth == "off":
         print(AUTH_OFF_NOTICE, file=sys.stderr)
-    app, shutdown = _build_service(settings, no_ray=args.no_ray, no_runner=args.no_runner)
+    rt = build_runtime(settings, runner=not args.no_runner, no_ray=args.no_ray)
+    assert rt.app is not None
+    rt.start_runner_thread()
     print(
         f"scalesweep: serving on http://{args.host}:{args.port} "
         f"(database {settings.database_url.split('@')[-1]}, "
@@ -184,10 +140,10 @@ def serve_command(args: argparse.Namespace) -> int:
     # releases its leases. A no-op handler while uvicorn runs lets `finally` do that.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", log_config=None)
+        uvicorn.run(rt.app, host=args.host, port=args.port, log_level="warning", log_config=None)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        shutdown()
+        rt.close()
     return 0
 
 
@@ -235,18 +191,19 @@ def demo_command(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from service import cli_output as out
-    from service.cli import progress_bar
     from service.client import Client
-    from service.config import get_settings
 
     # the demo's server listens on loopback only, for its own client: no tokens (and says so)
     settings = get_settings().model_copy(update={"auth": "off"})
     port = args.port or _free_port()
     print(f"scalesweep demo: database {settings.database_url}, local Ray", file=sys.stderr)
     print("scalesweep demo: authentication off for this loopback-only demo server", file=sys.stderr)
-    app, shutdown = _build_service(settings, no_ray=False, no_runner=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    rt = build_runtime(settings)
+    assert rt.app is not None
+    rt.start_runner_thread()
+    server = uvicorn.Server(
+        uvicorn.Config(rt.app, host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, name="scalesweep-api", daemon=True)
     thread.start()
     try:
@@ -269,5 +226,5 @@ def demo_command(args: argparse.Namespace) -> int:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-        shutdown()
+        rt.close()
     return 0

@@ -3,7 +3,8 @@
 The database is the source of truth (DESIGN.md, "Suggested orchestration"). One :class:`Runner`
 per database holds the *runner lease* (renewed every few seconds; a second runner waits and
 takes over when the first one dies). It claims queued runs under a *run lease*, hands them to an
-:class:`Executor` (Ray in production, :class:`InlineExecutor` in tests and ``--no-ray``), keeps
+:class:`~service.orchestration.executor.Executor` (Ray in production,
+:class:`~service.orchestration.executor.InlineExecutor` in tests and ``--no-ray``), keeps
 at most ``settings.max_inflight_runs`` tasks in flight, renews the leases of what is in flight,
 and writes results in batches (``store.record_results``, idempotent: a result delivered twice or
 late is stored once). A run that does not come back (worker crashed, node died, the task raised)
@@ -11,11 +12,9 @@ is handed back at once by expiring its lease; ``store.requeue_expired`` then que
 after ``settings.max_attempts`` claims, fails it with "worker lost after N attempts". Runs of a
 cancelled sweep are stopped with ``executor.cancel``.
 
-Packing: Ray pays a few milliseconds per task, so runs cheaper than ``settings.pack_below_s``
-(see :func:`estimate_cost_s`) are grouped, up to that much estimated work per task, and run
-by the injected batch function: 2,000 runs of 50 ms become about 200 tasks, not 2,000. The
-task functions are injected (this module never imports ``workers``); every executor calls
-them as ``fn(list_of_configs) -> list_of_results``.
+Tasks are packed several runs each (:mod:`service.orchestration.packing`) and run by one
+injected batch function (this package never imports ``workers``), which every executor
+calls as ``fn(list_of_configs) -> list_of_results``.
 """
 
 from __future__ import annotations
@@ -28,188 +27,18 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from service.config import Settings
-from service.errors import SweepServiceError
+from service.errors import TaskRaised
+from service.orchestration.executor import BatchFn, Executor
+from service.orchestration.packing import pack
 from service.records import Claim
 from service.results import RunResult
-from service.spec import RunConfig
+from service.storage.base import RunnerStore
 
 log = logging.getLogger("scalesweep.runner")
-
-RunFn = Callable[[RunConfig], RunResult]
-BatchFn = Callable[[list[RunConfig]], list[RunResult]]
-Outcome = tuple[int, RunResult | Exception]
-
-
-class ExecutionError(SweepServiceError):
-    """A run did not come back from its executor; the runner hands it back for a retry."""
-
-
-class WorkerLost(ExecutionError):
-    """The worker process or its node died while the task ran."""
-
-
-class TaskRaised(ExecutionError):
-    """The task function raised (or returned the wrong number of results)."""
-
-
-class TaskCancelled(ExecutionError):
-    """The task was cancelled before it returned."""
-
-
-class RunnerStore(Protocol):
-    """The runner side of ``service.storage.Store`` (notes/store-interface.md)."""
-
-    def acquire_runner_lease(self, runner_id: str, ttl_s: float) -> bool: ...
-    def release_runner_lease(self, runner_id: str) -> None: ...
-    def claim_runs(self, runner_id: str, *, limit: int, lease_s: float) -> list[Claim]: ...
-    def renew_leases(self, runner_id: str, run_ids: list[int], lease_s: float) -> None: ...
-    def release_runs(self, runner_id: str, run_ids: list[int]) -> int: ...
-    def record_results(self, results: list[tuple[int, RunResult]]) -> int: ...
-    def requeue_expired(self, *, max_attempts: int) -> int: ...
-    def cancelled_run_ids(self, run_ids: list[int]) -> list[int]: ...
-
-
-class Executor(Protocol):
-    """Where tasks run. A task is a batch of (run id, config) pairs executed by ``fn``."""
-
-    def submit(self, fn: BatchFn, batch: Sequence[tuple[int, RunConfig]]) -> None:
-        """Start one task; ``fn(configs)`` returns one result per config, in order."""
-        ...
-
-    def completed(self, timeout_s: float) -> list[Outcome]:
-        """Wait up to ``timeout_s`` for a task to finish; every outcome ready now, per run."""
-        ...
-
-    def cancel(self, run_ids: Collection[int]) -> None:
-        """Stop the tasks of these runs (best effort); their outcomes may still arrive."""
-        ...
-
-    def inflight(self) -> int:
-        """Tasks submitted whose outcomes were not delivered yet."""
-        ...
-
-    def close(self) -> None:
-        """Release what the executor started."""
-        ...
-
-
-@dataclass(frozen=True)
-class Sequential:
-    """A batch function made of a one-run function (picklable when ``run_one`` is)."""
-
-    run_one: RunFn
-
-    def __call__(self, cfgs: list[RunConfig]) -> list[RunResult]:
-        return [self.run_one(cfg) for cfg in cfgs]
-
-
-def call_task(fn: BatchFn, batch: Sequence[tuple[int, RunConfig]]) -> list[Outcome]:
-    """Run one task here; a raising ``fn`` or a wrong result count becomes per-run errors."""
-    ids = [run_id for run_id, _ in batch]
-    try:
-        results = fn([cfg for _, cfg in batch])
-    except Exception as exc:
-        err = TaskRaised(f"task raised {type(exc).__name__}: {exc}")
-        err.__cause__ = exc
-        return [(run_id, err) for run_id in ids]
-    if len(results) != len(ids):
-        bad = TaskRaised(f"task returned {len(results)} results for {len(ids)} runs")
-        return [(run_id, bad) for run_id in ids]
-    return list(zip(ids, results, strict=True))
-
-
-class InlineExecutor:
-    """Runs tasks in this process, one task per :meth:`completed` call (tests, ``--no-ray``)."""
-
-    def __init__(self) -> None:
-        self._queue: deque[tuple[BatchFn, list[tuple[int, RunConfig]]]] = deque()
-
-    def submit(self, fn: BatchFn, batch: Sequence[tuple[int, RunConfig]]) -> None:
-        self._queue.append((fn, list(batch)))
-
-    def completed(self, timeout_s: float) -> list[Outcome]:
-        if not self._queue:
-            return []
-        fn, batch = self._queue.popleft()
-        return call_task(fn, batch)
-
-    def cancel(self, run_ids: Collection[int]) -> None:
-        drop = set(run_ids)
-        kept = [(fn, [p for p in b if p[0] not in drop]) for fn, b in self._queue]
-        self._queue = deque((fn, b) for fn, b in kept if b)
-
-    def inflight(self) -> int:
-        return len(self._queue)
-
-    def close(self) -> None:
-        self._queue.clear()
-
-
-# --------------------------------------------------------------------------------------
-# Packing
-
-RUN_OVERHEAD_S = 0.02
-"""Fixed cost of one run: teacher, data, certificate, spectrum, result (CPU, small d)."""
-FLOP_RATE = 2e9
-"""Effective flop/s of the small dense kernels of one step on one CPU core."""
-STEPS: dict[str, tuple[int | None, float]] = {
-    "convex": (300, 1e-4),  # numpy proximal-gradient iterations
-    "lbfgs": (100, 1e-3),  # each L-BFGS step evaluates the objective several times
-    "gd": (None, 3e-4),  # runs up to max_steps unless the tolerance stops it earlier
-    "adam": (None, 3e-4),
-}
-"""Per optimizer: steps a run usually needs (None: ``max_steps``) and the interpreter and
-torch dispatch cost of one step. Measured on small diagonal/quadratic runs (d 10-100),
-where these estimates were 1.5-4x the wall time: packing errs on the side of fewer runs."""
-
-
-def estimate_cost_s(cfg: RunConfig) -> float:
-    """Rough seconds one run takes on one CPU core; decides packing only.
-
-    cost = RUN_OVERHEAD_S + steps (step_overhead + 6 n d width / FLOP_RATE) + 10 d^3 / FLOP_RATE
-    with steps = min(max_steps, typical steps of the optimizer) and step_overhead from
-    :data:`STEPS`; width = 1 for the diagonal net (its forward pass is one n x d product),
-    the hidden width for the quadratic net (forward and backward through X W' are about
-    6 n d m flops); 10 d^3 is the final spectrum and certificate.
-    """
-    typical, overhead = STEPS.get(cfg.training.optimizer, (None, 3e-4))
-    steps = cfg.training.max_steps if typical is None else min(cfg.training.max_steps, typical)
-    width = 1 if cfg.model == "diagonal" else cfg.width
-    per_step = overhead + 6.0 * cfg.n * cfg.d * width / FLOP_RATE
-    return RUN_OVERHEAD_S + steps * per_step + 10.0 * cfg.d**3 / FLOP_RATE
-
-
-def pack(claims: Sequence[Claim], *, budget_s: float, max_per_task: int = 256) -> list[list[Claim]]:
-    """Group claims into tasks: a run costing >= ``budget_s`` alone, cheaper ones together.
-
-    Cheap runs fill tasks greedily, in claim order, up to ``budget_s`` of estimated work and
-    ``max_per_task`` runs; runs for different devices never share a task.
-    """
-    tasks: list[list[Claim]] = []
-    open_: dict[str, tuple[list[Claim], float]] = {}
-    for claim in claims:
-        cost = estimate_cost_s(claim.config)
-        if cost >= budget_s:
-            tasks.append([claim])
-            continue
-        key = claim.config.training.device
-        batch, total = open_.get(key, ([], 0.0))
-        if batch and (total + cost > budget_s or len(batch) >= max_per_task):
-            tasks.append(batch)
-            batch, total = [], 0.0
-        batch.append(claim)
-        open_[key] = (batch, total + cost)
-    tasks.extend(batch for batch, _ in open_.values() if batch)
-    return tasks
-
-
-# --------------------------------------------------------------------------------------
-# The runner
 
 
 @dataclass
@@ -243,19 +72,18 @@ class Runner:
     """Claims, executes and records runs; see the module docstring.
 
     ``settings.max_inflight_runs`` bounds the *tasks* handed to the executor (what Ray
-    schedules); a packed task of many tiny runs counts once. ``run_one`` executes a task of
-    one run, ``run_batch`` (default: ``run_one`` in a loop) a packed task. ``runner_lease_s``
-    (default ``settings.lease_s``) is how long a dead runner blocks a successor;
-    ``check_every_s`` paces requeueing and cancellation checks; results are written when
-    ``flush_every_s`` has passed, ``max_write_batch`` are waiting, or nothing is in flight.
+    schedules); a packed task of many tiny runs counts once. ``run_batch`` executes a task
+    (one run or several). ``runner_lease_s`` (default ``settings.lease_s``) is how long a
+    dead runner blocks a successor; ``check_every_s`` paces requeueing and cancellation
+    checks; results are written when ``flush_every_s`` has passed, ``max_write_batch`` are
+    waiting, or nothing is in flight.
     """
 
     def __init__(
         self,
         store: RunnerStore,
         executor: Executor,
-        run_one: RunFn,
-        run_batch: BatchFn | None = None,
+        run_batch: BatchFn,
         *,
         settings: Settings,
         runner_id: str | None = None,
@@ -269,8 +97,7 @@ class Runner:
         self.executor = executor
         self.runner_id = runner_id or default_runner_id()
         self.stats = RunnerStats()
-        self._one: BatchFn = Sequential(run_one)
-        self._batch: BatchFn = run_batch if run_batch is not None else self._one
+        self._run_batch = run_batch
         self._max_tasks = settings.max_inflight_runs
         self._lease_s = settings.lease_s
         self._max_attempts = settings.max_attempts
@@ -499,9 +326,8 @@ class Runner:
 
     def _submit(self, task: list[Claim]) -> None:
         """Hand one task to the executor; if that fails, keep it (leased) for the next step."""
-        fn = self._one if len(task) == 1 else self._batch
         try:
-            self.executor.submit(fn, [(c.run_id, c.config) for c in task])
+            self.executor.submit(self._run_batch, [(c.run_id, c.config) for c in task])
         except Exception:  # the executor is down: retrying later must not burn attempts
             self._backlog.appendleft(task)
             raise

@@ -1,14 +1,15 @@
-"""Text output of the ``scalesweep`` CLI: status lines, run tables (table, CSV, JSON), exponents."""
+"""Text output of the ``scalesweep`` CLI: status lines, run tables (table, CSV, JSON), the
+answers of the queries as tables, token lists, and the progress bar."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import pydantic
 
@@ -16,7 +17,10 @@ from service.analysis.exponents import ExponentReport
 from service.analysis.phase import PhaseDiagram
 from service.analysis.spectra import SpectraSummary
 from service.analysis.theory import TheoryReport
+from service.client import Progress
 from service.records import RunRecord, SweepRecord
+from service.results import RunResult
+from service.spec import RunConfig
 
 if TYPE_CHECKING:
     from service.storage.tokens import TokenRow
@@ -248,3 +252,58 @@ def tokens_table(tokens: Sequence[TokenRow]) -> str:
 def tokens_json(tokens: Sequence[TokenRow]) -> str:
     """A JSON array of tokens (never the token itself)."""
     return json.dumps([token_row(t) for t in tokens], indent=2) + "\n"
+
+
+def progress_bar(stream: TextIO, width: int = 30) -> Callable[[Progress], None]:
+    """A callback drawing ``[#####.....] done/total`` on one line of ``stream``."""
+
+    def draw(p: Progress) -> None:
+        filled = width * p.done // p.n_runs if p.n_runs else width
+        counts = " ".join(f"{k}={v}" for k, v in sorted(p.counts.items()) if v)
+        bar = "#" * filled + "." * (width - filled)
+        stream.write(f"\r[{bar}] {p.done}/{p.n_runs} {p.status} {counts}\x1b[K")
+        stream.flush()
+
+    return draw
+
+
+def result_document(cfg: RunConfig, result: RunResult) -> dict[str, Any]:
+    """One JSON object: the configuration, then the result (metrics, spectra, curve)."""
+    return {
+        "config": cfg.model_dump(mode="json"),
+        "alpha": cfg.alpha,
+        **result.model_dump(mode="json"),
+    }
+
+
+def run_summary(cfg: RunConfig, result: RunResult) -> str:
+    """A few lines describing one run (``run-one`` without ``--json``)."""
+    lines = [
+        f"{cfg.model} d={cfg.d} n={cfg.n} (alpha={cfg.alpha:.4g}) lambda={cfg.weight_decay:g} "
+        f"seed={cfg.seed} optimizer={cfg.training.optimizer}: {result.status}"
+    ]
+    if result.error:
+        lines.append(f"  error: {result.error}")
+    m = result.metrics
+    if m is not None:
+        lines.append(
+            f"  excess_risk={m.excess_risk:.6g} train_loss={m.train_loss:.6g} "
+            f"objective={m.objective:.10g}"
+        )
+        lines.append(
+            f"  converged={m.converged} stop_reason={m.stop_reason} steps={m.steps} "
+            f"grad_norm={m.grad_norm:.3g} duality_gap={m.duality_gap:.3g} "
+            f"wall_time_s={m.wall_time_s:.3f} device={m.device}"
+        )
+        if m.test_error is not None:
+            lines.append(f"  test_error={m.test_error:.6g} +- {m.test_error_se:.2g}")
+    for sp in result.spectra:
+        tf = sp.tail_fit
+        tail = (
+            f"alpha={tf.alpha:.3f} [{tf.alpha_ci[0]:.3f}, {tf.alpha_ci[1]:.3f}] n_tail={tf.n_tail}"
+            if tf
+            else f"no tail fit ({sp.tail_fit_error})"
+        )
+        rank = f"rank exponent={sp.rank_fit.exponent:.3f}" if sp.rank_fit else "no rank fit"
+        lines.append(f"  spectrum {sp.kind}: {len(sp.values)} values, {tail}, {rank}")
+    return "\n".join(lines)

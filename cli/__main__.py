@@ -1,0 +1,5 @@
+"""``python -m cli``: the same as the ``scalesweep`` command."""
+
+from cli.main import main
+
+raise SystemExit(main())

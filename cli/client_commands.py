@@ -1,0 +1,154 @@
+"""Commands that talk to a scalesweep server through ``service.client``.
+
+``submit``, ``status``, ``runs``, ``exponents``, ``theory``, ``phase-diagram``, ``spectra``
+and ``cancel``; the server is ``--server`` or SCALESWEEP_SERVER, the token
+SCALESWEEP_API_TOKEN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pydantic
+import yaml
+
+from cli import output as out
+from cli.output import progress_bar
+from service.client import Client
+from service.config import Settings
+from service.spec import spec_from_obj
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the client commands."""
+    s = sub.add_parser("submit", help="submit a sweep spec (YAML or JSON); prints the sweep id")
+    s.add_argument("spec", type=Path, metavar="SPEC.yaml")
+    s.add_argument("--wait", action="store_true", help="follow progress, then print exponents")
+    s.set_defaults(run=cmd_submit)
+    for name, text, fn in (
+        ("status", "a sweep's status and counts", cmd_status),
+        ("cancel", "cancel a sweep", cmd_cancel),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id", type=int, metavar="ID")
+        p.set_defaults(run=fn)
+    r = sub.add_parser("runs", help="every run of a sweep (follows every page)")
+    r.add_argument("id", type=int, metavar="ID")
+    r.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    r.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "cancelled"))
+    r.set_defaults(run=cmd_runs)
+    for name, text, fn in (
+        ("exponents", "fitted scaling exponents of a sweep", cmd_exponents),
+        ("theory", "state-evolution prediction next to the measurement", cmd_theory),
+    ):
+        q = sub.add_parser(name, help=text)
+        q.add_argument("id", type=int, metavar="ID")
+        q.add_argument("--x", default="n", help="axis to fit against (default n)")
+        q.add_argument("--by", help="comma-separated grouping axes (default: every varying axis)")
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(run=fn)
+    for name, text, fn in (
+        (
+            "phase-diagram",
+            "exponent against the power of a linked weight decay, with regimes",
+            cmd_phase_diagram,
+        ),
+        ("spectra", "tail and rank exponents of the weights next to the excess risk", cmd_spectra),
+    ):
+        q = sub.add_parser(name, help=text)
+        q.add_argument("id", type=int, metavar="ID")
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(run=fn)
+
+
+def client(args: argparse.Namespace) -> Client:
+    """A client on ``--server`` (else SCALESWEEP_SERVER) with SCALESWEEP_API_TOKEN."""
+    settings = Settings()
+    return Client(args.server or settings.server, token=settings.api_token)
+
+
+def _by(args: argparse.Namespace) -> list[str] | None:
+    return None if args.by is None else [a for a in args.by.split(",") if a]
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Submit a spec; with --wait follow it and print the exponent table."""
+    try:
+        obj = yaml.safe_load(args.spec.read_text())
+        spec = spec_from_obj(obj)  # refuse locally what the server would refuse (and NaN)
+    except OSError as exc:
+        print(f"error: cannot read {args.spec}: {exc}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as exc:
+        print(f"error: {args.spec} is not valid YAML: {exc}", file=sys.stderr)
+        return 2
+    except pydantic.ValidationError as exc:
+        print(out.validation_message(args.spec, exc), file=sys.stderr)
+        return 2
+    with client(args) as c:
+        submitted = c.submit(spec.model_dump(mode="json", exclude_unset=True))
+        print(submitted.id, flush=True)
+        if not args.wait:
+            return 0
+        final = c.wait_for(submitted.id, progress_bar(sys.stderr))
+        print(file=sys.stderr)
+        print(out.status_text(final))
+        print(out.exponent_table(c.exponents(submitted.id)))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print a sweep's status and counts."""
+    with client(args) as c:
+        print(out.status_text(c.get_sweep(args.id)))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Print every run of a sweep as a table, CSV or JSON."""
+    with client(args) as c:
+        runs = list(c.list_runs(args.id, status=args.status))
+    writer = {"table": out.runs_table, "csv": out.runs_csv, "json": out.runs_json}[args.format]
+    sys.stdout.write(writer(runs))
+    return 0
+
+
+def cmd_exponents(args: argparse.Namespace) -> int:
+    """Print the fitted exponents."""
+    with client(args) as c:
+        report = c.exponents(args.id, x=args.x, by=_by(args))
+    print(report.model_dump_json(indent=2) if args.json else out.exponent_table(report))
+    return 0
+
+
+def cmd_theory(args: argparse.Namespace) -> int:
+    """Print the theory report."""
+    with client(args) as c:
+        report = c.theory(args.id, x=args.x, by=_by(args))
+    print(report.model_dump_json(indent=2) if args.json else out.theory_table(report))
+    return 0
+
+
+def cmd_phase_diagram(args: argparse.Namespace) -> int:
+    """Print the phase diagram."""
+    with client(args) as c:
+        report = c.phase_diagram(args.id)
+    print(report.model_dump_json(indent=2) if args.json else out.phase_table(report))
+    return 0
+
+
+def cmd_spectra(args: argparse.Namespace) -> int:
+    """Print the spectra summary."""
+    with client(args) as c:
+        report = c.spectra_summary(args.id)
+    print(report.model_dump_json(indent=2) if args.json else out.spectra_table(report))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel a sweep and print its new status."""
+    with client(args) as c:
+        print(out.status_text(c.cancel(args.id)))
+    return 0

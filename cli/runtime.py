@@ -1,0 +1,192 @@
+"""The one place the runtime is assembled: settings -> store -> executor -> runner -> app.
+
+:func:`build_runtime` is used by ``scalesweep serve`` and ``scalesweep demo`` (API and runner
+in one process, the runner in a thread) and by ``python -m workers`` (:func:`runner_main`:
+the runner alone in the foreground, next to a Ray head in a team deployment). The API
+process needs neither torch nor Ray unless it also runs the runner; the runner is given the
+task function (``workers.tasks.run_batch``) and the Ray executor here, so ``service`` never
+imports ``workers``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from service.config import Settings, get_settings
+from service.errors import StorageError
+from service.logs import configure_logging
+from service.orchestration.executor import Executor, InlineExecutor
+from service.orchestration.runner import Runner
+from service.storage import Store, check_schema, make_store, upgrade_head
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger("scalesweep.runner")
+
+RUNNER_JOIN_S = 60.0
+"""How long closing the runtime waits for the runner thread to write back and hand back."""
+
+
+@dataclass
+class Runtime:
+    """What :func:`build_runtime` assembled; :meth:`close` takes it down in order."""
+
+    settings: Settings
+    store: Store
+    executor: Executor | None = None
+    runner: Runner | None = None
+    app: FastAPI | None = None
+    ray_status: Callable[[], dict[str, Any]] | None = None
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def start_runner_thread(self) -> None:
+        """Run the runner loop in a daemon thread (stopped by :meth:`close`)."""
+        if self.runner is None:
+            return
+        self._thread = threading.Thread(
+            target=self.runner.run_forever,
+            args=(self._stop,),
+            name="scalesweep-runner",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def run_runner(self) -> None:
+        """Run the runner loop here until :meth:`stop` (a signal handler) is called."""
+        assert self.runner is not None
+        self.runner.run_forever(self._stop)
+
+    def stop(self) -> None:
+        """Ask the runner loop to stop (it writes back what came in and hands back the rest)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop the runner, then the executor, then the store."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=RUNNER_JOIN_S)
+        if self.executor is not None:
+            self.executor.close()
+        self.store.close()
+
+
+def build_executor(
+    settings: Settings, *, no_ray: bool = False, num_cpus: int | None = None
+) -> tuple[Executor, Callable[[], dict[str, Any]] | None]:
+    """The Ray executor on ``settings.ray_address`` (a local Ray when unset) and its status
+    for ``/healthz``; or the inline executor (no status)."""
+    if no_ray:
+        return InlineExecutor(), None
+    from workers.executor import RayExecutor  # ray is imported only when it is used
+
+    executor = RayExecutor(settings.ray_address, num_cpus=num_cpus)
+    return executor, executor.status
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    runner: bool = True,
+    app: bool = True,
+    no_ray: bool = False,
+    migrate: bool = True,
+    num_cpus: int | None = None,
+    runner_id: str | None = None,
+) -> Runtime:
+    """Assemble the runtime.
+
+    ``migrate``: upgrade an empty or older database to head (``serve``); else refuse to
+    start unless it is at head (``python -m workers``; StorageError). ``runner``: a runner
+    with the real task function and an executor (Ray unless ``no_ray``). ``app``: the
+    FastAPI app on the same store, reporting Ray's readiness in ``/healthz``; with
+    SCALESWEEP_AUTH=on it verifies bearer tokens against the database's ``api_tokens``.
+    """
+    if migrate:
+        upgrade_head(settings.database_url)
+    else:
+        check_schema(settings.database_url)
+    rt = Runtime(settings=settings, store=make_store(settings.database_url))
+    if runner:
+        from workers.tasks import run_batch
+
+        rt.executor, rt.ray_status = build_executor(settings, no_ray=no_ray, num_cpus=num_cpus)
+        rt.runner = Runner(rt.store, rt.executor, run_batch, settings=settings, runner_id=runner_id)
+    if app:
+        rt.app = _app(settings, rt)
+    return rt
+
+
+def _app(settings: Settings, rt: Runtime) -> FastAPI:
+    from api.main import create_app
+    from service.auth import TokenService
+    from service.storage.tokens import TokenStore
+
+    verify_token = None
+    if settings.auth == "on":
+        tokens = TokenService(TokenStore.of(rt.store))
+        verify_token = tokens.verify
+        if not any(t.revoked_at is None for t in tokens.list()):
+            print(
+                "scalesweep: SCALESWEEP_AUTH=on and no active token: every /v1 request will be "
+                "refused until one is made with `scalesweep token create --name N --scope S`",
+                file=sys.stderr,
+            )
+    return create_app(settings, rt.store, ray_status=rt.ray_status, verify_token=verify_token)
+
+
+def runner_main(argv: list[str] | None = None) -> int:
+    """``python -m workers``: the runner process of a team deployment.
+
+    SIGTERM or SIGINT stop claiming, write the results that came back, hand back what is
+    still running, release the runner lease and exit.
+    """
+    parser = argparse.ArgumentParser(prog="python -m workers", description=runner_main.__doc__)
+    parser.add_argument("--database-url", help="default: SCALESWEEP_DATABASE_URL")
+    parser.add_argument("--ray-address", help="default: RAY_ADDRESS (unset: a local Ray)")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of a local Ray")
+    parser.add_argument("--no-ray", action="store_true", help="run tasks in this process")
+    parser.add_argument("--runner-id", help="default: host:pid:random")
+    parser.add_argument("--log-level", help="default: SCALESWEEP_LOG_LEVEL, else INFO")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)  # JSON lines on stderr (service.logs)
+
+    update: dict[str, object] = {}
+    if args.database_url:
+        update["database_url"] = args.database_url
+    if args.ray_address:
+        update["ray_address"] = args.ray_address
+    settings = get_settings().model_copy(update=update)
+    try:
+        rt = build_runtime(
+            settings,
+            app=False,
+            migrate=False,
+            no_ray=args.no_ray,
+            num_cpus=args.num_cpus,
+            runner_id=args.runner_id,
+        )
+    except StorageError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        rt.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        rt.run_runner()
+    finally:
+        rt.close()
+    return 0
