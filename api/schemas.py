@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.analysis.spectra import SpectrumTheory
+from service.analysis.reports import SpectrumTheory
 from service.records import SweepStatus
 from service.results import Spectrum
 

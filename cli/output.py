@@ -13,10 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import pydantic
 
-from service.analysis.exponents import ExponentReport
-from service.analysis.phase import PhaseDiagram
-from service.analysis.spectra import SpectraSummary
-from service.analysis.theory import TheoryReport
+from service.analysis.reports import ExponentReport, PhaseDiagram, SpectraSummary, TheoryReport
 from service.client import Progress
 from service.records import RunRecord, SweepRecord
 from service.results import RunResult

@@ -16,10 +16,7 @@ from typing import Any
 
 import httpx
 
-from service.analysis.exponents import ExponentReport
-from service.analysis.phase import PhaseDiagram
-from service.analysis.spectra import SpectraSummary
-from service.analysis.theory import TheoryReport
+from service.analysis.reports import ExponentReport, PhaseDiagram, SpectraSummary, TheoryReport
 from service.config import Settings
 from service.records import RunRecord, SweepRecord
 from service.results import RunStatus, Spectrum

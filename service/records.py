@@ -9,7 +9,7 @@ from typing import Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.results import CurvePoint, RunMetrics, RunStatus
-from service.spec import RunConfig, SweepSpec
+from service.spec import Model, RunConfig, SweepSpec
 
 SweepStatus = Literal["queued", "running", "succeeded", "cancelled"]
 T = TypeVar("T")
@@ -75,7 +75,7 @@ class RunPoint(_Record):
     run_id: int
     status: RunStatus
     converged: bool | None
-    model: str
+    model: Model
     d: int
     n: int
     weight_decay: float

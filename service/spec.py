@@ -120,7 +120,7 @@ class RunConfig(_Frozen):
     @property
     def alpha(self) -> float:
         """Sample ratio: n/d^2 (quadratic) or n/d (diagonal)."""
-        return self.n / (self.d**2 if self.model == "quadratic" else self.d)
+        return self.n / samples_per_unit(self.model, self.d)
 
     @property
     def width(self) -> int:
@@ -273,9 +273,14 @@ class SweepSpec(_Frozen):
         return math.prod(sizes)
 
 
+def samples_per_unit(model: Model, d: int) -> int:
+    """The unit of alpha = n / unit: d^2 (quadratic) or d (diagonal)."""
+    return d * d if model == "quadratic" else d
+
+
 def sample_size(model: Model, d: int, alpha: float) -> int:
     """n from alpha: n = alpha d^2 (quadratic) or alpha d (diagonal), rounded, at least 1."""
-    return max(1, round(alpha * (d * d if model == "quadratic" else d)))
+    return max(1, round(alpha * samples_per_unit(model, d)))
 
 
 def expand(spec: SweepSpec) -> Iterator[RunConfig]:
@@ -293,7 +298,7 @@ def expand(spec: SweepSpec) -> Iterator[RunConfig]:
         for n in dict.fromkeys(ns):  # alphas that round to the same n are one run
             wds: list[tuple[float, float | None]]
             if link is not None:
-                base = {"n": n, "d": d, "alpha": n / (d * d if spec.model == "quadratic" else d)}
+                base = {"n": n, "d": d, "alpha": n / samples_per_unit(spec.model, d)}
                 wds = [(link.coef * base[link.of] ** p, p) for p in link.powers()]
             else:
                 wds = [(v, None) for v in _axis_values(g.weight_decay)]

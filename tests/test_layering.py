@@ -17,6 +17,7 @@ importlib is still a dependency). The checker has tests of its own at the end.
 from __future__ import annotations
 
 import ast
+import importlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -177,6 +178,14 @@ def test_only_the_ray_adapter_imports_ray_and_nothing_imports_a_composition_root
         assert "ray" not in mods, _rel(path)
     if not _is_root(path):
         assert "cli" not in mods, f"{_rel(path)} imports the composition root"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_the_packages_under_test_are_the_repositorys_not_test_directories(package: str) -> None:
+    # tests/service, tests/workers, ... mirror the packages without __init__.py; were the
+    # repository not on sys.path they would shadow the packages as namespace packages
+    mod = importlib.import_module(package)
+    assert mod.__file__ == str(ROOT / package / "__init__.py")
 
 
 def test_no_import_cycles() -> None:

@@ -14,10 +14,11 @@ from fastapi import APIRouter, Depends, Query
 from api.deps import StoreDep, visible_sweep
 from api.schemas import ErrorBody, SweepId
 from service.analysis.cache import CACHE
-from service.analysis.exponents import ExponentReport, sweep_exponents
-from service.analysis.phase import PhaseDiagram, sweep_phase_diagram
-from service.analysis.spectra import SpectraSummary, sweep_spectra_summary
-from service.analysis.theory import TheoryReport, sweep_theory
+from service.analysis.exponents import sweep_exponents
+from service.analysis.phase_diagram import sweep_phase_diagram
+from service.analysis.reports import ExponentReport, PhaseDiagram, SpectraSummary, TheoryReport
+from service.analysis.spectra_summary import sweep_spectra_summary
+from service.analysis.theory_comparison import sweep_theory
 from service.records import SweepRecord
 from service.storage.base import SweepStore
 

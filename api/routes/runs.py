@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import SettingsDep, StoreDep, visible_run
 from api.schemas import ErrorBody, RunId, SpectraResponse, SpectrumOut
-from service.analysis.spectra import spectrum_theory
+from service.analysis.spectra_summary import spectrum_theory
 from service.records import RunRecord
 
 router = APIRouter(prefix="/runs", tags=["runs"], dependencies=[Depends(visible_run)])

@@ -9,144 +9,19 @@ failed, did not converge, or have a non-positive / non-finite risk are left out 
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from service.errors import FitError, SpecError
-from service.fitting import Segment, fit_scaling
+from service.analysis.grouping import axis_value, check_axes, default_by, group_points, usable
+from service.analysis.reports import ExponentReport, GroupFit
+from service.errors import FitError
+from service.fitting import fit_scaling
 from service.records import RunPoint
 
-X_AXES = ("n", "alpha", "d", "weight_decay", "gamma", "noise")
-BY_AXES = (*X_AXES, "link_power")
 BOOTSTRAP = 200
 BOOTSTRAP_SEED = 0
-
-
-class GroupFit(BaseModel):
-    """The fit of one group."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    group: dict[str, float | None]
-    form: str | None = None
-    """power_law, plateau or broken_power_law: the form the model choice picked."""
-    exponent: float | None = None
-    """beta of R ~ C x^-beta (broken form: the last segment's, at the largest x)."""
-    exponent_ci: tuple[float, float] | None = None
-    """95% interval from a bootstrap over seeds."""
-    ci_method: str | None = None
-    """How the interval was made (bootstrap unit, small-sample widening, fallbacks)."""
-    prefactor: float | None = None
-    plateau: float | None = None
-    """R_inf of R = R_inf + C x^-beta, where that form was chosen."""
-    plateau_onset: float | None = None
-    """The crossover x* = (C/R_inf)^(1/beta) where the decaying part meets the plateau."""
-    breaks: list[float] = []
-    """Crossover locations in x, where a broken power law was chosen."""
-    segments: list[Segment] = []
-    goodness: float | None = None
-    """Root-mean-square log error of the chosen form on the points."""
-    candidates: dict[str, float] = {}
-    """Score of every form tried (lower is better)."""
-    n_points: int
-    """Distinct x values used."""
-    n_runs: int
-    """Runs behind those points."""
-    n_left_out: int
-    """Runs left out: failed, unconverged or with a non-positive risk."""
-    n_failed: int
-    n_unconverged: int
-    n_pending: int
-    """Runs still queued or running."""
-    error: str | None = None
-    """Why there is no fit."""
-
-
-class ExponentReport(BaseModel):
-    """Answer to GET /v1/sweeps/{id}/exponents."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    sweep_id: int
-    x: str
-    by: list[str]
-    selection: str
-    """How the form of each group was chosen."""
-    bootstrap: int
-    bootstrap_seed: int
-    groups: list[GroupFit]
-
-
-def axis_value(p: RunPoint, axis: str) -> float | None:
-    """The value of a grid axis (or ``link_power``) for one run."""
-    match axis:
-        case "n":
-            return float(p.n)
-        case "alpha":
-            return p.n / (p.d * p.d if p.model == "quadratic" else p.d)
-        case "d":
-            return float(p.d)
-        case "weight_decay":
-            return p.weight_decay
-        case "gamma":
-            return p.gamma
-        case "noise":
-            return p.noise
-        case "link_power":
-            return p.link_power
-    raise SpecError(f"unknown axis {axis!r}; use one of {', '.join(BY_AXES)}", field="query.by")
-
-
-def check_axes(x: str, by: Sequence[str] | None) -> None:
-    """SpecError (422) naming the query parameter for an unknown axis."""
-    if x not in X_AXES:
-        raise SpecError(f"x must be one of {', '.join(X_AXES)}, not {x!r}", field="query.x")
-    for axis in by or ():
-        if axis not in BY_AXES or axis == x:
-            raise SpecError(
-                f"by: {axis!r} is not a grouping axis (use {', '.join(BY_AXES)}, not x)",
-                field="query.by",
-            )
-    if by is not None and len(set(by)) != len(by):
-        raise SpecError("by lists an axis twice", field="query.by")
-
-
-def default_by(x: str, points: Sequence[RunPoint]) -> list[str]:
-    """Every other axis that varies in the sweep and is not tied to x."""
-    linked = any(p.link_power is not None for p in points)
-    candidates = ["d", "n", "link_power" if linked else "weight_decay", "gamma", "noise"]
-    tied = {"n", "alpha"} if x in ("n", "alpha") else {x}
-    if x == "d":
-        tied |= {"n"}  # n changes with d when the grid gives alpha
-    return [a for a in candidates if a not in tied and len({axis_value(p, a) for p in points}) > 1]
-
-
-def usable(p: RunPoint) -> bool:
-    """A run that contributes to a fit."""
-    r = p.excess_risk
-    return (
-        p.status == "succeeded"
-        and bool(p.converged)
-        and r is not None
-        and math.isfinite(r)
-        and r > 0
-    )
-
-
-def group_points(
-    points: Sequence[RunPoint], by: Sequence[str]
-) -> list[tuple[dict[str, float | None], list[RunPoint]]]:
-    """Runs grouped by the values of the ``by`` axes, groups in sorted order."""
-    groups: dict[tuple[float | None, ...], list[RunPoint]] = defaultdict(list)
-    for p in points:
-        groups[tuple(axis_value(p, a) for a in by)].append(p)
-    order = sorted(groups, key=lambda k: tuple((v is None, v or 0.0) for v in k))
-    return [(dict(zip(by, key, strict=True)), groups[key]) for key in order]
 
 
 def fit_group(

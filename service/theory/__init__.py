@@ -7,7 +7,7 @@
 """
 
 from service.teachers import diagonal_coefficients, quadratic_eigenvalues
-from service.theory.exponents import heuristic_exponent, predicted_alpha_ww
+from service.theory.heuristics import heuristic_exponent, predicted_alpha_ww
 from service.theory.prediction import Model, Prediction, predict, predicted_spectrum
 
 __all__ = [

@@ -16,7 +16,7 @@ import numpy as np
 
 from service.teachers import Array
 from service.theory import diagonal, quadratic
-from service.theory.exponents import finite_size_note
+from service.theory.heuristics import finite_size_note
 
 Model = Literal["diagonal", "quadratic"]
 

@@ -6,16 +6,14 @@ see iteration counts, wall times and the measured agreement with THEORY-referenc
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from reference import reference_cases
 from scipy.optimize import minimize
 
 from service.spec import RunConfig, TeacherSpec
@@ -24,8 +22,6 @@ from workers.certificate import lasso_certificate, sensing_certificate
 from workers.convex import ConvexSolution, solve_lasso, solve_sensing
 from workers.operators import quadratic_form, sensing_adjoint
 from workers.problems import problem_for
-
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "THEORY-reference-values.json"
 
 
 def _report(tag: str, sol: ConvexSolution) -> None:
@@ -219,13 +215,7 @@ def test_underestimated_lipschitz_does_not_diverge(monkeypatch: pytest.MonkeyPat
 
 @cache
 def _reference() -> list[dict[str, Any]]:
-    if not REFERENCE.exists():
-        missing = f"THEORY reference values not found at {REFERENCE} (../shared beside the repo)"
-        if os.environ.get("SCALESWEEP_REQUIRE_REFERENCE") == "1":  # CI: must run, not skip
-            pytest.fail(missing)
-        pytest.skip(missing)
-    entries: list[dict[str, Any]] = json.loads(REFERENCE.read_text())
-    return entries
+    return reference_cases()
 
 
 def _entry(model: str, d: int, n: int, gamma: float, delta: float, lam: float) -> dict[str, Any]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from service.analysis.exponents import axis_value, fit_group, group_points, usable
-from service.analysis.theory import sweep_theory
+from service.analysis.exponents import fit_group
+from service.analysis.grouping import axis_value, group_points, usable
+from service.analysis.reports import FamilyPhase, PhaseDiagram
+from service.analysis.theory_comparison import sweep_theory
 from service.errors import FitError, SpecError
 from service.fitting import fit_broken, fit_plateau, fit_power_law
 from service.records import RunPoint
@@ -24,46 +25,6 @@ from service.theory import heuristic_exponent
 
 FLAT = 0.05
 """A measured exponent below this counts as no decay."""
-
-
-class FamilyPhase(BaseModel):
-    """One family (one power l) of the scaling path."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    power: float
-    """The link's power p (lambda = coef * n^p)."""
-    decay: float
-    """l = -p, the decay power of THEORY.md 7 (lambda = lambda0 n^-l)."""
-    group: dict[str, float | None]
-    measured_exponent: float | None
-    measured_ci: tuple[float, float] | None
-    measured_form: str | None
-    se_exponent: float | None
-    """The SE curve over the same x-window, fitted with the measured fit's form (se_form)."""
-    se_form: str | None = None
-    """The form the SE exponent was fitted with (power_law where the measured form failed)."""
-    heuristic_exponent: float
-    heuristic_regime: str
-    regime: str | None
-    """plateau, bias-dominated, tuned, noise fitting, parametric/interpolation."""
-    df_over_n: float | None
-    """Predicted df/n at the largest n of the window."""
-    x_window: tuple[float, float] | None
-    n_runs: int
-    n_left_out: int
-    error: str | None = None
-
-
-class PhaseDiagram(BaseModel):
-    """Answer to GET /v1/sweeps/{id}/phase-diagram."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    sweep_id: int
-    x: str
-    families: list[FamilyPhase]
-    regime_rule: str
 
 
 REGIME_RULE = (

@@ -9,9 +9,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from service.analysis.exponents import usable
+from service.analysis.grouping import usable
+from service.analysis.reports import SpectraPoint, SpectraSummary, SpectrumTheory
 from service.records import RunPoint, RunRecord, SpectrumPoint
 from service.results import Spectrum
 from service.theory import predict, predicted_alpha_ww, predicted_spectrum
@@ -28,40 +28,6 @@ def _mean_se(values: Sequence[float]) -> tuple[float | None, float | None]:
     mean = float(np.mean(values))
     se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
     return mean, se
-
-
-class SpectraPoint(BaseModel):
-    """One grid point: excess risk and spectral exponents, averaged over seeds."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    d: int
-    n: int
-    weight_decay: float
-    gamma: float
-    noise: float
-    link_power: float | None
-    kind: str
-    n_runs: int
-    excess_risk_mean: float | None
-    excess_risk_se: float | None
-    tail_alpha_mean: float | None
-    tail_alpha_se: float | None
-    n_tail_mean: float | None
-    rank_exponent_mean: float | None
-    rank_exponent_se: float | None
-    predicted_alpha_ww: float
-    """1 + 1/gamma: the heavy-tail exponent of a power-law spectrum with exponent gamma."""
-
-
-class SpectraSummary(BaseModel):
-    """Answer to GET /v1/sweeps/{id}/spectra/summary."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    sweep_id: int
-    points: list[SpectraPoint]
-    note: str
 
 
 def sweep_spectra_summary(
@@ -118,24 +84,6 @@ def sweep_spectra_summary(
             "law, so compare with 1 + 1/gamma where n_tail is large (THEORY.md 6)"
         ),
     )
-
-
-class SpectrumTheory(BaseModel):
-    """The SE prediction for one run's main spectrum."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: str
-    predicted_values: list[float]
-    """Predicted sorted spectrum (THEORY.md 3.1 / 4.5), decreasing."""
-    predicted_support: float
-    """Predicted number of non-zeros (diagonal) or rank (quadratic)."""
-    zeta: float
-    predicted_alpha_ww: float
-    measured_tail_alpha: float | None
-    measured_rank_exponent: float | None
-    gamma: float
-    note: str | None = None
 
 
 def spectrum_theory(run: RunRecord, spectra: Sequence[Spectrum]) -> SpectrumTheory | str:

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from reference import PATH, reference_cases
 
 from service.theory import predict, predicted_spectrum
 from service.theory.quadratic import _eig, _risk_df, default_draws, goe_draws, solve
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "THEORY-reference-values.json"
-
 
 def _reference(d: int) -> list[dict[str, Any]]:
-    if not REFERENCE.is_file():
-        missing = f"THEORY reference values not found at {REFERENCE} (../shared beside the repo)"
-        if os.environ.get("SCALESWEEP_REQUIRE_REFERENCE") == "1":  # CI: must run, not skip
-            pytest.fail(missing)
-        pytest.skip(missing)
-    cases: list[dict[str, Any]] = json.loads(REFERENCE.read_text())
-    return [c for c in cases if c["model"] == "quad" and c["d"] == d and "rank_se" in c]
+    return [c for c in reference_cases("quad") if c["d"] == d and "rank_se" in c]
 
 
 def test_goe_draws_normalisation() -> None:
@@ -100,8 +90,8 @@ def test_divergence_matches_finite_differences() -> None:
 
 # d = 40 subset (every third case of the reference, K = 200 as in the reference): covers the
 # variance-dominated, thresholding, trace-bias and df/n -> 1 regimes.
-D40 = [(i, c) for i, c in enumerate(_reference(40) if REFERENCE.is_file() else []) if i % 3 == 0]
-D80 = _reference(80) if REFERENCE.is_file() else []
+D40 = [(i, c) for i, c in enumerate(_reference(40) if PATH.is_file() else []) if i % 3 == 0]
+D80 = _reference(80) if PATH.is_file() else []
 
 
 def _check_case(c: dict[str, Any], draws: int) -> None:

@@ -15,70 +15,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from service.analysis.exponents import (
-    axis_value,
-    check_axes,
-    default_by,
-    group_points,
-    usable,
-)
+from service.analysis.grouping import axis_value, check_axes, default_by, group_points, usable
+from service.analysis.reports import GroupTheory, PointTheory, TheoryReport
 from service.errors import FitError
 from service.fitting import fit_power_law
 from service.records import RunPoint
+from service.spec import samples_per_unit
 from service.theory import Prediction, predict
-
-
-class PointTheory(BaseModel):
-    """One grid point: prediction, measurement, relative difference."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: str
-    d: int
-    n: int
-    alpha: float
-    weight_decay: float
-    gamma: float
-    noise: float
-    rank: int | None
-    link_power: float | None
-    predicted: dict[str, float | int | str | None] | None
-    """R (excess_risk), tau or sigma, zeta, df, support, train_mse, draws, finite_size_note."""
-    prediction_error: str | None = None
-    measured_mean: float | None
-    measured_se: float | None
-    """Standard error of the mean over seeds (None with one seed)."""
-    n_seeds: int
-    rel_diff: float | None
-    """(measured mean - predicted R) / predicted R."""
-
-
-class GroupTheory(BaseModel):
-    """Measured and predicted exponents of one group over the same x-window."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    group: dict[str, float | None]
-    x_window: tuple[float, float] | None
-    measured_exponent: float | None
-    predicted_exponent: float | None
-    n_points: int
-    error: str | None = None
-
-
-class TheoryReport(BaseModel):
-    """Answer to GET /v1/sweeps/{id}/theory."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    sweep_id: int
-    x: str
-    by: list[str]
-    points: list[PointTheory]
-    groups: list[GroupTheory]
-    note: str | None = None
 
 
 def _prediction(p: RunPoint) -> tuple[Prediction | None, str | None]:
@@ -135,7 +79,7 @@ def sweep_theory(
                 model=p0.model,
                 d=p0.d,
                 n=p0.n,
-                alpha=p0.n / (p0.d * p0.d if p0.model == "quadratic" else p0.d),
+                alpha=p0.n / samples_per_unit(p0.model, p0.d),
                 weight_decay=p0.weight_decay,
                 gamma=p0.gamma,
                 noise=p0.noise,

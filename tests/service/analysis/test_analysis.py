@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from service.analysis.cache import QueryCache
-from service.analysis.exponents import check_axes, default_by, sweep_exponents
-from service.analysis.phase import sweep_phase_diagram
-from service.analysis.spectra import sweep_spectra_summary
-from service.analysis.theory import sweep_theory
+from service.analysis.exponents import sweep_exponents
+from service.analysis.grouping import check_axes, default_by
+from service.analysis.phase_diagram import sweep_phase_diagram
+from service.analysis.spectra_summary import sweep_spectra_summary
+from service.analysis.theory_comparison import sweep_theory
 from service.errors import SpecError
 from service.fitting import fit_power_law
 from service.records import RunPoint, SpectrumPoint

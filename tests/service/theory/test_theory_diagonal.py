@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from reference import reference_cases
 
 from service.theory import predict, predicted_spectrum
 from service.theory.diagonal import coordinate_moments, solve
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "THEORY-reference-values.json"
-
 
 def _reference(model: str) -> list[dict[str, Any]]:
-    if not REFERENCE.is_file():
-        missing = f"THEORY reference values not found at {REFERENCE} (../shared beside the repo)"
-        if os.environ.get("SCALESWEEP_REQUIRE_REFERENCE") == "1":  # CI: must run, not skip
-            pytest.fail(missing)
-        pytest.skip(missing)
-    cases: list[dict[str, Any]] = json.loads(REFERENCE.read_text())
-    return [c for c in cases if c["model"] == model]
+    return reference_cases(model)
 
 
 @pytest.mark.parametrize(

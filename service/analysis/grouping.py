@@ -1,0 +1,82 @@
+"""Runs as points of a scaling study: the value of an axis for a run, which runs count, and
+the groups of runs that share every ``by`` axis (the unit every analysis fits)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+from service.errors import SpecError
+from service.records import RunPoint
+from service.spec import samples_per_unit
+
+X_AXES = ("n", "alpha", "d", "weight_decay", "gamma", "noise")
+BY_AXES = (*X_AXES, "link_power")
+
+
+def axis_value(p: RunPoint, axis: str) -> float | None:
+    """The value of a grid axis (or ``link_power``) for one run."""
+    match axis:
+        case "n":
+            return float(p.n)
+        case "alpha":
+            return p.n / samples_per_unit(p.model, p.d)
+        case "d":
+            return float(p.d)
+        case "weight_decay":
+            return p.weight_decay
+        case "gamma":
+            return p.gamma
+        case "noise":
+            return p.noise
+        case "link_power":
+            return p.link_power
+    raise SpecError(f"unknown axis {axis!r}; use one of {', '.join(BY_AXES)}", field="query.by")
+
+
+def check_axes(x: str, by: Sequence[str] | None) -> None:
+    """SpecError (422) naming the query parameter for an unknown axis."""
+    if x not in X_AXES:
+        raise SpecError(f"x must be one of {', '.join(X_AXES)}, not {x!r}", field="query.x")
+    for axis in by or ():
+        if axis not in BY_AXES or axis == x:
+            raise SpecError(
+                f"by: {axis!r} is not a grouping axis (use {', '.join(BY_AXES)}, not x)",
+                field="query.by",
+            )
+    if by is not None and len(set(by)) != len(by):
+        raise SpecError("by lists an axis twice", field="query.by")
+
+
+def default_by(x: str, points: Sequence[RunPoint]) -> list[str]:
+    """Every other axis that varies in the sweep and is not tied to x."""
+    linked = any(p.link_power is not None for p in points)
+    candidates = ["d", "n", "link_power" if linked else "weight_decay", "gamma", "noise"]
+    tied = {"n", "alpha"} if x in ("n", "alpha") else {x}
+    if x == "d":
+        tied |= {"n"}  # n changes with d when the grid gives alpha
+    return [a for a in candidates if a not in tied and len({axis_value(p, a) for p in points}) > 1]
+
+
+def usable(p: RunPoint) -> bool:
+    """A run that contributes to a fit."""
+    r = p.excess_risk
+    return (
+        p.status == "succeeded"
+        and bool(p.converged)
+        and r is not None
+        and math.isfinite(r)
+        and r > 0
+    )
+
+
+def group_points(
+    points: Sequence[RunPoint], by: Sequence[str]
+) -> list[tuple[dict[str, float | None], list[RunPoint]]]:
+    """Runs grouped by the values of the ``by`` axes, groups in sorted order."""
+    groups: dict[tuple[float | None, ...], list[RunPoint]] = defaultdict(list)
+    for p in points:
+        groups[tuple(axis_value(p, a) for a in by)].append(p)
+    order = sorted(groups, key=lambda k: tuple((v is None, v or 0.0) for v in k))
+    return [(dict(zip(by, key, strict=True)), groups[key]) for key in order]
