@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -37,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import uvicorn
 
 from api.main import create_app
+from cli.runtime import serving
 from service.client import Client
 from service.config import Settings
 from service.orchestration.runner import Runner
@@ -72,26 +71,6 @@ def sweep_spec(n_runs: int) -> dict[str, Any]:
         "training": {"optimizer": "gd", "max_steps": MAX_STEPS},
         "measure": {"spectrum": True},
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _start_server(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="bench-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 class Timers:
@@ -150,9 +129,8 @@ def bench_scalesweep(
     runner_thread = threading.Thread(target=runner.run_forever, args=(stop,), daemon=True)
     runner_thread.start()
     app = create_app(settings, store)
-    server, server_thread, base = _start_server(app)
     try:
-        with Client(base, token="unused", timeout=120.0) as client:
+        with serving(app) as base, Client(base, token="unused", timeout=120.0) as client:
             start = time.perf_counter()
             submitted = client.submit(spec)
             submit_s = time.perf_counter() - start
@@ -169,8 +147,6 @@ def bench_scalesweep(
         stop.set()
         runner_thread.join(timeout=60)
         executor.close()
-        server.should_exit = True
-        server_thread.join(timeout=10)
     # after the clock: was every run computed and stored?
     records = list(iter_runs(store, submitted.id))
     with_metrics = sum(1 for r in records if r.metrics is not None)

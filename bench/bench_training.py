@@ -148,21 +148,10 @@ def main() -> None:
             f" {ceiling / peak:>25.2f}"
         )
     print("\n2. time to reach the convex solution's excess risk within 1% (float64)")
+    teacher = TeacherSpec(gamma=1.0, noise=0.01)
     cases = [
-        RunConfig(
-            model="diagonal",
-            d=1000,
-            n=500,
-            weight_decay=1e-2,
-            teacher=TeacherSpec(gamma=1.0, noise=0.01),
-        ),
-        RunConfig(
-            model="quadratic",
-            d=30,
-            n=1800,
-            weight_decay=3e-2,
-            teacher=TeacherSpec(gamma=1.0, noise=0.01),
-        ),
+        RunConfig(model="diagonal", d=1000, n=500, weight_decay=1e-2, teacher=teacher),
+        RunConfig(model="quadratic", d=30, n=1800, weight_decay=3e-2, teacher=teacher),
     ]
     if args.quick:
         cases = cases[:1]

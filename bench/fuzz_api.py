@@ -22,10 +22,8 @@ import argparse
 import contextlib
 import math
 import shutil
-import socket
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections import Counter
@@ -36,7 +34,6 @@ from typing import Any
 
 import hypothesis
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -49,6 +46,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.main import create_app
+from cli.runtime import serving
 from service.config import Settings
 from service.results import RankFit, RunMetrics, RunResult, Spectrum, TailFit
 from service.spec import SweepSpec
@@ -180,31 +178,11 @@ def seed_store(store: Store) -> Seeded:
 # The server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def live_server(settings: Settings, store: Store) -> Iterator[str]:
     """create_app(settings, store) under uvicorn on 127.0.0.1 in a thread; yields its URL."""
-    app = create_app(settings, store, events_poll_s=0.01)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="fuzz-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_app(settings, store, events_poll_s=0.01)) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pydantic
@@ -21,46 +22,42 @@ from service.config import Settings
 from service.spec import spec_from_obj
 
 
+def _with_id(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    text: str,
+    run: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=text)
+    p.add_argument("id", type=int, metavar="ID")
+    p.set_defaults(run=run)
+    return p
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the client commands."""
     s = sub.add_parser("submit", help="submit a sweep spec (YAML or JSON); prints the sweep id")
     s.add_argument("spec", type=Path, metavar="SPEC.yaml")
     s.add_argument("--wait", action="store_true", help="follow progress, then print exponents")
     s.set_defaults(run=cmd_submit)
-    for name, text, fn in (
-        ("status", "a sweep's status and counts", cmd_status),
-        ("cancel", "cancel a sweep", cmd_cancel),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("id", type=int, metavar="ID")
-        p.set_defaults(run=fn)
-    r = sub.add_parser("runs", help="every run of a sweep (follows every page)")
-    r.add_argument("id", type=int, metavar="ID")
+    _with_id(sub, "status", "a sweep's status and counts", cmd_status)
+    _with_id(sub, "cancel", "cancel a sweep", cmd_cancel)
+    r = _with_id(sub, "runs", "every run of a sweep (follows every page)", cmd_runs)
     r.add_argument("--format", choices=("table", "csv", "json"), default="table")
     r.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "cancelled"))
-    r.set_defaults(run=cmd_runs)
     for name, text, fn in (
         ("exponents", "fitted scaling exponents of a sweep", cmd_exponents),
         ("theory", "state-evolution prediction next to the measurement", cmd_theory),
     ):
-        q = sub.add_parser(name, help=text)
-        q.add_argument("id", type=int, metavar="ID")
+        q = _with_id(sub, name, text, fn)
         q.add_argument("--x", default="n", help="axis to fit against (default n)")
         q.add_argument("--by", help="comma-separated grouping axes (default: every varying axis)")
         q.add_argument("--json", action="store_true")
-        q.set_defaults(run=fn)
     for name, text, fn in (
-        (
-            "phase-diagram",
-            "exponent against the power of a linked weight decay, with regimes",
-            cmd_phase_diagram,
-        ),
+        ("phase-diagram", "exponent against the power of a linked weight decay", cmd_phase_diagram),
         ("spectra", "tail and rank exponents of the weights next to the excess risk", cmd_spectra),
     ):
-        q = sub.add_parser(name, help=text)
-        q.add_argument("id", type=int, metavar="ID")
-        q.add_argument("--json", action="store_true")
-        q.set_defaults(run=fn)
+        _with_id(sub, name, text, fn).add_argument("--json", action="store_true")
 
 
 def client(args: argparse.Namespace) -> Client:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from cli import output as out
 from cli.output import progress_bar
-from cli.runtime import build_runtime
+from cli.runtime import build_runtime, serving
 from service.auth import AUTH_OFF_NOTICE, bind_refusal
 from service.config import get_settings
 from service.logs import configure_logging
@@ -175,56 +175,32 @@ DEMO_SWEEPS: list[dict[str, Any]] = [
 ]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def demo_command(args: argparse.Namespace) -> int:
     """``scalesweep demo``: a small sweep over both models through a real server."""
-    import threading
-    import time
-
-    import uvicorn
-
     from service.client import Client
 
     # the demo's server listens on loopback only, for its own client: no tokens (and says so)
     settings = get_settings().model_copy(update={"auth": "off"})
-    port = args.port or _free_port()
     print(f"scalesweep demo: database {settings.database_url}, local Ray", file=sys.stderr)
     print("scalesweep demo: authentication off for this loopback-only demo server", file=sys.stderr)
     rt = build_runtime(settings)
     assert rt.app is not None
     rt.start_runner_thread()
-    server = uvicorn.Server(
-        uvicorn.Config(rt.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, name="scalesweep-api", daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                print("scalesweep demo: the server did not start", file=sys.stderr)
-                return 1
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
-        print(f"scalesweep demo: server at {url}", file=sys.stderr)
-        with Client(url) as client:
-            submitted = [client.submit(spec) for spec in DEMO_SWEEPS]
-            for spec, sub in zip(DEMO_SWEEPS, submitted, strict=True):
-                print(f"\nsweep {sub.id}: {spec['name']} ({sub.n_runs} runs)")
-                final = client.wait_for(sub.id, progress_bar(sys.stderr))
-                print(file=sys.stderr)
-                print(out.status_text(final))
-                print(out.exponent_table(client.exponents(sub.id, x="n", by=["weight_decay"])))
+        with serving(rt.app, port=args.port) as url:
+            print(f"scalesweep demo: server at {url}", file=sys.stderr)
+            with Client(url) as client:
+                submitted = [client.submit(spec) for spec in DEMO_SWEEPS]
+                for spec, sub in zip(DEMO_SWEEPS, submitted, strict=True):
+                    print(f"\nsweep {sub.id}: {spec['name']} ({sub.n_runs} runs)")
+                    final = client.wait_for(sub.id, progress_bar(sys.stderr))
+                    print(file=sys.stderr)
+                    print(out.status_text(final))
+                    report = client.exponents(sub.id, x="n", by=["weight_decay"])
+                    print(out.exponent_table(report))
+    except RuntimeError as exc:
+        print(f"scalesweep demo: {exc}", file=sys.stderr)
+        return 1
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         rt.close()
     return 0

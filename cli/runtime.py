@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scalesweep.runner")
 
+SERVER_START_S = 60.0
+"""How long :func:`serving` waits for uvicorn to listen."""
 RUNNER_JOIN_S = 60.0
 """How long closing the runtime waits for the runner thread to write back and hand back."""
 
@@ -142,6 +147,36 @@ def _app(settings: Settings, rt: Runtime) -> FastAPI:
                 file=sys.stderr,
             )
     return create_app(settings, rt.store, ray_status=rt.ray_status, verify_token=verify_token)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """``app`` under uvicorn in a daemon thread (port 0: a free one); yields its base URL and
+    stops it on exit. RuntimeError if it does not listen within :data:`SERVER_START_S`."""
+    import uvicorn
+
+    port = port or free_port(host)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="scalesweep-api", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the API server did not start on {host}:{port}")
+            time.sleep(0.02)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def runner_main(argv: list[str] | None = None) -> int:

@@ -125,7 +125,7 @@ def _fista(
     max_iter: int,
     deadline: float | None,
     check_every: int,
-    start: float,
+    started: float,
 ) -> ConvexSolution:
     """FISTA with gradient-based adaptive restart and sufficient-decrease backtracking."""
     y_obs = prob.y
@@ -193,7 +193,7 @@ def _fista(
         residual=residual,
         iterations=it,
         stop_reason=stop,
-        wall_time_s=time.perf_counter() - start,
+        wall_time_s=time.perf_counter() - started,
     )
 
 
@@ -216,7 +216,7 @@ def solve_lasso(
     *,
     tol: float = 1e-10,
     max_iter: int = 100_000,
-    x0: ArrayLike | None = None,
+    start: ArrayLike | None = None,
     deadline: float | None = None,
 ) -> ConvexSolution:
     """Solve the LASSO ``min (1/2n)||y - X theta||^2 + lam ||theta||_1``.
@@ -234,7 +234,7 @@ def solve_lasso(
         Stop when the relative duality gap (workers.certificate.lasso_certificate) is <= tol.
     max_iter
         Maximum number of proximal-gradient steps.
-    x0
+    start
         Warm start theta, shape (d,); default zeros.
     deadline
         A time.monotonic() value after which the solve stops with stop_reason "timeout".
@@ -244,10 +244,10 @@ def solve_lasso(
     ConvexSolution
         ``solution`` is theta, shape (d,).
     """
-    start = time.perf_counter()
+    started = time.perf_counter()
     xm, yv = _checked(x, y, lam)
     n, d = xm.shape
-    theta0 = np.zeros(d) if x0 is None else np.array(x0, dtype=np.float64).reshape(d)
+    theta0 = np.zeros(d) if start is None else np.array(start, dtype=np.float64).reshape(d)
 
     def forward(th: Array) -> Array:
         out: Array = xm @ th
@@ -283,7 +283,7 @@ def solve_lasso(
         max_iter=max_iter,
         deadline=deadline,
         check_every=check,
-        start=start,
+        started=started,
     )
 
 
@@ -295,7 +295,7 @@ def solve_sensing(
     psd: bool = True,
     tol: float = 1e-10,
     max_iter: int = 100_000,
-    s0: ArrayLike | None = None,
+    start: ArrayLike | None = None,
     deadline: float | None = None,
 ) -> ConvexSolution:
     """Solve trace-penalised sensing with ``A_mu = x_mu x_mu' - I``.
@@ -319,7 +319,7 @@ def solve_sensing(
         Stop when the relative duality gap (workers.certificate.sensing_certificate) is <= tol.
     max_iter
         Maximum number of proximal-gradient steps.
-    s0
+    start
         Warm start S, shape (d, d) (symmetrised, and projected on the PSD cone when ``psd``);
         default zeros.
     deadline
@@ -330,13 +330,13 @@ def solve_sensing(
     ConvexSolution
         ``solution`` is S, shape (d, d), symmetric (PSD when ``psd``).
     """
-    start = time.perf_counter()
+    started = time.perf_counter()
     xm, yv = _checked(x, y, lam)
     d = xm.shape[1]
-    if s0 is None:
+    if start is None:
         sinit = np.zeros((d, d))
     else:
-        sinit = np.array(s0, dtype=np.float64).reshape(d, d)
+        sinit = np.array(start, dtype=np.float64).reshape(d, d)
         sinit = (sinit + sinit.T) / 2.0
         if psd:  # start feasible: project on the PSD cone
             w, vecs = np.linalg.eigh(sinit)
@@ -376,5 +376,5 @@ def solve_sensing(
         max_iter=max_iter,
         deadline=deadline,
         check_every=_CHECK_EVERY,
-        start=start,
+        started=started,
     )

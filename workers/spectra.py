@@ -413,7 +413,6 @@ def make_spectrum(
     *,
     rng: np.random.Generator,
     n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
-    max_candidates: int | None = None,
 ) -> Spectrum:
     """A :class:`Spectrum` of ``values`` with its tail and rank fits.
 
@@ -425,8 +424,7 @@ def make_spectrum(
     rng : numpy.random.Generator
         Bootstrap source of :func:`fit_tail`.
     n_bootstrap : int, default 200
-    max_candidates : int or None, default None
-        Passed to :func:`fit_tail`.
+        Bootstrap replicates of the tail fit.
 
     Returns
     -------
@@ -449,7 +447,7 @@ def make_spectrum(
     rank: RankFit | None = None
     rank_err: str | None = None
     try:
-        tail = fit_tail(desc, rng=rng, n_bootstrap=n_bootstrap, max_candidates=max_candidates)
+        tail = fit_tail(desc, rng=rng, n_bootstrap=n_bootstrap)
     except FitError as exc:
         tail_err = str(exc)
     try:
@@ -466,14 +464,7 @@ def make_spectrum(
     )
 
 
-def quadratic_spectra(
-    S: ArrayLike,
-    W: ArrayLike,
-    *,
-    rng: np.random.Generator,
-    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
-    max_candidates: int | None = None,
-) -> list[Spectrum]:
+def quadratic_spectra(S: ArrayLike, W: ArrayLike, *, rng: np.random.Generator) -> list[Spectrum]:
     """The spectra of a trained quadratic network: ``eig_S`` and ``sv_W``.
 
     Parameters
@@ -485,9 +476,6 @@ def quadratic_spectra(
         First-layer weights.
     rng : numpy.random.Generator
         Bootstrap source (used by ``eig_S`` first, then ``sv_W``).
-    n_bootstrap : int, default 200
-    max_candidates : int or None, default None
-        Passed to :func:`fit_tail`.
 
     Returns
     -------
@@ -518,20 +506,12 @@ def quadratic_spectra(
     eig = np.linalg.eigvalsh(0.5 * (s_mat + s_mat.T))
     sv = np.linalg.svd(w_mat, compute_uv=False)
     return [
-        make_spectrum(
-            "eig_S", eig, rng=rng, n_bootstrap=n_bootstrap, max_candidates=max_candidates
-        ),
-        make_spectrum("sv_W", sv, rng=rng, n_bootstrap=n_bootstrap, max_candidates=max_candidates),
+        make_spectrum("eig_S", eig, rng=rng),
+        make_spectrum("sv_W", sv, rng=rng),
     ]
 
 
-def diagonal_spectra(
-    theta: ArrayLike,
-    *,
-    rng: np.random.Generator,
-    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
-    max_candidates: int | None = None,
-) -> list[Spectrum]:
+def diagonal_spectra(theta: ArrayLike, *, rng: np.random.Generator) -> list[Spectrum]:
     """The spectrum of a trained diagonal network: ``abs_theta``.
 
     Parameters
@@ -540,9 +520,6 @@ def diagonal_spectra(
         Effective coefficients ``a * w`` of the diagonal net.
     rng : numpy.random.Generator
         Bootstrap source.
-    n_bootstrap : int, default 200
-    max_candidates : int or None, default None
-        Passed to :func:`fit_tail`.
 
     Returns
     -------
@@ -551,13 +528,4 @@ def diagonal_spectra(
         a balanced optimum (THEORY.md section 6); exact zeros are kept in ``values`` and ignored
         by the fits.
     """
-    arr = _as_vector(theta)
-    return [
-        make_spectrum(
-            "abs_theta",
-            np.abs(arr),
-            rng=rng,
-            n_bootstrap=n_bootstrap,
-            max_candidates=max_candidates,
-        )
-    ]
+    return [make_spectrum("abs_theta", np.abs(_as_vector(theta)), rng=rng)]

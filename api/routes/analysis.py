@@ -19,7 +19,6 @@ from service.analysis.phase_diagram import sweep_phase_diagram
 from service.analysis.reports import ExponentReport, PhaseDiagram, SpectraSummary, TheoryReport
 from service.analysis.spectra_summary import sweep_spectra_summary
 from service.analysis.theory_comparison import sweep_theory
-from service.records import SweepRecord
 from service.storage.base import SweepStore
 
 router = APIRouter(prefix="/sweeps", tags=["analysis"], dependencies=[Depends(visible_sweep)])
@@ -42,9 +41,11 @@ def _by(by: str | None) -> list[str] | None:
     return None if by is None else [a.strip() for a in by.split(",") if a.strip()]
 
 
-def _cached(
-    store: SweepStore, sweep: SweepRecord, query: tuple[Any, ...], compute: Callable[[], T]
+def _answer(
+    store: SweepStore, sweep_id: int, query: tuple[Any, ...], compute: Callable[[], T]
 ) -> T:
+    """``compute()``, cached per (store, sweep, number of runs ended, query)."""
+    sweep = store.get_sweep(sweep_id)
     ended = sum(v for k, v in sweep.counts.items() if k not in ("queued", "running"))
     # the store itself, not id(store): the cache keeps it alive, so its id cannot be reused by
     # another store (a fresh database whose sweep 1 would otherwise hit this one's answers)
@@ -52,19 +53,24 @@ def _cached(
     return CACHE.get_or_compute(key, compute)
 
 
+def _per_group(
+    store: SweepStore, sweep_id: int, name: str, fit: Callable[..., T], x: str, by: str | None
+) -> T:
+    """A per-group answer of the ``x`` and ``by`` query, cached like every other."""
+    axes = _by(by)
+
+    def run() -> T:
+        return fit(sweep_id, store.run_points(sweep_id), x=x, by=axes)
+
+    return _answer(store, sweep_id, (name, x, None if axes is None else tuple(axes)), run)
+
+
 @router.get("/{sweep_id}/exponents", responses=RESPONSES)
 def get_exponents(
     sweep_id: SweepId, store: StoreDep, x: XAxis = "n", by: ByAxes = None
 ) -> ExponentReport:
     """Fitted exponents of R ~ C x^-beta per group (power law, plateau or broken), bootstrap CI."""
-    sweep = store.get_sweep(sweep_id)
-    axes = _by(by)
-    return _cached(
-        store,
-        sweep,
-        ("exponents", x, tuple(axes) if axes is not None else None),
-        lambda: sweep_exponents(sweep_id, store.run_points(sweep_id), x=x, by=axes),
-    )
+    return _per_group(store, sweep_id, "exponents", sweep_exponents, x, by)
 
 
 @router.get("/{sweep_id}/theory", responses=RESPONSES)
@@ -72,37 +78,26 @@ def get_theory(
     sweep_id: SweepId, store: StoreDep, x: XAxis = "n", by: ByAxes = None
 ) -> TheoryReport:
     """State-evolution prediction next to the measured mean per grid point, and exponents."""
-    sweep = store.get_sweep(sweep_id)
-    axes = _by(by)
-    return _cached(
-        store,
-        sweep,
-        ("theory", x, tuple(axes) if axes is not None else None),
-        lambda: sweep_theory(sweep_id, store.run_points(sweep_id), x=x, by=axes),
-    )
+    return _per_group(store, sweep_id, "theory", sweep_theory, x, by)
 
 
 @router.get("/{sweep_id}/phase-diagram", responses=RESPONSES)
 def get_phase_diagram(sweep_id: SweepId, store: StoreDep) -> PhaseDiagram:
     """Measured, SE and heuristic exponents against the power l of lambda ~ n^-l, with regimes."""
-    sweep = store.get_sweep(sweep_id)
-    return _cached(
-        store,
-        sweep,
-        ("phase",),
-        lambda: sweep_phase_diagram(sweep_id, sweep.spec, store.run_points(sweep_id)),
-    )
+
+    def run() -> PhaseDiagram:
+        spec = store.get_sweep(sweep_id).spec
+        return sweep_phase_diagram(sweep_id, spec, store.run_points(sweep_id))
+
+    return _answer(store, sweep_id, ("phase",), run)
 
 
 @router.get("/{sweep_id}/spectra/summary", responses=RESPONSES)
 def get_spectra_summary(sweep_id: SweepId, store: StoreDep) -> SpectraSummary:
     """Per grid point: heavy-tail and rank-ordered exponents of the weights next to R."""
-    sweep = store.get_sweep(sweep_id)
-    return _cached(
-        store,
-        sweep,
-        ("spectra",),
-        lambda: sweep_spectra_summary(
-            sweep_id, store.run_points(sweep_id), store.spectrum_points(sweep_id)
-        ),
-    )
+
+    def run() -> SpectraSummary:
+        points, spectra = store.run_points(sweep_id), store.spectrum_points(sweep_id)
+        return sweep_spectra_summary(sweep_id, points, spectra)
+
+    return _answer(store, sweep_id, ("spectra",), run)

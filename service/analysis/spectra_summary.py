@@ -93,7 +93,7 @@ def spectrum_theory(run: RunRecord, spectra: Sequence[Spectrum]) -> SpectrumTheo
         return "no prediction: the state evolution here covers the PSD quadratic model only"
     args = (cfg.model, cfg.d, cfg.n, cfg.weight_decay, cfg.teacher.gamma, cfg.teacher.noise)
     pred = predict(*args, cfg.teacher.rank)
-    values = predicted_spectrum(*args, cfg.teacher.rank)
+    values = predicted_spectrum(pred)
     kind = main_kind(cfg.model)
     measured = next((s for s in spectra if s.kind == kind), None)
     return SpectrumTheory(

@@ -120,33 +120,27 @@ def _group_theory(
         by_x[xv].append(float(p.excess_risk))  # type: ignore[arg-type]
         pred_at[xv] = pred.excess_risk
     xs = np.array(sorted(by_x))
+    window = (float(xs[0]), float(xs[-1])) if len(xs) else None
+    beta_m: float | None = None
+    beta_p: float | None = None
+    error: str | None = None
     if len(xs) < 2:
-        return GroupTheory(
-            group=group,
-            x_window=None,
-            measured_exponent=None,
-            predicted_exponent=None,
-            n_points=len(xs),
-            error=f"need at least 2 distinct {x} values with usable runs and a prediction",
-        )
-    measured = np.array([np.mean(by_x[v]) for v in xs])
-    predicted = np.array([pred_at[v] for v in xs])
-    try:
-        beta_m, _ = fit_power_law(xs, measured)
-        beta_p, _ = fit_power_law(xs, predicted)
-    except FitError as exc:
-        return GroupTheory(
-            group=group,
-            x_window=(float(xs[0]), float(xs[-1])),
-            measured_exponent=None,
-            predicted_exponent=None,
-            n_points=len(xs),
-            error=str(exc),
-        )
+        window = None
+        error = f"need at least 2 distinct {x} values with usable runs and a prediction"
+    else:
+        measured = np.array([np.mean(by_x[v]) for v in xs])
+        predicted = np.array([pred_at[v] for v in xs])
+        try:
+            beta_m, _ = fit_power_law(xs, measured)
+            beta_p, _ = fit_power_law(xs, predicted)
+        except FitError as exc:
+            beta_m = beta_p = None
+            error = str(exc)
     return GroupTheory(
         group=group,
-        x_window=(float(xs[0]), float(xs[-1])),
+        x_window=window,
         measured_exponent=beta_m,
         predicted_exponent=beta_p,
         n_points=len(xs),
+        error=error,
     )

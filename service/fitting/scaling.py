@@ -79,6 +79,8 @@ HOLDOUT_MIN_X = 6
 MIN_VALID_FRACTION = 0.5
 
 Selection = Literal["aicc", "holdout"]
+Candidate = tuple[str, int, Callable[[Array, Array, Loss], FormFit]]
+"""(key, number of parameters, fitter) of a candidate form."""
 
 
 class Segment(BaseModel, frozen=True):
@@ -114,15 +116,13 @@ class ScalingFit(BaseModel, frozen=True):
     bootstrap_seed: int
 
 
-def _candidate_keys(
-    forms: Sequence[str], max_breaks: int, n_x: int
-) -> list[tuple[str, int, Callable[[Array, Array, Loss], FormFit]]]:
+def _candidate_keys(forms: Sequence[str], max_breaks: int, n_x: int) -> list[Candidate]:
     """(key, parameters, fitter) of every candidate that is identifiable with n_x distinct x."""
     known = {"power_law", "plateau", "broken_power_law"}
     unknown = set(forms) - known
     if unknown:
         raise FitError(f"unknown form(s) {sorted(unknown)}; use {sorted(known)}")
-    out: list[tuple[str, int, Callable[[Array, Array, Loss], FormFit]]] = []
+    out: list[Candidate] = []
     if "power_law" in forms:
         out.append(("power_law", 2, power_law_form))
     if "plateau" in forms and n_x > 3:
@@ -179,43 +179,18 @@ def _segments(fit: FormFit, x: Array) -> list[Segment]:
     ]
 
 
-def fit_scaling(
-    x: ArrayLike,
-    y: ArrayLike,
-    groups: ArrayLike | None = None,
-    *,
-    forms: Sequence[str] = ("power_law", "plateau", "broken_power_law"),
-    max_breaks: int = 2,
-    bootstrap: int = 200,
-    seed: int = 0,
-    selection: Selection = "aicc",
-    loss: Loss = "huber",
-    small_sample: bool = True,
-) -> ScalingFit:
-    """Fit R against x (pooled seeds), choose the form, bootstrap the exponent (module doc)."""
-    xa, ya = check_xy(x, y, min_distinct=3)
-    labels: Array | None = None
-    if groups is not None:
-        g = np.asarray(groups)
-        if g.shape != xa.shape:
-            raise FitError(f"groups must have the shape of x {xa.shape}, got {g.shape}")
-        labels = np.unique(g, return_inverse=True)[1].astype(np.float64)
-    if bootstrap < 0:
-        raise FitError("bootstrap must be >= 0")
+def _score(
+    cands: list[Candidate],
+    fits: dict[str, FormFit],
+    xa: Array,
+    ya: Array,
+    selection: Selection,
+    loss: Loss,
+) -> tuple[dict[str, float], str, Selection]:
+    """Scores of every fitted candidate (lower is better), the label and the rule used."""
     n_x = len(np.unique(xa))
-    cands = _candidate_keys(forms, max_breaks, n_x)
-
-    fits: dict[str, FormFit] = {}
-    for key, _, fitter in cands:
-        try:
-            fits[key] = fitter(xa, ya, loss)
-        except (FitError, ValueError, np.linalg.LinAlgError):
-            continue
-    if not fits:
-        raise FitError("no form could be fitted")
     n_params = {key: p for key, p, _ in cands}
-
-    method = selection
+    method: Selection = selection
     note = ""
     if selection == "holdout" and n_x < HOLDOUT_MIN_X:
         method, note = "aicc", f" (held-out RMSLE needs >= {HOLDOUT_MIN_X} distinct x)"
@@ -247,33 +222,44 @@ def fit_scaling(
     scores = {k: s for k, s in scores.items() if math.isfinite(s)}
     if not scores:
         raise FitError("no form could be scored")
-    chosen_key = _choose(scores, n_params, method)
-    chosen = fits[chosen_key]
-    fitter = next(f for k, _, f in cands if k == chosen_key)
+    return scores, label, method
 
+
+def _replicate_exponents(
+    xa: Array,
+    ya: Array,
+    members: list[NDArray[np.intp]] | None,
+    n_params: int,
+    fitter: Callable[[Array, Array, Loss], FormFit],
+    vectorised: bool,
+    *,
+    bootstrap: int,
+    seed: int,
+    loss: Loss,
+) -> list[float]:
+    """The chosen form's exponent on each bootstrap replicate that can be fitted.
+
+    ``members``: the observations of each seed (resampled whole) or None (single points).
+    """
     rng = np.random.default_rng(seed)
-    exps: list[float] = []
-    by_seed = labels is not None and len(np.unique(labels)) >= 2
-    if by_seed:
-        assert labels is not None
-        uniq = np.unique(labels)
-        members = [np.flatnonzero(labels == lab) for lab in uniq]
+    n_x = len(np.unique(xa))
     x_code = np.unique(xa, return_inverse=True)[1]  # distinct x of a replicate, by bincount
     replicates: list[NDArray[np.intp]] = []
     for _ in range(bootstrap):
-        if by_seed:
+        if members is not None:
             pick = rng.integers(0, len(members), size=len(members))
             idx = np.concatenate([members[i] for i in pick])
         else:
             idx = rng.integers(0, xa.size, size=xa.size)
-        if np.count_nonzero(np.bincount(x_code[idx], minlength=n_x)) <= n_params[chosen_key]:
+        if np.count_nonzero(np.bincount(x_code[idx], minlength=n_x)) <= n_params:
             continue
         replicates.append(idx)
     # the power law is refitted on all replicates at once (same fit, vectorised); a
     # replicate that vectorised fit leaves undecided (NaN) is refitted one by one
     batch = np.full(len(replicates), np.nan)
-    if chosen_key == "power_law":
+    if vectorised:
         batch = power_law_exponents([xa[i] for i in replicates], [ya[i] for i in replicates], loss)
+    exps: list[float] = []
     for idx, e in zip(replicates, batch, strict=True):
         if math.isfinite(e):
             exps.append(float(e))
@@ -282,25 +268,101 @@ def fit_scaling(
             exps.append(fitter(xa[idx], ya[idx], loss).exponent)
         except (FitError, ValueError, np.linalg.LinAlgError):
             continue
-    unit = "seeds" if by_seed else "points"
+    return exps
+
+
+def _interval(
+    chosen: FormFit,
+    exps: list[float],
+    *,
+    bootstrap: int,
+    unit: str,
+    n_units: int,
+    dof: int,
+    small_sample: bool,
+) -> tuple[tuple[float, float], str]:
+    """The 95 % interval and how it was made (module docstring, "Interval")."""
     if bootstrap > 0 and len(exps) >= max(2, MIN_VALID_FRACTION * bootstrap):
         lo, hi, mid = (float(q) for q in np.percentile(np.array(exps), [2.5, 97.5, 50.0]))
-        ci_method = f"percentile bootstrap over {unit} ({len(exps)} replicates)"
+        method = f"percentile bootstrap over {unit} ({len(exps)} replicates)"
         if small_sample:
-            n_units = len(members) if by_seed else int(xa.size)
-            dof = n_units - 1 if by_seed else n_units - n_params[chosen_key]
             w = _widening(n_units, dof)
             lo, hi = mid - w * (mid - lo), mid + w * (hi - mid)
-            ci_method += f", widened x{w:.3f} about the median for {n_units} {unit}"
-        ci = (lo, hi)
-    elif chosen.exponent_se > 0:
+            method += f", widened x{w:.3f} about the median for {n_units} {unit}"
+        return (lo, hi), method
+    if chosen.exponent_se > 0:
         half = 1.96 * chosen.exponent_se
-        ci = (chosen.exponent - half, chosen.exponent + half)
-        ci_method = f"asymptotic normal (bootstrap over {unit}: {len(exps)} of {bootstrap} valid)"
-    else:
-        ci = (chosen.exponent, chosen.exponent)
-        ci_method = f"none: degenerate (bootstrap over {unit}: {len(exps)} of {bootstrap} valid)"
+        valid = f"bootstrap over {unit}: {len(exps)} of {bootstrap} valid"
+        return (chosen.exponent - half, chosen.exponent + half), f"asymptotic normal ({valid})"
+    valid = f"bootstrap over {unit}: {len(exps)} of {bootstrap} valid"
+    return (chosen.exponent, chosen.exponent), f"none: degenerate ({valid})"
 
+
+def fit_scaling(
+    x: ArrayLike,
+    y: ArrayLike,
+    groups: ArrayLike | None = None,
+    *,
+    forms: Sequence[str] = ("power_law", "plateau", "broken_power_law"),
+    max_breaks: int = 2,
+    bootstrap: int = 200,
+    seed: int = 0,
+    selection: Selection = "aicc",
+    loss: Loss = "huber",
+    small_sample: bool = True,
+) -> ScalingFit:
+    """Fit R against x (pooled seeds), choose the form, bootstrap the exponent (module doc)."""
+    xa, ya = check_xy(x, y, min_distinct=3)
+    labels: Array | None = None
+    if groups is not None:
+        g = np.asarray(groups)
+        if g.shape != xa.shape:
+            raise FitError(f"groups must have the shape of x {xa.shape}, got {g.shape}")
+        labels = np.unique(g, return_inverse=True)[1].astype(np.float64)
+    if bootstrap < 0:
+        raise FitError("bootstrap must be >= 0")
+    n_x = len(np.unique(xa))
+    cands = _candidate_keys(forms, max_breaks, n_x)
+    fits: dict[str, FormFit] = {}
+    for key, _, fitter in cands:
+        try:
+            fits[key] = fitter(xa, ya, loss)
+        except (FitError, ValueError, np.linalg.LinAlgError):
+            continue
+    if not fits:
+        raise FitError("no form could be fitted")
+    n_params = {key: p for key, p, _ in cands}
+    scores, label, method = _score(cands, fits, xa, ya, selection, loss)
+    chosen_key = _choose(scores, n_params, method)
+    chosen = fits[chosen_key]
+    fitter = next(f for k, _, f in cands if k == chosen_key)
+
+    by_seed = labels is not None and len(np.unique(labels)) >= 2
+    members = None
+    if by_seed:
+        assert labels is not None
+        members = [np.flatnonzero(labels == lab) for lab in np.unique(labels)]
+    exps = _replicate_exponents(
+        xa,
+        ya,
+        members,
+        n_params[chosen_key],
+        fitter,
+        chosen_key == "power_law",
+        bootstrap=bootstrap,
+        seed=seed,
+        loss=loss,
+    )
+    n_units = len(members) if members is not None else int(xa.size)
+    ci, ci_method = _interval(
+        chosen,
+        exps,
+        bootstrap=bootstrap,
+        unit="seeds" if by_seed else "points",
+        n_units=n_units,
+        dof=n_units - 1 if by_seed else n_units - n_params[chosen_key],
+        small_sample=small_sample,
+    )
     return ScalingFit(
         form=chosen.form,
         exponent=chosen.exponent,

@@ -7,7 +7,7 @@ writes rows. A :class:`TokenStore` can share the engine of a :class:`~service.st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -32,29 +32,12 @@ class TokenRow:
     revoked_at: datetime | None
 
 
+_COLUMNS = tuple(getattr(ApiToken, f.name) for f in fields(TokenRow))
+"""The columns of a TokenRow, in its field order (the hash stays in the database layer)."""
+
+
 def _row(r: Any) -> TokenRow:
-    return TokenRow(
-        id=r.id,
-        key_id=r.key_id,
-        name=r.name,
-        scope=r.scope,
-        team=r.team,
-        created_at=r.created_at,
-        last_used_at=r.last_used_at,
-        revoked_at=r.revoked_at,
-    )
-
-
-_COLUMNS = (
-    ApiToken.id,
-    ApiToken.key_id,
-    ApiToken.name,
-    ApiToken.scope,
-    ApiToken.team,
-    ApiToken.created_at,
-    ApiToken.last_used_at,
-    ApiToken.revoked_at,
-)
+    return TokenRow(*(r[i] for i in range(len(_COLUMNS))))
 
 
 class TokenStore(TransactionalStore):

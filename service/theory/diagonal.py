@@ -23,6 +23,7 @@ from scipy.special import ndtr
 
 from service.teachers import Array, diagonal_coefficients
 from service.theory.compressed_teacher import compressed_diagonal
+from service.theory.point import SEPoint
 
 #: Above this d the teacher is compressed (THEORY.md 3.2, "very large d").
 EXACT_MAX_D = 20_000
@@ -135,44 +136,14 @@ def solve_zeta(t: Array, w: Array, n: int, lam: float, tau: float) -> float:
     return float(brentq(g, 0.0, hi, xtol=1e-14 * hi, rtol=1e-13, maxiter=200))
 
 
-def solve(
-    d: int,
-    n: int,
-    lam: float,
-    gamma: float,
-    delta: float,
-    rank: int | None = None,
-    *,
-    exact: bool | None = None,
-) -> DiagonalSolution:
-    """Solve the model-A state evolution (THEORY.md 3.2).
+def solve(p: SEPoint, *, exact: bool | None = None) -> DiagonalSolution:
+    """Solve the model-A state evolution (THEORY.md 3.2) at ``p``.
 
-    Parameters
-    ----------
-    d, n : int
-        Dimension and number of samples.
-    lam : float
-        Weight decay lambda (>= 0).
-    gamma : float
-        Teacher decay exponent.
-    delta : float
-        Label-noise variance Delta (>= 0).
-    rank : int or None
-        Teacher rank (None: d).
-    exact : bool or None
-        Force the exact (True) or compressed (False) teacher; default: exact iff d <= 20 000.
-
-    Returns
-    -------
-    DiagonalSolution
+    ``exact`` forces the exact (True) or compressed (False) teacher; default: exact iff
+    d <= 20 000.
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if not (math.isfinite(lam) and lam >= 0):
-        raise ValueError(f"weight_decay must be finite and >= 0, got {lam}")
-    if not (math.isfinite(delta) and delta >= 0):
-        raise ValueError(f"noise must be finite and >= 0, got {delta}")
-    t, w = teacher(d, gamma, rank, exact=exact)
+    n, lam, delta = p.n, p.lam, p.delta
+    t, w = teacher(p.d, p.gamma, p.rank, exact=exact)
 
     def state(tau: float) -> tuple[float, float, float]:
         zeta = solve_zeta(t, w, n, lam, tau)

@@ -1,13 +1,12 @@
 """The public prediction API: one cached state-evolution solve per parameter set.
 
-``predict`` returns the scalar summary (:class:`Prediction`), ``predicted_spectrum`` the
-predicted sorted weight spectrum. Both are cached per ``(model, d, n, lambda, gamma, noise, rank,
-draws, seed)``; the arrays handed out are copies.
+``predict`` returns the scalar summary (:class:`Prediction`), ``predicted_spectrum(prediction)``
+the predicted sorted weight spectrum. Both are cached per configuration
+(:class:`~service.theory.point.SEPoint`), draws and seed; the arrays handed out are copies.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -17,6 +16,7 @@ import numpy as np
 from service.teachers import Array
 from service.theory import diagonal, quadratic
 from service.theory.heuristics import finite_size_note
+from service.theory.point import SEPoint
 
 Model = Literal["diagonal", "quadratic"]
 
@@ -49,36 +49,25 @@ class Prediction:
     finite_size_note: str | None
 
 
-def _check(model: str, d: int, n: int, gamma: float, rank: int | None) -> None:
+def _check(model: str) -> None:
     if model not in ("diagonal", "quadratic"):
         raise ValueError(f"model must be 'diagonal' or 'quadratic', got {model!r}")
-    if d < 1 or n < 1:
-        raise ValueError(f"d and n must be >= 1, got d={d}, n={n}")
-    if not (math.isfinite(gamma) and gamma > 0):
-        raise ValueError(f"gamma must be finite and > 0, got {gamma}")
-    if rank is not None and not 1 <= rank <= d:
-        raise ValueError(f"rank must be in [1, d], got {rank} (d={d})")
 
 
 @lru_cache(maxsize=512)
-def _diagonal(
-    d: int, n: int, lam: float, gamma: float, noise: float, rank: int | None
-) -> diagonal.DiagonalSolution:
-    return diagonal.solve(d, n, lam, gamma, noise, rank)
+def _diagonal(p: SEPoint) -> diagonal.DiagonalSolution:
+    return diagonal.solve(p)
 
 
 @lru_cache(maxsize=128)
-def _quadratic(
-    d: int, n: int, lam: float, gamma: float, noise: float, rank: int | None,
-    draws: int | None, seed: int,
-) -> quadratic.QuadraticSolution:  # fmt: skip
+def _quadratic(p: SEPoint, draws: int | None, seed: int) -> quadratic.QuadraticSolution:
     if draws is not None:
-        return quadratic.solve(d, n, lam, gamma, noise, rank, draws=draws, seed=seed)
-    k = quadratic.default_draws(d)
-    sol = quadratic.solve(d, n, lam, gamma, noise, rank, draws=k, seed=seed)
-    k_sensitive = quadratic.default_draws(d, sensitive=True)
-    if sol.df / n > 0.8 and k_sensitive > k:  # df/n -> 1 corner: more draws (THEORY.md 4.3)
-        sol = quadratic.solve(d, n, lam, gamma, noise, rank, draws=k_sensitive, seed=seed)
+        return quadratic.solve(p, draws=draws, seed=seed)
+    k = quadratic.default_draws(p.d)
+    sol = quadratic.solve(p, draws=k, seed=seed)
+    k_sensitive = quadratic.default_draws(p.d, sensitive=True)
+    if sol.df / p.n > 0.8 and k_sensitive > k:  # df/n -> 1 corner: more draws (THEORY.md 4.3)
+        sol = quadratic.solve(p, draws=k_sensitive, seed=seed)
     return sol
 
 
@@ -125,52 +114,37 @@ def predict(
     ValueError
         Invalid parameters. ``ArithmeticError`` if the solver finds no fixed point.
     """
-    _check(model, d, n, gamma, rank)
-    lam, delta = float(weight_decay), float(noise)
+    _check(model)
+    p = SEPoint(d, n, float(weight_decay), float(gamma), float(noise), rank)
     if model == "diagonal":
-        a = _diagonal(d, n, lam, float(gamma), delta, rank)
+        a = _diagonal(p)
         return Prediction(
-            model=model, d=d, n=n, weight_decay=lam, gamma=float(gamma), noise=delta, rank=rank,
+            model=model, d=d, n=n, weight_decay=p.lam, gamma=p.gamma, noise=p.delta, rank=rank,
             excess_risk=a.excess_risk, tau=a.tau, sigma=None, zeta=a.zeta, df=a.df,
-            support=a.df, train_mse=(1.0 - a.df / n) ** 2 * (delta + a.excess_risk),
+            support=a.df, train_mse=(1.0 - a.df / n) ** 2 * (p.delta + a.excess_risk),
             draws=0, finite_size_note=None,
         )  # fmt: skip
-    b = _quadratic(d, n, lam, float(gamma), delta, rank, draws, seed)
+    b = _quadratic(p, draws, seed)
     return Prediction(
-        model=model, d=d, n=n, weight_decay=lam, gamma=float(gamma), noise=delta, rank=rank,
+        model=model, d=d, n=n, weight_decay=p.lam, gamma=p.gamma, noise=p.delta, rank=rank,
         excess_risk=b.excess_risk, tau=None, sigma=b.sigma, zeta=b.zeta, df=b.df,
-        support=b.rank, train_mse=(1.0 - b.df / n) ** 2 * (delta + b.excess_risk),
+        support=b.rank, train_mse=(1.0 - b.df / n) ** 2 * (p.delta + b.excess_risk),
         draws=b.draws,
-        finite_size_note=finite_size_note(d, b.rank, delta, b.df, n, b.excess_risk),
+        finite_size_note=finite_size_note(d, b.rank, p.delta, b.df, n, b.excess_risk),
     )  # fmt: skip
 
 
 @lru_cache(maxsize=64)
-def _spectrum(
-    model: Model, d: int, n: int, lam: float, gamma: float, noise: float, rank: int | None,
-    draws: int | None, seed: int,
-) -> Array:  # fmt: skip
+def _spectrum(model: Model, p: SEPoint, draws: int | None, seed: int) -> Array:
     if model == "diagonal":
-        a = _diagonal(d, n, lam, gamma, noise, rank)
-        out = diagonal.spectrum(a, d, draws=200 if draws is None else draws, seed=seed)
+        out = diagonal.spectrum(_diagonal(p), p.d, draws=200 if draws is None else draws, seed=seed)
     else:
-        out = _quadratic(d, n, lam, gamma, noise, rank, draws, seed).spectrum()
+        out = _quadratic(p, draws, seed).spectrum()
     out.setflags(write=False)
     return out
 
 
-def predicted_spectrum(
-    model: Model,
-    d: int,
-    n: int,
-    weight_decay: float,
-    gamma: float,
-    noise: float,
-    rank: int | None = None,
-    *,
-    draws: int | None = None,
-    seed: int = 0,
-) -> Array:
+def predicted_spectrum(pred: Prediction, *, draws: int | None = None, seed: int = 0) -> Array:
     """Predicted spectrum of the trained weights, sorted decreasing (THEORY.md 3.1, 4.5, 6).
 
     Diagonal: ``|theta_hat|`` profile, the average of sorted ``|soft(theta* + tau Z; zeta)|`` over
@@ -178,11 +152,14 @@ def predicted_spectrum(
     d > 20 000). Quadratic: the average over the GOE draws of the solve of sorted
     ``max(mu_i - zeta, 0)``, ``mu = eig(diag(lam) + sigma G)``, i.e. ``eig(W^T W)``.
 
+    ``pred`` is the configuration's :func:`predict` (solved with the same ``draws`` and
+    ``seed``: the cached solve is reused).
+
     Returns
     -------
     ndarray, shape (d,)
         Non-negative, sorted decreasing (a fresh copy).
     """
-    _check(model, d, n, gamma, rank)
-    out = _spectrum(model, d, n, float(weight_decay), float(gamma), float(noise), rank, draws, seed)
-    return np.array(out, copy=True)
+    model: Model = "diagonal" if pred.model == "diagonal" else "quadratic"
+    point = SEPoint(pred.d, pred.n, pred.weight_decay, pred.gamma, pred.noise, pred.rank)
+    return np.array(_spectrum(model, point, draws, seed), copy=True)

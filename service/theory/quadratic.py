@@ -31,6 +31,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from service.teachers import Array, quadratic_eigenvalues
+from service.theory.point import SEPoint
 
 
 def default_draws(d: int, *, sensitive: bool = False) -> int:
@@ -154,45 +155,15 @@ def _solve_zeta(e: _Eig, n: int, lam: float, lam_sq: float) -> float:
     return z
 
 
-def solve(
-    d: int,
-    n: int,
-    lam: float,
-    gamma: float,
-    delta: float,
-    rank: int | None = None,
-    *,
-    draws: int,
-    seed: int = 0,
-) -> QuadraticSolution:
-    """Solve the model-B state evolution with ``draws`` GOE draws (THEORY.md 4.4).
-
-    Parameters
-    ----------
-    d, n : int
-        Dimension and number of samples (``alpha = n / d^2``).
-    lam : float
-        Weight decay lambda (> 0).
-    gamma, delta : float
-        Teacher decay exponent and label-noise variance Delta (>= 0).
-    rank : int or None
-        Teacher rank (None: d).
-    draws, seed : int
-        Number of base GOE draws K and the seed of ``numpy.random.default_rng``.
-
-    Returns
-    -------
-    QuadraticSolution
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if not (math.isfinite(lam) and lam > 0):
+def solve(p: SEPoint, *, draws: int, seed: int = 0) -> QuadraticSolution:
+    """Solve the model-B state evolution at ``p`` (``lam > 0``) with ``draws`` GOE draws
+    (THEORY.md 4.4), seeded by ``seed`` (``numpy.random.default_rng``)."""
+    d, n, lam, delta = p.d, p.n, p.lam, p.delta
+    if lam <= 0:
         raise ValueError(f"quadratic model needs weight_decay > 0, got {lam}")
-    if not (math.isfinite(delta) and delta >= 0):
-        raise ValueError(f"noise must be finite and >= 0, got {delta}")
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
-    lam_star = quadratic_eigenvalues(d, gamma, rank)
+    lam_star = quadratic_eigenvalues(d, p.gamma, p.rank)
     lam_sq = float(np.sum(lam_star**2))
     g = goe_draws(d, draws, seed)
     traces = np.trace(g, axis1=1, axis2=2)

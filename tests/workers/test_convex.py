@@ -178,13 +178,13 @@ def test_deadline_and_warm_start() -> None:
     late = solve_lasso(x, y, 0.01, deadline=time.monotonic() - 1.0)
     assert late.stop_reason == "timeout" and late.iterations == 0
     sol = solve_lasso(x, y, 0.01)
-    warm = solve_lasso(x, y, 0.01, x0=sol.solution)
+    warm = solve_lasso(x, y, 0.01, start=sol.solution)
     assert warm.stop_reason == "duality_gap" and warm.iterations <= 10  # already optimal
     xs, ys = _sensing_data(n=150, d=10, seed=6, signed=False)
     s_late = solve_sensing(xs, ys, 0.05, deadline=time.monotonic() - 1.0)
     assert s_late.stop_reason == "timeout"
     s_sol = solve_sensing(xs, ys, 0.05)
-    s_warm = solve_sensing(xs, ys, 0.05, s0=s_sol.solution)
+    s_warm = solve_sensing(xs, ys, 0.05, start=s_sol.solution)
     assert s_warm.stop_reason == "duality_gap" and s_warm.iterations <= 10  # already optimal
 
 
@@ -192,7 +192,7 @@ def test_non_psd_warm_start_is_projected() -> None:
     xs, ys = _sensing_data(n=150, d=10, seed=8, signed=False)
     s0 = -np.eye(10)  # infeasible for the PSD problem: the certificate says so
     assert sensing_certificate(xs, ys, s0, 0.05, psd=True).gap == math.inf  # not nan
-    late = solve_sensing(xs, ys, 0.05, s0=s0, deadline=time.monotonic() - 1.0)
+    late = solve_sensing(xs, ys, 0.05, start=s0, deadline=time.monotonic() - 1.0)
     assert late.stop_reason == "timeout"
     np.testing.assert_array_equal(late.solution, np.zeros((10, 10)))  # projection of -I
     assert math.isfinite(late.objective) and math.isfinite(late.gap)

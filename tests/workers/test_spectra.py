@@ -266,14 +266,14 @@ def test_quadratic_spectra_values() -> None:
     u = haar(d, rng)
     S = (u * lam) @ u.T
     W = rng.standard_normal((m, d))
-    eig, sv = quadratic_spectra(S, W, rng=np.random.default_rng(1), n_bootstrap=20)
+    eig, sv = quadratic_spectra(S, W, rng=np.random.default_rng(1))
     assert (eig.kind, sv.kind) == ("eig_S", "sv_W")
     np.testing.assert_allclose(eig.values, np.sort(lam)[::-1], rtol=0, atol=1e-10)  # |S|~0.5
     np.testing.assert_allclose(sv.values, np.linalg.svd(W, compute_uv=False), rtol=1e-12)
     assert len(sv.values) == min(m, d)
     # the tail fit uses only the positive eigenvalues (30 of them, the zeros are ~1e-17)
     assert eig.tail_fit is not None and eig.tail_fit.n_tail <= 30
-    ref = fit_tail(np.array(eig.values)[:30], rng=np.random.default_rng(1), n_bootstrap=20)
+    ref = fit_tail(np.array(eig.values)[:30], rng=np.random.default_rng(1))
     assert eig.tail_fit == ref  # exact: same values, same rng state
     assert eig.rank_fit is not None and eig.rank_fit.n_points == 30
 
@@ -284,8 +284,8 @@ def test_quadratic_spectra_rotation_invariance() -> None:
     W = rng.standard_normal((m, d)) * np.arange(1, d + 1) ** -0.7
     S = W.T @ np.diag(rng.choice([-1.0, 1.0], m)) @ W
     q, p = haar(d, rng), haar(m, rng)
-    a = quadratic_spectra(S, W, rng=np.random.default_rng(3), n_bootstrap=10)
-    b = quadratic_spectra(q @ S @ q.T, p @ W @ q.T, rng=np.random.default_rng(3), n_bootstrap=10)
+    a = quadratic_spectra(S, W, rng=np.random.default_rng(3))
+    b = quadratic_spectra(q @ S @ q.T, p @ W @ q.T, rng=np.random.default_rng(3))
     for sa, sb in zip(a, b, strict=True):
         scale = max(abs(v) for v in sa.values)
         np.testing.assert_allclose(sb.values, sa.values, rtol=0, atol=1e-10 * scale)  # rounding
@@ -308,7 +308,7 @@ def test_diagonal_spectra() -> None:
     rng = np.random.default_rng(4)
     theta = np.zeros(300)
     theta[:120] = rng.choice([-1.0, 1.0], 120) * np.arange(1, 121) ** -0.75
-    (spec,) = diagonal_spectra(rng.permutation(theta), rng=np.random.default_rng(5), n_bootstrap=20)
+    (spec,) = diagonal_spectra(rng.permutation(theta), rng=np.random.default_rng(5))
     assert spec.kind == "abs_theta"
     np.testing.assert_array_equal(spec.values, np.sort(np.abs(theta))[::-1])  # exact
     assert spec.rank_fit is not None

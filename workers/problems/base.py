@@ -15,8 +15,9 @@ comes from a network (its objective then has the network's penalty, not the conv
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -32,6 +33,8 @@ from workers.rng import stream
 
 Array = NDArray[np.float64]
 
+ConvexSolver = Callable[..., ConvexSolution]
+"""``solve(x, y, lam, *, tol, max_iter, start=None, deadline=None)`` (workers.convex)."""
 WARM_SOLVE_ITERATIONS = 300
 """At most this many proximal-gradient iterations to tighten a certificate's dual bound."""
 
@@ -98,16 +101,8 @@ class Problem(ABC):
         """The residual-based certificate of the convex problem at a solution."""
 
     @abstractmethod
-    def solve_convex(
-        self,
-        data: Dataset,
-        *,
-        tol: float,
-        max_iter: int,
-        start: Array | None = None,
-        deadline: float | None = None,
-    ) -> ConvexSolution:
-        """The equivalent convex problem solved to a relative gap ``tol`` (warm ``start``)."""
+    def convex_solver(self) -> ConvexSolver:
+        """The solver of the equivalent convex problem (workers.convex)."""
 
     @abstractmethod
     def convex_estimate(self, solution: Array) -> Estimate:
@@ -125,6 +120,14 @@ class Problem(ABC):
         teacher = self.teacher(stream(cfg.seed, "teacher"))
         data = sample(teacher, cfg.n, cfg.d, cfg.teacher.noise, stream(cfg.seed, "train"))
         return teacher, data
+
+    def solve_convex(
+        self, data: Dataset, *, tol: float, max_iter: int, **kw: Any
+    ) -> ConvexSolution:
+        """The equivalent convex problem solved to a relative gap ``tol`` (``start``: a warm
+        start; ``deadline``: a time.monotonic() value)."""
+        solve = self.convex_solver()
+        return solve(data.x, data.y, self.cfg.weight_decay, tol=tol, max_iter=max_iter, **kw)
 
     def objective(self, data: Dataset, est: Estimate) -> float:
         """The network's objective (1/2n)||y - f||^2 + (lam/2)||params||^2 of an estimate

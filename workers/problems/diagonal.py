@@ -15,10 +15,10 @@ import torch
 from service.results import Spectrum
 from service.teachers import diagonal_coefficients
 from workers.certificate import Certificate, lasso_certificate
-from workers.convex import ConvexSolution, solve_lasso
+from workers.convex import solve_lasso
 from workers.data import Dataset
 from workers.networks import DiagonalNet, TwoLayerNet
-from workers.problems.base import Array, Estimate, Problem, Teacher
+from workers.problems.base import Array, ConvexSolver, Estimate, Problem, Teacher
 from workers.rng import stream
 from workers.spectra import diagonal_spectra
 
@@ -74,24 +74,8 @@ class DiagonalProblem(Problem):
     def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
         return lasso_certificate(data.x, data.y, solution, self.cfg.weight_decay)
 
-    def solve_convex(
-        self,
-        data: Dataset,
-        *,
-        tol: float,
-        max_iter: int,
-        start: Array | None = None,
-        deadline: float | None = None,
-    ) -> ConvexSolution:
-        return solve_lasso(
-            data.x,
-            data.y,
-            self.cfg.weight_decay,
-            tol=tol,
-            max_iter=max_iter,
-            x0=start,
-            deadline=deadline,
-        )
+    def convex_solver(self) -> ConvexSolver:
+        return solve_lasso
 
     def convex_estimate(self, solution: Array) -> Estimate:
         return Estimate(solution=solution)

@@ -10,6 +10,7 @@ second layer) or nuclear-norm sensing (signed); ``R = 2||S - S*||_F^2``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -17,11 +18,11 @@ import torch
 from service.results import Spectrum
 from service.teachers import quadratic_eigenvalues
 from workers.certificate import Certificate, sensing_certificate
-from workers.convex import ConvexSolution, solve_sensing
+from workers.convex import solve_sensing
 from workers.data import Dataset
 from workers.networks import QuadraticNet, TwoLayerNet
 from workers.operators import quadratic_form
-from workers.problems.base import Array, Estimate, Problem, Teacher
+from workers.problems.base import Array, ConvexSolver, Estimate, Problem, Teacher
 from workers.rng import stream
 from workers.spectra import quadratic_spectra
 
@@ -99,25 +100,8 @@ class QuadraticProblem(Problem):
     def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
         return sensing_certificate(data.x, data.y, solution, self.cfg.weight_decay, self.psd)
 
-    def solve_convex(
-        self,
-        data: Dataset,
-        *,
-        tol: float,
-        max_iter: int,
-        start: Array | None = None,
-        deadline: float | None = None,
-    ) -> ConvexSolution:
-        return solve_sensing(
-            data.x,
-            data.y,
-            self.cfg.weight_decay,
-            psd=self.psd,
-            tol=tol,
-            max_iter=max_iter,
-            s0=start,
-            deadline=deadline,
-        )
+    def convex_solver(self) -> ConvexSolver:
+        return partial(solve_sensing, psd=self.psd)
 
     def convex_estimate(self, solution: Array) -> Estimate:
         return Estimate(solution=solution, factor=factor_of(solution))

@@ -11,6 +11,7 @@ from reference import reference_cases
 
 from service.theory import predict, predicted_spectrum
 from service.theory.diagonal import coordinate_moments, solve
+from service.theory.point import SEPoint
 
 
 def _reference(model: str) -> list[dict[str, Any]]:
@@ -45,7 +46,7 @@ def test_reference_values() -> None:
     assert len(cases) == 112
     worst = dict.fromkeys(("R_se", "tau", "zeta", "df_se"), 0.0)
     for c in cases:
-        s = solve(c["d"], c["n"], c["lam"], c["gamma"], c["Delta"], c["r"])
+        s = solve(SEPoint(c["d"], c["n"], c["lam"], c["gamma"], c["Delta"], c["r"]))
         got = {"R_se": s.excess_risk, "tau": s.tau, "zeta": s.zeta, "df_se": s.df}
         for key, value in got.items():
             worst[key] = max(worst[key], abs(value / c[key] - 1.0))
@@ -68,10 +69,10 @@ def test_closed_forms_against_monte_carlo() -> None:
 
 def test_underdetermined_noiseless_small_lambda() -> None:
     # THEORY 3.2: the naive iteration fails here (ends at 0.47); the SE value is 0.084.
-    s = solve(1000, 500, 1e-3, 0.75, 0.0)
+    s = solve(SEPoint(1000, 500, 1e-3, 0.75, 0.0))
     assert s.df < 500
     assert 0.05 < s.excess_risk < 0.12  # loose bracket around the correct 0.084
-    s = solve(1000, 100, 1e-4, 0.75, 0.0)
+    s = solve(SEPoint(1000, 100, 1e-4, 0.75, 0.0))
     assert s.df < 100 and math.isfinite(s.excess_risk)
 
 
@@ -100,7 +101,7 @@ def test_prediction_fields_and_train_mse() -> None:
 
 def test_predicted_spectrum_shape() -> None:
     p = predict("diagonal", 1000, 1000, 3e-3, 0.75, 0.01)
-    s = predicted_spectrum("diagonal", 1000, 1000, 3e-3, 0.75, 0.01)
+    s = predicted_spectrum(predict("diagonal", 1000, 1000, 3e-3, 0.75, 0.01))
     assert s.shape == (1000,)
     assert np.all(s >= 0) and np.all(np.diff(s) <= 0)
     positive = int(np.sum(s > 0))
@@ -108,16 +109,16 @@ def test_predicted_spectrum_shape() -> None:
     # exceeds df = E(count) by at most a few std (std <= sqrt(df))
     assert p.df - 1 <= positive <= p.df + 4 * math.sqrt(p.df) + 1
     # top of the profile: theta*_1 - zeta within a few tau (THEORY 6)
-    theta1 = solve(1000, 1000, 3e-3, 0.75, 0.01).values[0]
+    theta1 = solve(SEPoint(1000, 1000, 3e-3, 0.75, 0.01)).values[0]
     assert p.tau is not None
     assert abs(s[0] - (theta1 - p.zeta)) < 3 * p.tau  # tolerance 3 tau
     s[0] = -1.0  # a copy: the cache is untouched
-    assert predicted_spectrum("diagonal", 1000, 1000, 3e-3, 0.75, 0.01)[0] > 0
+    assert predicted_spectrum(predict("diagonal", 1000, 1000, 3e-3, 0.75, 0.01))[0] > 0
 
 
 def test_predicted_spectrum_large_d_uses_quantiles() -> None:
     p = predict("diagonal", 200_000, 100_000, 0.5 * 100_000**-0.5, 1.0, 0.01)
-    s = predicted_spectrum("diagonal", 200_000, 100_000, 0.5 * 100_000**-0.5, 1.0, 0.01)
+    s = predicted_spectrum(predict("diagonal", 200_000, 100_000, 0.5 * 100_000**-0.5, 1.0, 0.01))
     assert s.shape == (200_000,)
     assert np.all(s >= 0) and np.all(np.diff(s) <= 0)
     assert abs(int(np.sum(s > 0)) - p.df) <= 1  # quantiles: count = round(df) (tolerance 1)

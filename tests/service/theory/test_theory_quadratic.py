@@ -10,6 +10,7 @@ import pytest
 from reference import PATH, reference_cases
 
 from service.theory import predict, predicted_spectrum
+from service.theory.point import SEPoint
 from service.theory.quadratic import _eig, _risk_df, default_draws, goe_draws, solve
 
 
@@ -134,7 +135,7 @@ def test_prediction_fields_and_spectrum() -> None:
     assert p.tau is None and p.sigma is not None and p.sigma > 0
     assert p.train_mse == pytest.approx((1 - p.df / n) ** 2 * (0.01 + p.excess_risk), rel=1e-12)
     assert p.finite_size_note is not None and "c≈3-5" in p.finite_size_note  # thresholding
-    s = predicted_spectrum("quadratic", d, n, lam, 1.0, 0.01)
+    s = predicted_spectrum(predict("quadratic", d, n, lam, 1.0, 0.01))
     assert s.shape == (d,)
     assert np.all(s >= 0) and np.all(np.diff(s) <= 0)
     positive = int(np.sum(s > 0))
@@ -173,4 +174,4 @@ def test_invalid_arguments() -> None:
     with pytest.raises(ValueError):
         predict("quadratic", 10, 100, 0.1, 1.0, 0.0, rank=11)
     with pytest.raises(ValueError):
-        solve(10, 100, 0.1, 1.0, 0.0, draws=0)
+        solve(SEPoint(10, 100, 0.1, 1.0, 0.0), draws=0)

@@ -8,6 +8,7 @@ import pytest
 from service import teachers
 from service.spec import RunConfig, TeacherSpec
 from service.theory import compressed_teacher, diagonal
+from service.theory.point import SEPoint
 from workers.problems import problem_for
 
 
@@ -81,8 +82,8 @@ def test_compressed_teacher_solve_matches_exact(
     gamma: float, n: int, lam: float, delta: float
 ) -> None:
     d = 20_000
-    a = diagonal.solve(d, n, lam, gamma, delta, exact=True)
-    b = diagonal.solve(d, n, lam, gamma, delta, exact=False)
+    a = diagonal.solve(SEPoint(d, n, lam, gamma, delta), exact=True)
+    b = diagonal.solve(SEPoint(d, n, lam, gamma, delta), exact=False)
     # 1e-6 relative: the 0.1 % bins only err at second order (observed <= 4e-8)
     assert b.excess_risk == pytest.approx(a.excess_risk, rel=1e-6)
     assert b.df == pytest.approx(a.df, rel=1e-6)
