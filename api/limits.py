@@ -6,23 +6,21 @@
   app only ever sees a body within the limit, so a refusal stores nothing.
 * :func:`limit_submissions` is a dependency of POST /v1/sweeps: a sliding window of 60 s
   per token (per client address with auth off); above SCALESWEEP_SUBMISSIONS_PER_MINUTE
-  it answers 429 with ``Retry-After`` before anything is stored.
+  it answers 429 with ``Retry-After`` before anything is stored. Submissions are counted in
+  the database (``store.record_submission``), so the limit holds across several API
+  processes on one database, and across restarts.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
 
 from fastapi import Request
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import AuthDep
+from api.deps import AuthDep, SettingsDep, StoreDep
 from service.errors import LimitError
 
 WINDOW_S = 60.0
@@ -101,50 +99,16 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
-class SlidingWindow:
-    """At most ``limit`` hits per key in any ``window_s`` seconds (thread-safe)."""
-
-    def __init__(
-        self, limit: int, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self.clock = clock
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def hit(self, key: str) -> float | None:
-        """Record a hit and return None, or refuse it: seconds until one is allowed again."""
-        now = self.clock()
-        with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.window_s:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                return hits[0] + self.window_s - now
-            hits.append(now)
-            if len(self._hits) > 10_000:  # forget idle keys now and then
-                for k in [
-                    k for k, v in self._hits.items() if not v or v[-1] <= now - self.window_s
-                ]:
-                    del self._hits[k]
-            return None
-
-
-def submission_window(request: Request) -> SlidingWindow:
-    """The app's submission window (create_app makes it)."""
-    window: SlidingWindow = request.app.state.submission_window
-    return window
-
-
-def limit_submissions(request: Request, principal: AuthDep) -> None:
+def limit_submissions(
+    request: Request, principal: AuthDep, store: StoreDep, settings: SettingsDep
+) -> None:
     """429 with Retry-After above SCALESWEEP_SUBMISSIONS_PER_MINUTE per token (or address)."""
     if principal is not None:
         key = f"token:{principal.token_id if principal.token_id is not None else principal.name}"
     else:
         key = f"addr:{request.client.host if request.client else 'unknown'}"
-    limit = submission_window(request).limit
-    wait = submission_window(request).hit(key)
+    limit = settings.submissions_per_minute
+    wait = store.record_submission(key, limit=limit, window_s=WINDOW_S)
     if wait is not None:
         raise RateLimited(
             f"too many submissions: at most {limit} per minute "

@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 from api import observability
 from api.deps import RayStatus, TokenVerifier, require_auth
 from api.errors import install_error_handlers
-from api.limits import BodySizeLimit, SlidingWindow
+from api.limits import BodySizeLimit
 from api.routes import analysis, events, health, runs, sweeps
 from service.config import Settings
 from service.storage.base import SweepStore
@@ -65,7 +65,6 @@ def create_app(
     app.state.store = store
     app.state.ray_status = ray_status
     app.state.verify_token = verify_token
-    app.state.submission_window = SlidingWindow(settings.submissions_per_minute)
     app.state.events_poll_s = events_poll_s
     v1 = [Depends(require_auth)]
     for module in (sweeps, analysis, events, runs):

@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     max_spectrum_points: PositiveInt = 10_000
     """GET /v1/runs/{id}/spectrum returns at most this many values per spectrum."""
     submissions_per_minute: PositiveInt = 60
-    """Sweep submissions per token (per client address with auth off) in any 60 s (429)."""
+    """Sweep submissions per token (per client address with auth off) in any 60 s (429),
+    counted in the database: the limit holds across every API process on it."""
 
     @field_validator("database_url")
     @classmethod

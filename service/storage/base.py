@@ -116,6 +116,12 @@ class SweepStore(Protocol):
         """The team of the sweep a run belongs to."""
         ...
 
+    def record_submission(self, key: str, *, limit: int, window_s: float) -> float | None:
+        """Count one submission of a client ``key``: None when it is within ``limit`` per
+        ``window_s`` seconds (counted across every process on the database), else the
+        seconds until one is allowed again (and nothing is counted)."""
+        ...
+
     def ping(self) -> None:
         """A trivial query (readiness); raises StorageError when the database is down."""
         ...

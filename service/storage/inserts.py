@@ -1,9 +1,11 @@
 """Batch insertion of a sweep's runs, with the team-shared cache of finished results.
 
 Runs go in as one executemany (thousands per sweep); a run whose config_hash already has a
-succeeded run anywhere in the store is inserted as succeeded, with the metrics copied and
-``reused_from`` naming the run that computed them; its spectra and curve are copied with
-one ``INSERT ... SELECT`` each.
+succeeded run in a sweep of the *same team* (runs without a team form their own pool) is
+inserted as succeeded, with the metrics copied and ``reused_from`` naming the run that
+computed them, so a team never reads another team's results and ``reused_from`` never names
+a run its reader cannot see; its spectra and curve are copied with one ``INSERT ... SELECT``
+each.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy import Connection, Row, insert, select
 
 from service.spec import RunConfig
 from service.storage.codec import config_columns
-from service.storage.tables import CurveRow, Run, SpectrumRow
+from service.storage.tables import CurveRow, Run, SpectrumRow, Sweep
 
 _CHUNK = 500  # bound parameters per IN (...) list
 T = TypeVar("T")
@@ -28,8 +30,10 @@ def chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def cached_results(conn: Connection, hashes: Iterable[str]) -> dict[str, Row[Any]]:
-    """For each hash with a succeeded run anywhere in the store: the oldest such run."""
+def cached_results(
+    conn: Connection, hashes: Iterable[str], team: str | None
+) -> dict[str, Row[Any]]:
+    """For each hash with a succeeded run in a sweep of ``team``: the oldest such run."""
     wanted = sorted(set(hashes))
     found: dict[str, Row[Any]] = {}
     cols = (
@@ -42,10 +46,12 @@ def cached_results(conn: Connection, hashes: Iterable[str]) -> dict[str, Row[Any
         Run.stop_reason,
         Run.wall_time_s,
     )
+    same_team = Sweep.team.is_(None) if team is None else Sweep.team == team
     for part in chunks(wanted):
         stmt = (
             select(*cols)
-            .where(Run.config_hash.in_(part), Run.status == "succeeded")
+            .join(Sweep, Sweep.id == Run.sweep_id)
+            .where(Run.config_hash.in_(part), Run.status == "succeeded", same_team)
             .order_by(Run.id)
         )
         for row in conn.execute(stmt):
@@ -60,12 +66,14 @@ def insert_runs(
     *,
     first_index: int,
     reuse: bool,
+    team: str | None,
     now: datetime,
 ) -> int:
     """Insert runs (``configs``: config_hash -> config, in expansion order, indices from
-    ``first_index``); return how many are queued (the others reuse a finished run)."""
+    ``first_index``) of a sweep of ``team``; return how many are queued (the others reuse a
+    finished run of the same team)."""
     cols = [config_columns(cfg, h) for h, cfg in configs.items()]
-    cache = cached_results(conn, configs) if reuse else {}
+    cache = cached_results(conn, configs, team) if reuse else {}
     rows: list[dict[str, Any]] = []
     queued = 0
     for i, c in enumerate(cols):

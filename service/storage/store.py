@@ -9,11 +9,23 @@ API-side operations (:class:`~service.storage.base.SweepStore`) live here; runne
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Connection, Row, and_, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from service.errors import ConflictError, LimitError, RunNotFound, SpecError, SweepNotFound
 from service.records import Page, RunPoint, RunRecord, SpectrumPoint, StoreMetrics, SweepRecord
@@ -35,7 +47,7 @@ from service.storage.engine import make_engine
 from service.storage.inserts import insert_runs
 from service.storage.metrics import collect
 from service.storage.queue import RunnerQueue, end_attempts, utcnow
-from service.storage.tables import CurveRow, Run, SpectrumRow, Sweep
+from service.storage.tables import CurveRow, Run, SpectrumRow, Submission, Sweep
 
 _GRID_AXES = ("d", "n", "alpha", "weight_decay", "seed", "gamma", "noise")
 _FLOAT_RTOL = 1e-9  # float filters match values within this relative tolerance
@@ -118,7 +130,13 @@ class Store(RunnerQueue):
                 .returning(Sweep.id)
             ).scalar_one()
             queued = insert_runs(
-                conn, sweep_id, configs, first_index=0, reuse=not spec.recompute, now=now
+                conn,
+                sweep_id,
+                configs,
+                first_index=0,
+                reuse=not spec.recompute,
+                team=team,
+                now=now,
             )
             if queued == 0:
                 conn.execute(
@@ -151,6 +169,7 @@ class Store(RunnerQueue):
                 new,
                 first_index=(last + 1) if last is not None else 0,
                 reuse=not spec.recompute,
+                team=row.team,
                 now=now,
             )
             active = conn.execute(
@@ -388,6 +407,36 @@ class Store(RunnerQueue):
             raise RunNotFound(f"run {run_id} not found")
         team: str | None = row.team
         return team
+
+    def record_submission(self, key: str, *, limit: int, window_s: float) -> float | None:
+        """Count a submission of ``key``: None if it is within ``limit`` per ``window_s``
+        (and recorded), else the seconds until one is allowed again (nothing recorded).
+
+        Counted in the database, so the limit holds across every API process: the check and
+        the insert are one transaction, serialised per key (SQLite: BEGIN IMMEDIATE;
+        PostgreSQL: a transaction-level advisory lock on the key). Rows older than the
+        window are deleted on the way, so the table holds at most ``limit`` rows a key.
+        """
+        now = utcnow()
+        since = now - timedelta(seconds=window_s)
+        with self._transaction() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+            conn.execute(delete(Submission).where(Submission.at <= since))
+            recent = (
+                conn.execute(
+                    select(Submission.at)
+                    .where(Submission.key == key)
+                    .order_by(Submission.at)
+                    .limit(limit)
+                )
+                .scalars()
+                .all()
+            )
+            if len(recent) >= limit:
+                return max(0.0, (recent[0] + timedelta(seconds=window_s) - now).total_seconds())
+            conn.execute(insert(Submission).values(key=key, at=now))
+        return None
 
     def ping(self) -> None:
         """SELECT 1 (StorageError when the database is unreachable)."""

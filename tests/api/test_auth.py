@@ -174,3 +174,22 @@ def test_token_use_is_recorded_and_the_token_never_echoed(
     assert r.status_code == 200 and new.token not in r.text
     (row,) = [t for t in tokens.list() if t.id == new.info.id]
     assert row.last_used_at is not None
+
+
+def test_a_team_never_reuses_or_sees_another_teams_results(
+    auth_client: TestClient, store: Store, tokens: TokenService
+) -> None:
+    a, b = make(tokens, "write", "a"), make(tokens, "write", "b")
+    sa = submit(auth_client, a)["id"]
+    for run in store.list_runs(sa, limit=100).items:  # team a's sweep finishes
+        store.record_results([(run.id, result(run.config_hash, 0.1))])
+    sb = auth_client.post("/v1/sweeps", json=SPEC, headers=b).json()
+    assert sb["status"] == "queued"  # nothing of team a's was reused
+    runs_b = auth_client.get(f"/v1/sweeps/{sb['id']}/runs", headers=b).json()["items"]
+    assert runs_b and all(r["reused_from"] is None for r in runs_b)
+    again = auth_client.post("/v1/sweeps", json=SPEC, headers=a).json()
+    assert again["status"] == "succeeded"  # team a reuses its own
+    runs_a = auth_client.get(f"/v1/sweeps/{again['id']}/runs", headers=a).json()["items"]
+    for r in runs_a:  # and every reused_from is a run team a can read
+        assert auth_client.get(f"/v1/runs/{r['reused_from']}", headers=a).status_code == 200
+        assert auth_client.get(f"/v1/runs/{r['reused_from']}", headers=b).status_code == 404

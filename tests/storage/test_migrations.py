@@ -18,7 +18,7 @@ from service.storage.migrate import alembic_config, current_revisions, head_revi
 from service.storage.tables import Base
 
 TABLES = {
-    "sweeps", "runs", "spectra", "curves", "attempts", "runner_lease", "api_tokens",
+    "sweeps", "runs", "spectra", "curves", "attempts", "runner_lease", "api_tokens", "submissions",
     "alembic_version",
 }  # fmt: skip
 

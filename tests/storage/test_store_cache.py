@@ -96,3 +96,27 @@ def test_extend_reuses_runs_of_other_sweeps(
     assert grown.n_runs == 6
     assert grown.counts["succeeded"] == 6
     assert grown.status == "succeeded"
+
+
+def test_the_cache_is_shared_only_inside_a_team(
+    store: Store, make_spec: SpecFactory, make_result: ResultFactory
+) -> None:
+    a = store.create_sweep(make_spec(name="a"), max_runs=100, team="a")
+    _finish(store, make_result)
+    team_a = {r.id for r in all_runs(store, a.id)}
+    # another team, and the pool of runs without a team, compute their own
+    b = store.create_sweep(make_spec(name="b"), max_runs=100, team="b")
+    none = store.create_sweep(make_spec(name="no team"), max_runs=100)
+    assert b.counts["queued"] == 8 and none.counts["queued"] == 8
+    assert all(r.reused_from is None for r in all_runs(store, b.id) + all_runs(store, none.id))
+    # the same team reuses, and reused_from names one of its own runs
+    a2 = store.create_sweep(make_spec(name="a again"), max_runs=100, team="a")
+    assert a2.status == "succeeded" and a2.counts["succeeded"] == 8
+    assert {r.reused_from for r in all_runs(store, a2.id)} == team_a
+    # extensions reuse within the sweep's own team too
+    _finish(store, make_result)  # b and the team-less sweep finish
+    b2 = store.create_sweep(make_spec(name="b small", seed=[0]), max_runs=100, team="b")
+    grown = store.extend_sweep(b2.id, {"seed": [1]}, max_runs=MAX_RUNS)
+    assert grown.counts["succeeded"] == 8
+    runs_b = {r.id for r in all_runs(store, b.id)}
+    assert {r.reused_from for r in all_runs(store, b2.id)} <= runs_b
