@@ -14,17 +14,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch>=2.4"
 
 WORKDIR /app
-# dependencies are resolved from pyproject.toml alone, so this layer survives code edits
-COPY pyproject.toml README.md* ./
-RUN test -f README.md || touch README.md \
-    && mkdir -p service workers api \
-    && touch service/__init__.py workers/__init__.py api/__init__.py \
-    && pip install . \
-    && pip uninstall -y scalesweep
+# every other dependency at the version of the lock file (make lock), so this layer survives
+# code edits and the image runs what CI tested
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
 
+COPY pyproject.toml README.md* ./
 COPY service ./service
 COPY workers ./workers
 COPY api ./api
+COPY cli ./cli
 COPY migrations ./migrations
 RUN pip install --no-deps . \
     && useradd --create-home --uid 1000 scalesweep

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,28 @@ def test_startup_order() -> None:
         cond = SERVICES[name]["depends_on"]["migrate"]["condition"]
         assert cond == "service_completed_successfully"
     assert "--no-runner" in command_words(SERVICES["api"])
+
+
+def test_the_ray_nodes_and_the_runner_share_one_token_secret_never_committed() -> None:
+    ray_services = ["ray-head", *(n for n in SERVICES if n.startswith("ray-worker"))]
+    for name in ray_services:  # ray-head also runs the runner (python -m workers)
+        env = SERVICES[name]["environment"]
+        assert env["RAY_AUTH_MODE"] == "token", name
+        assert env["RAY_AUTH_TOKEN_PATH"] == "/run/secrets/ray_auth_token", name
+        assert SERVICES[name]["secrets"] == ["ray_auth_token"], name
+        assert "RAY_AUTH_TOKEN" not in env, f"{name}: the token itself must not be in the file"
+    source = COMPOSE["secrets"]["ray_auth_token"]["file"]
+    assert source.endswith("./secrets/ray_auth_token}")
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert "secrets/" in ignored
+    tracked = subprocess.run(
+        ["git", "ls-files", "secrets"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert tracked == ""
+
+
+def test_the_image_installs_the_lock_and_carries_every_package() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "pip install -r requirements.lock" in dockerfile
+    for package in ("service", "workers", "api", "cli", "migrations"):
+        assert f"COPY {package} ./{package}" in dockerfile, package

@@ -81,6 +81,7 @@ def test_errors_cancellation_and_resources() -> None:
     assert out[4].status == "succeeded" and out[4].config_hash == cfg(4).config_hash()
     assert out[5].status == "failed" and "no GPU" in out[5].error
 
+    assert ex.status() == {"nodes": 1, "cpus": 2.0, "gpus": 0.0, "tasks_in_flight": 0}
     assert ex._resources(cfg(device="auto")) == {"num_cpus": 1, "num_gpus": 0}
     ex._gpus, ex._gpus_checked = 1.0, time.monotonic()  # as if a GPU node had joined
     assert ex._resources(cfg(device="auto")) == {"num_cpus": 1, "num_gpus": 1}
