@@ -42,8 +42,9 @@ def execute(fn: BatchFn, cfgs: list[RunConfig]) -> list[RunResult]:
 class RayExecutor:
     """Runs tasks on a Ray cluster; ``ray.init`` only when Ray is not initialized already.
 
-    ``ray_address`` None starts a local Ray (with ``num_cpus`` if given); ``skip_init`` leaves
-    initialization to the caller (tests, a driver that owns Ray).
+    ``ray_address`` None starts a new local Ray (with ``num_cpus`` if given), even when a
+    ``ray start`` cluster runs on this machine; ``skip_init`` leaves initialization to the
+    caller (tests, a driver that owns Ray).
     """
 
     def __init__(
@@ -56,7 +57,8 @@ class RayExecutor:
     ) -> None:
         self._owns_ray = False
         if not skip_init and not ray.is_initialized():
-            kwargs: dict[str, Any] = {"address": ray_address}
+            # unset: a new local Ray, never a cluster some `ray start` left on this machine
+            kwargs: dict[str, Any] = {"address": ray_address or "local"}
             if ray_address is None and num_cpus is not None:
                 kwargs["num_cpus"] = num_cpus
             ray.init(**kwargs)

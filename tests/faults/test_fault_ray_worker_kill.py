@@ -40,7 +40,7 @@ def ray_faults(faults_env: None, tmp_path_factory: pytest.TempPathFactory) -> It
     with pytest.MonkeyPatch.context() as mp:  # set before ray.init: the workers inherit them
         mp.setenv(LOG_ENV, str(d / "exec.log"))
         mp.setenv(HOLD_ENV, f"{','.join(map(str, VICTIMS))}:{d / 'released'}")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             yield d
         finally:

@@ -38,6 +38,6 @@ def ray_local(ray_env: None) -> Iterator[None]:
     """One local Ray with two CPUs for the whole module."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         pytest.skip("Ray tests do not run under xdist")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,6 +64,12 @@ class Processes:
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
+    def running(self, name: str, marker: str) -> bool:
+        """``marker`` is in the process's log; fails at once if the process has exited."""
+        proc = dict(self.started)[name]
+        assert proc.poll() is None or marker in self.log(name), f"{name}:\n{self.log(name)}"
+        return marker in self.log(name)
+
     def stop_all(self) -> None:
         for _, proc in reversed(self.started):  # serve first, the head last
             if proc.poll() is None:
@@ -80,7 +88,10 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Processes, dict[str, str], int]]:
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     env.pop("RAY_ADDRESS", None)
     port = free_port()
-    common = ["--num-cpus=1", "--disable-usage-stats", "--block"]
+    # its own temp dir (short: Ray's socket paths must fit in 107 bytes): nothing of this
+    # cluster (sessions, ray_current_cluster) is left where another `ray.init` would find it
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ss-ray-"))
+    common = ["--num-cpus=1", "--disable-usage-stats", f"--temp-dir={ray_tmp}", "--block"]
     procs = Processes(tmp_path)
     try:
         procs.start(
@@ -89,14 +100,15 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Processes, dict[str, str], int]]:
              *common],
             env,
         )  # fmt: skip
-        wait_until(lambda: "Ray runtime started" in procs.log("head"), 90, "the Ray head")
+        wait_until(lambda: procs.running("head", "Ray runtime started"), 90, "the Ray head")
         procs.start(
             "worker", [str(BIN / "ray"), "start", f"--address=127.0.0.1:{port}", *common], env
         )
-        wait_until(lambda: "Ray runtime started" in procs.log("worker"), 90, "the second node")
+        wait_until(lambda: procs.running("worker", "Ray runtime started"), 90, "the 2nd node")
         yield procs, env, port
     finally:
         procs.stop_all()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_a_sweep_runs_on_a_two_node_cluster_with_token_auth(
