@@ -9,8 +9,8 @@ API-side operations (:class:`~service.storage.base.SweepStore`) live here; runne
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
