@@ -37,14 +37,15 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # The tests use small matrices: one BLAS thread per process is faster than several on 2 cores.
-# Fixed order here (CI); `make test-random` shuffles it (pytest-randomly prints the seed to
-# replay with: make test-random SEED=...).
+# Fixed order here (CI); `make test-random` shuffles it (pytest-randomly) and says the seed
+# to replay the same order with: make test-random SEED=...
 test: lint
 	$(TEST_ENV) $(VENV)/bin/pytest -q -p no:randomly
 
-SEED ?=
 test-random: $(STAMP)
-	$(TEST_ENV) $(VENV)/bin/pytest -q $(if $(SEED),--randomly-seed=$(SEED))
+	@seed=$${SEED:-$$($(PYTHON) -c 'import random; print(random.randrange(10**6))')}; \
+	echo "random order, seed $$seed (replay: make test-random SEED=$$seed)"; \
+	$(TEST_ENV) $(VENV)/bin/pytest -q --randomly-seed=$$seed
 
 bench: $(STAMP)
 	$(PY) bench/bench_training.py
