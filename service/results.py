@@ -102,6 +102,10 @@ class RunMetrics(_Model):
     """Non-zero coefficients (diagonal) or numerical rank of S (quadratic)."""
     penalty_norm: float
     """l1 norm of theta (diagonal) or nuclear norm of S (quadratic)."""
+    batch_size: int | None = None
+    """Runs trained together in the batch this run trained in (1: alone; None: convex)."""
+    corrections: int | None = None
+    """Support corrections applied during training (workers.corrections)."""
 
 
 class RunResult(_Model):

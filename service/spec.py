@@ -131,6 +131,17 @@ class RunConfig(_Frozen):
             return self.training.width
         return 2 * self.d if self.training.second_layer == "signed" else self.d
 
+    def batch_shape(self) -> tuple[object, ...]:
+        """What runs must share to train as one batched program: model, d, n, width, second
+        layer, dtype, device, optimizer and whether gd has a fixed learning rate (the data,
+        weight decay, seed, teacher and budgets may differ)."""
+        t = self.training
+        fixed_lr = t.optimizer == "gd" and t.lr is not None
+        return (
+            self.model, self.d, self.n, self.width, t.second_layer, t.dtype, t.device,
+            t.optimizer, fixed_lr,
+        )  # fmt: skip
+
     def canonical_json(self) -> str:
         """Canonical JSON: sorted keys, no whitespace, every default written out."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

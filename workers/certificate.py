@@ -28,9 +28,14 @@ from workers.operators import quadratic_form, sensing_adjoint
 Array = NDArray[np.float64]
 
 
+CERTIFIED = 1e-6
+"""Largest relative gap of a certified global minimum (float64, whatever the training dtype)."""
+
+
 def certificate_tolerance(dtype: str) -> float:
-    """Largest relative gap that counts as the global minimum for a given training dtype."""
-    return 1e-6 if dtype == "float64" else 1e-4
+    """The gap that ends a training phase in ``dtype``: CERTIFIED in float64, 1e-4 (the
+    float32 floor) in float32, which a float64 refinement then takes to CERTIFIED."""
+    return CERTIFIED if dtype == "float64" else 1e-4
 
 
 @dataclass(frozen=True)

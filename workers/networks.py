@@ -1,144 +1,115 @@
-"""The two networks of THEORY.md section 1, in PyTorch, with their training objectives.
+"""The two networks of THEORY.md section 1, batched: K networks of one shape, one tensor program.
 
-* :class:`DiagonalNet`: parameters ``a``, ``w`` (shape (d,)); ``f(x) = sum_i a_i w_i x_i``;
-  ``theta() = a * w``.
-* :class:`QuadraticNet`: parameter ``W`` (shape (m, d)) and a fixed second layer ``s``
-  (buffer, shape (m,)): all +1 (``positive``) or +1 on the first ``ceil(m/2)`` rows and -1 on
-  the rest (``signed``); ``f_W(x) = sum_j s_j [(w_j . x)^2 - |w_j|^2] = <x x' - I, S>`` with
-  ``S = W' diag(s) W`` (``matrix()``).
+Every network of a batch has its own data, its own weight decay and its own parameters; the
+parameters of the batch are one tensor ``P`` of shape (K, p), so that training sees a flat
+vector per network (the L-BFGS history, the line searches, the stop rules work per row).
 
-Both share the :class:`TwoLayerNet` protocol:
+* :class:`DiagonalNets`: ``f(x) = sum_i a_i w_i x_i``, p = 2d, a row is ``[a, w]``;
+  ``theta = a * w``.
+* :class:`QuadraticNets`: ``f_W(x) = sum_j s_j [(w_j . x)^2 - |w_j|^2] = <x x' - I, S>``,
+  ``S = W' diag(s) W``, p = m d, a row is W flattened (m, d); the second layer ``s`` is fixed:
+  all +1 (``positive``) or +1 on the first ``ceil(m/2)`` rows and -1 on the rest (``signed``).
 
-* ``forward(x)`` (shape (n,));
-* ``penalty() = (1/2) ||params||^2`` (sum over every trainable parameter), so that
-* ``objective(x, y, lam) = (1/2n) sum (y - f)^2 + lam * penalty()``
-  ``= (1/2n) sum (y - f)^2 + (lam/2) ||params||^2``;
-* ``weight_matrices()``: the trained weights by name (detached), for spectra;
-* ``init_from(rng, init_scale)``: i.i.d. ``N(0, init_scale^2)`` entries drawn in float64 with
-  numpy (the run's ``init`` stream), then converted to the parameters' dtype/device, so the
-  same config gives bit-identical parameters on every machine.
-
-Which network a run trains, and how it is initialised, is its problem's business
-(:meth:`workers.problems.Problem.build_net`).
-
-The quadratic forward is matmul-dominated: ``Z = X @ W.T`` (n x m, 2nmd flops), then
-``(Z**2) @ s``; nothing of size n*d*d is ever formed, and a hand-written backward
-(:class:`_QuadraticForward`) keeps the gradient to one more matmul and one (n, m) product.
+Both objectives are ``F = (1/2n) sum (y - f)^2 + (lam/2) ||P||^2`` and come with their exact
+gradient (:meth:`BatchedNets.evaluate`, written out: one forward matmul and one backward
+matmul, no autograd graph). The samples are processed in chunks of at most ``chunk_rows``
+rows, so the intermediates of a step never exceed a chunk (memory: the data plus a chunk).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch import Tensor, nn
+from torch import Tensor
 
 Array = NDArray[np.float64]
+Evaluation = tuple[Tensor, Tensor, Tensor]
+"""(F (K,), mean squared error (K,), gradient (K, p))."""
+
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+"""Largest intermediate of one chunk of an evaluation."""
 
 
-class TwoLayerNet(nn.Module, ABC):
-    """Common protocol of the diagonal and quadratic networks."""
-
-    @abstractmethod
-    def forward(self, x: Tensor) -> Tensor:
-        """Network output for every row of ``x`` (shape (n, d)) -> shape (n,)."""
-
-    @abstractmethod
-    def penalty(self) -> Tensor:
-        """(1/2) * (sum of squared entries of every trainable parameter)."""
-
-    @abstractmethod
-    def weight_matrices(self) -> dict[str, Tensor]:
-        """The trained weights by name (detached), for spectra."""
-
-    @abstractmethod
-    def init_from(self, rng: np.random.Generator, init_scale: float) -> None:
-        """Reset every parameter to i.i.d. N(0, init_scale^2) entries drawn from ``rng``."""
-
-    def losses(self, x: Tensor, y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
-        """(objective, mean squared error (1/n) sum (y - f)^2), both 0-d tensors."""
-        r = y - self.forward(x)
-        mse = (r @ r) / r.shape[0]
-        return 0.5 * mse + lam * self.penalty(), mse
-
-    def squared_norm(self) -> float:
-        """||params||^2 over every parameter, computed in float64 (for certificates)."""
-        return float(sum(np.sum(_to_numpy64(p) ** 2) for p in self.parameters()))
-
-    def objective(self, x: Tensor, y: Tensor, lam: float) -> Tensor:
-        """(1/2n) sum (y - f)^2 + (lam/2) ||params||^2."""
-        return self.losses(x, y, lam)[0]
-
-    def _fill(self, p: Tensor, rng: np.random.Generator, init_scale: float) -> None:
-        values = init_scale * rng.standard_normal(tuple(p.shape))
-        with torch.no_grad():
-            p.copy_(torch.as_tensor(values, dtype=torch.float64).to(dtype=p.dtype, device=p.device))
+def init_values(rng: np.random.Generator, init_scale: float, shape: tuple[int, ...]) -> Array:
+    """i.i.d. N(0, init_scale^2) entries drawn in float64 (the same on every machine)."""
+    out: Array = init_scale * rng.standard_normal(shape)
+    return out
 
 
-def _to_numpy64(t: Tensor) -> Array:
-    return np.asarray(t.detach().to(device="cpu", dtype=torch.float64).numpy(), dtype=np.float64)
+class BatchedNets(ABC):
+    """K networks of one shape on one device and dtype (see the module docstring)."""
 
-
-class DiagonalNet(TwoLayerNet):
-    """f(x) = sum_i a_i w_i x_i (THEORY.md 1.A)."""
+    n_params: int
 
     def __init__(
-        self, d: int, *, dtype: torch.dtype = torch.float64, device: torch.device | None = None
+        self, d: int, *, device: torch.device, dtype: torch.dtype, chunk_bytes: int | None = None
     ) -> None:
-        super().__init__()
         self.d = d
-        self.a = nn.Parameter(torch.zeros(d, dtype=dtype, device=device))
-        self.w = nn.Parameter(torch.zeros(d, dtype=dtype, device=device))
+        self.device = device
+        self.dtype = dtype
+        self.chunk_bytes = chunk_bytes or DEFAULT_CHUNK_BYTES
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x @ (self.a * self.w)
+    @abstractmethod
+    def evaluate(self, p: Tensor, x: Tensor, y: Tensor, lam: Tensor) -> Evaluation:
+        """F, mse and dF/dP of every network: ``p`` (K, p), ``x`` (K, n, d), ``y`` (K, n),
+        ``lam`` (K,)."""
 
-    def penalty(self) -> Tensor:
-        return 0.5 * (self.a @ self.a + self.w @ self.w)
+    @abstractmethod
+    def pack(self, params: dict[str, Array]) -> Array:
+        """One network's named parameters as a row of P."""
 
-    def weight_matrices(self) -> dict[str, Tensor]:
-        return {"a": self.a.detach(), "w": self.w.detach()}
+    @abstractmethod
+    def unpack(self, row: Array) -> dict[str, Array]:
+        """A row of P as named float64 parameters."""
 
-    def init_from(self, rng: np.random.Generator, init_scale: float) -> None:
-        self._fill(self.a, rng, init_scale)  # a first, then w: part of the reproducibility contract
-        self._fill(self.w, rng, init_scale)
+    def chunk_rows(self, k: int, n: int, width: int) -> int:
+        """Rows per chunk so that a (k, rows, width) intermediate fits in chunk_bytes."""
+        per_row = max(1, k * width * torch.finfo(self.dtype).bits // 8)
+        return max(1, min(n, self.chunk_bytes // per_row))
 
-    def theta(self) -> Array:
-        """theta = a * w (float64 numpy, computed in float64)."""
-        return _to_numpy64(self.a) * _to_numpy64(self.w)
-
-
-class _QuadraticForward(torch.autograd.Function):
-    """f = (XW')^2 s - |w_j|^2 s with a hand-written backward (gradient in W only).
-
-    Autograd would materialise three (n, m) intermediates in the backward pass; this needs
-    one, so the step is dominated by its two matmuls (X W' forward, and the gradient
-    2 s * ((z * g)' X) - 2 sum(g) s * W backward). Checked against autograd by gradcheck.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, w: Tensor, s: Tensor) -> Tensor:
-        z = x @ w.T  # (n, m): the only O(n m d) operations are this and the one in backward
-        ctx.save_for_backward(x, w, s, z)
-        return torch.mv(z.square(), s) - torch.dot((w * w).sum(dim=1), s)
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[None, Tensor, None]:
-        x, w, s, z = ctx.saved_tensors
-        m, d = w.shape
-        # (z * g)' X, choosing the cheaper elementwise product of the two equal forms
-        zgx = (z * g[:, None]).T @ x if m <= d else z.T @ (x * g[:, None])
-        grad_w = 2.0 * s[:, None] * (zgx - g.sum() * w)
-        return None, grad_w, None
+    def penalty(self, p: Tensor) -> Tensor:
+        """(1/2)||P||^2 per network."""
+        return 0.5 * (p * p).sum(dim=1)
 
 
-class QuadraticNet(TwoLayerNet):
-    """f_W(x) = sum_j s_j [(w_j . x)^2 - |w_j|^2] = <x x' - I, W' diag(s) W> (THEORY.md 1.B)."""
+class DiagonalNets(BatchedNets):
+    """f(x) = sum_i a_i w_i x_i (THEORY.md 1.A); a row of P is ``[a, w]``."""
 
-    s: Tensor
+    def __init__(self, d: int, *, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__(d, device=device, dtype=dtype)
+        self.n_params = 2 * d
+
+    def evaluate(self, p: Tensor, x: Tensor, y: Tensor, lam: Tensor) -> Evaluation:
+        k, n, d = x.shape
+        a, w = p[:, :d], p[:, d:]
+        theta = (a * w).unsqueeze(-1)  # (k, d, 1)
+        corr = torch.zeros(k, d, dtype=p.dtype, device=p.device)
+        sq = torch.zeros(k, dtype=p.dtype, device=p.device)
+        step = self.chunk_rows(k, n, 1)
+        for i in range(0, n, step):
+            xc = x[:, i : i + step]
+            r = y[:, i : i + step] - torch.bmm(xc, theta).squeeze(-1)
+            sq += (r * r).sum(dim=1)
+            corr += torch.bmm(r.unsqueeze(1), xc).squeeze(1)  # X' r, (k, d)
+        g_theta = -corr / n
+        grad = torch.cat([g_theta * w + lam[:, None] * a, g_theta * a + lam[:, None] * w], dim=1)
+        mse = sq / n
+        return 0.5 * mse + lam * self.penalty(p), mse, grad
+
+    def pack(self, params: dict[str, Array]) -> Array:
+        return np.concatenate([params["a"], params["w"]])
+
+    def unpack(self, row: Array) -> dict[str, Array]:
+        return {"a": row[: self.d].copy(), "w": row[self.d :].copy()}
+
+
+class QuadraticNets(BatchedNets):
+    """f_W(x) = sum_j s_j [(w_j . x)^2 - |w_j|^2] (THEORY.md 1.B); a row of P is W flattened."""
 
     def __init__(
         self,
@@ -146,35 +117,64 @@ class QuadraticNet(TwoLayerNet):
         width: int,
         second_layer: Literal["positive", "signed"] = "positive",
         *,
-        dtype: torch.dtype = torch.float64,
-        device: torch.device | None = None,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> None:
-        super().__init__()
-        self.d = d
+        super().__init__(d, device=device, dtype=dtype)
         self.width = width
-        self.second_layer = second_layer
-        self.W = nn.Parameter(torch.zeros(width, d, dtype=dtype, device=device))
+        self.n_params = width * d
         s = torch.ones(width, dtype=dtype, device=device)
         if second_layer == "signed":
             s[(width + 1) // 2 :] = -1.0
-        self.register_buffer("s", s)
+        self.s = s
 
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = _QuadraticForward.apply(x, self.W, self.s)  # type: ignore[no-untyped-call]
+    def evaluate(self, p: Tensor, x: Tensor, y: Tensor, lam: Tensor) -> Evaluation:
+        k, n, d = x.shape
+        m = self.width
+        w = p.view(k, m, d)
+        s = self.s
+        bias = ((w * w).sum(dim=2) @ s).unsqueeze(1)  # sum_j s_j |w_j|^2, (k, 1)
+        zgx = torch.zeros(k, m, d, dtype=p.dtype, device=p.device)
+        sq = torch.zeros(k, dtype=p.dtype, device=p.device)
+        g_sum = torch.zeros(k, dtype=p.dtype, device=p.device)
+        step = self.chunk_rows(k, n, m)
+        for i in range(0, n, step):
+            xc = x[:, i : i + step]
+            z = torch.bmm(xc, w.transpose(1, 2))  # (k, c, m): the forward matmul
+            r = y[:, i : i + step] - (z * z @ s - bias)
+            sq += (r * r).sum(dim=1)
+            g_sum -= r.sum(dim=1)
+            z.mul_(r.unsqueeze(-1))  # in place: (z * r), the chunk's only other intermediate
+            zgx -= torch.bmm(z.transpose(1, 2), xc)  # the backward matmul
+        # dF/dW = 2 s * ((z g)' X - sum(g) W) + lam W with g = -r/n
+        grad = (2.0 / n) * s[None, :, None] * (zgx - g_sum[:, None, None] * w)
+        grad += lam[:, None, None] * w
+        mse = sq / n
+        return 0.5 * mse + lam * self.penalty(p), mse, grad.reshape(k, -1)
+
+    def pack(self, params: dict[str, Array]) -> Array:
+        return np.ascontiguousarray(params["W"]).reshape(-1)
+
+    def unpack(self, row: Array) -> dict[str, Array]:
+        return {"W": row.reshape(self.width, self.d).copy()}
+
+    def matrix(self, params: dict[str, Array]) -> Array:
+        """S = W' diag(s) W in float64, symmetrised, shape (d, d)."""
+        w = params["W"]
+        s = self.s.detach().to(device="cpu", dtype=torch.float64).numpy()
+        m = (w.T * s) @ w
+        out: Array = (m + m.T) / 2.0
         return out
 
-    def penalty(self) -> Tensor:
-        return 0.5 * (self.W * self.W).sum()
 
-    def weight_matrices(self) -> dict[str, Tensor]:
-        return {"W": self.W.detach()}
+def flops_per_evaluation(model: str, n: int, d: int, width: int) -> float:
+    """Matmul flops of one evaluation of one network (the forward and backward matmuls)."""
+    return 4.0 * n * d * (width if model == "quadratic" else 1)
 
-    def init_from(self, rng: np.random.Generator, init_scale: float) -> None:
-        self._fill(self.W, rng, init_scale)
 
-    def matrix(self) -> Array:
-        """S = W' diag(s) W (float64 numpy, computed in float64, symmetrised), shape (d, d)."""
-        w = _to_numpy64(self.W)
-        s = _to_numpy64(self.s)
-        m = (w.T * s) @ w
-        return (m + m.T) / 2.0
+def device_bytes(model: str, n: int, d: int, width: int, dtype_bits: int, history: int) -> int:
+    """Device memory of one network in a batch: its data, its parameters and optimizer state
+    (gradient, direction, trial point, L-BFGS history of ``history`` pairs). The chunked
+    intermediates come on top, once per batch (:data:`DEFAULT_CHUNK_BYTES`)."""
+    p = 2 * d if model == "diagonal" else width * d
+    return math.ceil(dtype_bits / 8 * (n * d + n + p * (6 + 2 * history)))

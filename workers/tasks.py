@@ -1,23 +1,27 @@
-"""The one function Ray runs: train and measure one configuration (no Ray, no database here).
+"""The function Ray runs: train and measure the runs of a task (no Ray, no database here).
 
-``run_one(cfg)`` builds the teacher and data from the run's seed, reaches the global minimum
-either with the network's own parameters (gd, adam, lbfgs) or with the equivalent convex
-problem (convex), certifies it with the convex problem's duality gap, and measures the exact
+``run_batch(cfgs)`` builds each run's teacher and data from its seed, reaches the global
+minimum either with the network's own parameters (gd, adam, lbfgs: the runs of one shape
+trained together, :mod:`workers.batching`) or with the equivalent convex problem (convex, one
+run at a time), certifies it with the convex problem's duality gap, and measures the exact
 excess risk, the train loss, optionally the test error on fresh samples, the learning curve
-and the spectra of the trained weights with their tail fits.
+and the spectra of the trained weights with their tail fits. ``run_one(cfg)`` is a task of
+one run.
 
 Honesty rules: a run is ``succeeded`` only when it converged (a stop criterion met *and* the
-relative duality gap below :func:`~workers.certificate.certificate_tolerance`); a run that
-stopped without converging is ``failed`` with the reason and keeps its metrics
-(``converged: false``) for inspection; a run that diverged or timed out is ``failed`` with no
-metrics. ``run_one`` never raises.
+relative duality gap below :data:`~workers.certificate.CERTIFIED`, in float64 whatever the
+training dtype); a run that stopped without converging is ``failed`` with the reason and
+keeps its metrics (``converged: false``) for inspection; a run that diverged or timed out is
+``failed`` with no metrics. ``run_batch`` never raises: a failure is a ``failed`` result of the
+runs it hit.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,11 +29,12 @@ from numpy.typing import NDArray
 from service.errors import RunFailed
 from service.results import CurvePoint, RunMetrics, RunResult, StopReason
 from service.spec import RunConfig
-from workers.certificate import Certificate, certificate_tolerance
+from workers.batching import RunTraining, train_runs
+from workers.certificate import CERTIFIED, Certificate
 from workers.data import Dataset
-from workers.networks import TwoLayerNet
 from workers.problems import Estimate, Problem, Teacher, problem_for
 from workers.rng import stream
+from workers.train import Params, TrainOutcome
 
 Array = NDArray[np.float64]
 _TEST_CHUNK = 20_000
@@ -62,6 +67,58 @@ class _Solved:
     device: str
     curve: list[CurvePoint]
     gap: float
+    batch_size: int = 1
+    corrections: int = 0
+
+
+class NetworkCertificate:
+    """A run's certificate hook: the certificate of a network's parameters, remembered for the
+    last parameters asked about, so that the run's final gap is not computed again (a
+    warm-started convex solve) when training stopped on a certificate."""
+
+    def __init__(self, problem: Problem, data: Dataset) -> None:
+        self.problem, self.data = problem, data
+        self._last: tuple[Estimate, Certificate] | None = None
+
+    def __call__(self, params: Params) -> Certificate:
+        return self.of(self.problem.estimate(params))
+
+    def of(self, est: Estimate, *, tight: bool = True) -> Certificate:
+        """The certificate of ``est`` (reused when ``est`` is the last one asked about)."""
+        if tight and self._last is not None and _same(self._last[0], est):
+            return self._last[1]
+        cert = self.problem.certificate(self.data, est, tight=tight)
+        if tight:
+            self._last = (est, cert)
+        return cert
+
+
+def _same(a: Estimate, b: Estimate) -> bool:
+    return np.array_equal(a.solution, b.solution) and a.squared_norm == b.squared_norm
+
+
+@dataclass
+class _Run:
+    """A run of the task while it is worked on."""
+
+    cfg: RunConfig
+    started: float
+    problem: Problem | None = None
+    teacher: Teacher | None = None
+    data: Dataset | None = None
+    certificate: NetworkCertificate | None = None
+    curve: list[CurvePoint] = field(default_factory=list)
+    result: RunResult | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        chash = self.cfg.config_hash()
+        if isinstance(exc, RunFailed):
+            self.result = RunResult(
+                config_hash=chash, status="failed", error=f"{exc.stop_reason}: {exc}"
+            )
+        else:  # a bug or a resource problem: report it, never crash the worker
+            tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            self.result = RunResult(config_hash=chash, status="failed", error=f"error: {tb}")
 
 
 def _solve_convex(problem: Problem, data: Dataset, deadline: float | None) -> _Solved:
@@ -78,44 +135,18 @@ def _solve_convex(problem: Problem, data: Dataset, deadline: float | None) -> _S
     return _Solved(est, sol.objective, sol.residual, sol.iterations, reason, "cpu", [], sol.gap)
 
 
-class NetworkCertificate:
-    """The network's certificate, remembered for the last parameters it was asked about, so
-    that the run's final gap is not computed again (a warm-started convex solve) when
-    training stopped on a certificate."""
+def _curve_hook(run: _Run) -> tuple[Callable[[int, float, Params], None] | None, int]:
+    """The on_step hook that records the learning curve (and how often)."""
+    every = run.cfg.measure.curve_every
+    problem, teacher, data = run.problem, run.teacher, run.data
+    assert problem is not None and teacher is not None and data is not None
 
-    def __init__(self, problem: Problem, data: Dataset) -> None:
-        self.problem, self.data = problem, data
-        self._last: tuple[Estimate, Certificate] | None = None
-
-    def __call__(self, net: TwoLayerNet) -> Certificate:
-        return self.of(self.problem.estimate(net))
-
-    def of(self, est: Estimate, *, tight: bool = True) -> Certificate:
-        """The certificate of ``est`` (reused when ``est`` is the last one asked about)."""
-        if tight and self._last is not None and _same(self._last[0], est):
-            return self._last[1]
-        cert = self.problem.certificate(self.data, est, tight=tight)
-        if tight:
-            self._last = (est, cert)
-        return cert
-
-
-def _same(a: Estimate, b: Estimate) -> bool:
-    return np.array_equal(a.solution, b.solution) and a.squared_norm == b.squared_norm
-
-
-def _solve_network(problem: Problem, teacher: Teacher, data: Dataset) -> _Solved:
-    from workers.train import train  # imported here: the convex path needs no torch start-up
-
-    curve: list[CurvePoint] = []
-    every = problem.cfg.measure.curve_every
-
-    def on_step(step: int, objective: float, net: TwoLayerNet) -> None:
-        if step % every or (curve and curve[-1].step == step):
+    def on_step(step: int, objective: float, params: Params) -> None:
+        if run.curve and run.curve[-1].step == step:
             return
-        est = problem.estimate(net)
+        est = problem.estimate(params)
         resid = data.y - problem.predict(data.x, est.solution)
-        curve.append(
+        run.curve.append(
             CurvePoint(
                 step=step,
                 train_loss=float(resid @ resid / problem.cfg.n),
@@ -123,27 +154,39 @@ def _solve_network(problem: Problem, teacher: Teacher, data: Dataset) -> _Solved
             )
         )
 
-    certificate = NetworkCertificate(problem, data)
-    out = train(problem, data, on_step=on_step if every else None, certificate=certificate)
+    return (on_step if every else None), every
+
+
+def _network_solved(run: _Run, out: TrainOutcome) -> _Solved:
     if out.stop_reason in ("diverged", "timeout"):
         raise RunFailed(out.error or out.stop_reason, out.stop_reason)
-    est = problem.estimate(out.model)
+    assert run.problem is not None and run.certificate is not None
+    est = run.problem.estimate(out.params)
     # a run stopped by its step budget is not converged whatever the gap: report the free
     # residual-based bound instead of tightening it
-    gap = certificate.of(est, tight=out.stop_reason != "max_steps").gap
+    gap = run.certificate.of(est, tight=out.stop_reason != "max_steps").gap
     return _Solved(
-        est, out.objective, out.grad_norm, out.steps, out.stop_reason, out.device, curve, gap
+        est,
+        out.objective,
+        out.grad_norm,
+        out.steps,
+        out.stop_reason,
+        out.device,
+        run.curve,
+        gap,
+        batch_size=out.batch_size,
+        corrections=out.corrections,
     )
 
 
-def _result(
-    problem: Problem, teacher: Teacher, data: Dataset, solved: _Solved, start: float
-) -> RunResult:
+def _result(run: _Run, solved: _Solved) -> RunResult:
     """Metrics, spectra and status of a solved run (the honesty rules of the module doc)."""
-    cfg = problem.cfg
+    cfg, problem, teacher, data = run.cfg, run.problem, run.teacher, run.data
+    assert problem is not None and teacher is not None and data is not None
     est = solved.est
-    tol = certificate_tolerance(cfg.training.dtype)
-    converged = solved.stop_reason in ("gradient", "objective", "duality_gap") and solved.gap <= tol
+    converged = (
+        solved.stop_reason in ("gradient", "objective", "duality_gap") and solved.gap <= CERTIFIED
+    )
     resid = data.y - problem.predict(data.x, est.solution)
     support, pen = problem.support(est.solution)
     terr, terr_se = (None, None)
@@ -157,20 +200,22 @@ def _result(
         converged=converged,
         steps=solved.steps,
         stop_reason=solved.stop_reason,
-        wall_time_s=time.perf_counter() - start,
+        wall_time_s=time.perf_counter() - run.started,
         device=solved.device,
         test_error=terr,
         test_error_se=terr_se,
         duality_gap=solved.gap,
         support=support,
         penalty_norm=pen,
+        batch_size=solved.batch_size,
+        corrections=solved.corrections,
     )
     spectra = problem.spectra(est, stream(cfg.seed, "bootstrap")) if cfg.measure.spectrum else []
     error = None
     if not converged:
         error = (
             f"did not converge: stopped on {solved.stop_reason} after {solved.steps} "
-            f"steps with relative duality gap {solved.gap:.3g} (needs <= {tol:g})"
+            f"steps with relative duality gap {solved.gap:.3g} (needs <= {CERTIFIED:g})"
         )
     return RunResult(
         config_hash=cfg.config_hash(),
@@ -182,27 +227,59 @@ def _result(
     )
 
 
-def run_one(cfg: RunConfig) -> RunResult:
-    """Train and measure one run; never raises (a failure is a ``failed`` RunResult)."""
-    start = time.perf_counter()
-    chash = cfg.config_hash()
+def _prepare(run: _Run) -> None:
+    run.problem = problem_for(run.cfg)
+    run.teacher, run.data = run.problem.draw()
+    run.certificate = NetworkCertificate(run.problem, run.data)
+
+
+def _train_networks(runs: list[_Run]) -> None:
+    """Every network run of the task, batched by shape (workers.batching)."""
+    hooks = []
+    for run in runs:
+        assert run.problem is not None and run.data is not None and run.certificate is not None
+        on_step, every = _curve_hook(run)
+        hooks.append(RunTraining(run.problem, run.data, run.certificate, on_step, every))
+
+    def done(i: int, out: TrainOutcome) -> None:
+        try:
+            runs[i].result = _result(runs[i], _network_solved(runs[i], out))
+        except Exception as exc:
+            runs[i].fail(exc)
+
     try:
-        problem = problem_for(cfg)
-        teacher, data = problem.draw()
-        if cfg.training.optimizer == "convex":
-            timeout = cfg.training.timeout_s
-            deadline = time.monotonic() + timeout if timeout is not None else None
-            solved = _solve_convex(problem, data, deadline)
-        else:
-            solved = _solve_network(problem, teacher, data)
-        return _result(problem, teacher, data, solved, start)
-    except RunFailed as exc:
-        return RunResult(config_hash=chash, status="failed", error=f"{exc.stop_reason}: {exc}")
-    except Exception as exc:  # a bug or a resource problem: report it, never crash the worker
-        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return RunResult(config_hash=chash, status="failed", error=f"error: {tb}")
+        train_runs(hooks, done)
+    except Exception as exc:  # the batch broke: every run it did not finish fails with it
+        for run in runs:
+            if run.result is None:
+                run.fail(exc)
 
 
 def run_batch(cfgs: list[RunConfig]) -> list[RunResult]:
-    """The task Ray runs: one or several runs (packing), in order."""
-    return [run_one(cfg) for cfg in cfgs]
+    """The task Ray runs: one or several runs, results in order (see the module doc)."""
+    runs = [_Run(cfg=cfg, started=time.perf_counter()) for cfg in cfgs]
+    networks: list[_Run] = []
+    for run in runs:
+        try:
+            _prepare(run)
+        except Exception as exc:
+            run.fail(exc)
+            continue
+        if run.cfg.training.optimizer != "convex":
+            networks.append(run)
+            continue
+        timeout = run.cfg.training.timeout_s
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        assert run.problem is not None and run.data is not None
+        try:
+            run.result = _result(run, _solve_convex(run.problem, run.data, deadline))
+        except Exception as exc:
+            run.fail(exc)
+    if networks:
+        _train_networks(networks)
+    return [r.result for r in runs if r.result is not None]
+
+
+def run_one(cfg: RunConfig) -> RunResult:
+    """Train and measure one run; never raises (a failure is a ``failed`` RunResult)."""
+    return run_batch([cfg])[0]

@@ -1,122 +1,121 @@
-"""Training the networks' own parameters to the global minimum of their objective.
+"""Batched training: many networks of one shape to their certified global minima, one program.
 
-:func:`train` runs full-batch ``gd``, ``adam`` or ``lbfgs`` (``cfg.training.optimizer``; the
-``convex`` optimizer lives in :mod:`workers.convex` and is refused here with ValueError) on
+:func:`train_batch` trains the runs of one shape (model, d, n, width, second layer, dtype,
+device, optimizer) together: K *slots* share one tensor program (:mod:`workers.networks`),
+each slot with its own data, weight decay, parameters, optimizer state, stop rules and
+certificate. A run that stops leaves its slot, and the next waiting run takes it
+(continuous batching), so a straggler never holds the others; when no run waits, the batch
+shrinks to the slots still busy. A run that diverges fails alone. One run trains through
+the same code as a batch of one.
 
-    F(params) = (1/2n) sum (y - f(x))^2 + (lam/2) ||params||^2,      lam = cfg.weight_decay,
+The objective of every slot is ``F = (1/2n) sum (y - f(x))^2 + (lam/2) ||params||^2``,
+started from i.i.d. N(0, init_scale^2) parameters (:meth:`Problem.init_params`) or from the
+parameters given (the float64 refinement of a float32 run).
 
-starting from i.i.d. N(0, init_scale^2) parameters (:meth:`workers.problems.Problem.build_net`).
-A ``certificate(net)`` callback (the duality gap of the equivalent convex problem at the
-network's parameters, :meth:`workers.problems.Problem.certificate`) decides whether a
-stopping point is the global minimum.
+Optimizers (per slot, vectorised over the batch)
+-----------------------------------------------
+* ``lbfgs``: limited-memory BFGS, :data:`LBFGS_HISTORY` pairs, two-loop recursion, initial
+  scaling ``s'y / y'y``; a backtracking Armijo line search from t = 1 (the first step from
+  ``min(1, 1/|g|_1)``); a pair enters the history only when ``s'y > 0``.
+* ``gd``: gradient descent with Armijo backtracking from the last accepted step (grown by
+  1.25 after an acceptance), or with the fixed ``training.lr`` (no safeguard: a far too large
+  lr diverges, which is detected).
+* ``adam``: Adam with ``training.lr`` (default :data:`ADAM_DEFAULT_LR`), its lr halved
+  whenever the objective rises.
 
-Optimizers
-----------
-* ``gd`` with ``cfg.training.lr`` unset: gradient descent with an Armijo backtracking line
-  search, ``F(p - t g) <= F(p) - 1e-4 t |g|^2 + 8 eps |F(p)|`` (the last term tolerates
-  rounding of F at the precision floor); a rejected trial halves t, an accepted step
-  multiplies the next trial by 1.25. The first trial is t = 1. If 60 halvings in a row fail
-  (only possible once F is flat to rounding), the run stops with ``"objective"``.
-* ``gd`` with ``lr`` set: plain ``p <- p - lr g``, no safeguard (a far too large lr diverges,
-  which is detected, see below).
-* ``adam``: ``torch.optim.Adam`` with lr = ``cfg.training.lr`` or :data:`ADAM_DEFAULT_LR`;
-  the lr is multiplied by :data:`ADAM_DECAY` whenever the objective increases.
-* ``lbfgs``: ``torch.optim.LBFGS(line_search_fn="strong_wolfe", history_size=100)``; one
-  step = one L-BFGS iteration (``max_iter=1``; its history persists across steps).
+Armijo: ``F(p + t d) <= F(p) + 1e-4 t g'd + 8 eps |F(p)|`` (the last term tolerates rounding
+of F at the precision floor); a rejected trial halves t, at most :data:`MAX_HALVINGS` times.
 
-Polishing (``lbfgs`` and backtracking ``gd``). Near the optimum F is flat to rounding
-(~1e-16 relative) long before the duality gap is small: the gap is first order in the
-stationarity error (about ``|g| / lam`` for the quadratic net), F only second order. So a
-value-based line search stalls at ``|g| ~ 1e-9`` and a gap ~1e-7. When the objective rule
-(3. below) first fires, these two optimizers switch to a polishing phase instead of
-stopping: L-BFGS takes unit quasi-Newton steps (same history, no line search), backtracking
-GD stops growing its step and halves it whenever |g| does not improve. Polishing keeps the
-iterate with the smallest |g|, and ends with ``"objective"`` (that iterate restored) when |g|
-has not improved for 10 steps or F rises by more than ``max(1e-12, 100 eps)`` relative; the
-gradient rule, max_steps and timeout still apply (with the best iterate restored). This
-takes the relative duality gap from ~1e-7 to 1e-9..1e-11 in float64 (tests/workers/test_train.py).
+Polishing (``lbfgs`` and backtracking ``gd``). Near the optimum F is flat to rounding long
+before the duality gap is small (the gap is first order in the stationarity error, F only
+second order), so a value-based line search stalls. When the objective rule (3. below)
+fires without a certificate hook, or the line search finds no decrease, a slot polishes:
+unit quasi-Newton steps (gd: steps halved whenever |g| does not improve), keeping the
+iterate of smallest |g|; it ends with ``"objective"`` (that iterate restored) when |g| has not
+improved for 10 steps or F rises by more than ``max(1e-12, 100 eps)`` relative.
 
-Step ``k`` is counted in parameter updates; the objective ``F_k`` and its gradient ``g_k`` are
-evaluated at the parameters after ``k`` updates (evaluations are cached, so an L-BFGS line
-search evaluation is never recomputed).
+Stop rules (per slot, in this order at every step k)
+-----------------------------------------------------
+1. ``"diverged"``: F or the gradient not finite; the last finite iterate is restored and
+   reported; ``error`` names the step and the step size.
+2. ``"gradient"``: ``|g| <= sqrt(tol) max(1, |F|)`` and, with a certificate hook, the
+   certificate's relative gap within the slot's tolerance. A small gradient without a
+   certificate is a plateau near a saddle or a valley: the slot applies a *support
+   correction* (:meth:`Problem.correct`, exact line searches along the near-threshold
+   directions the certificate names, :mod:`workers.corrections`), restarts its L-BFGS
+   history, and asks again after 5, 10, 20, ... (at most 640) steps.
+3. ``"objective"``: the relative change of F below ``max(tol, 10 eps)`` for 10 steps in a row
+   (with a certificate hook: only a certified point stops; a refused one is corrected as in
+   2.). Rules 2 and 3 count only at points with ``F <= F(0) = |y|^2/(2n)``.
+4. ``"max_steps"`` and 5. ``"timeout"`` (wall time of the run since it took its slot).
 
-Stop rules (checked in this order at every k = 0, 1, ...)
--------------------------------------------------------
-1. ``"diverged"``: ``F_k`` or ``g_k`` not finite. The parameters are restored to the last
-   finite iterate, and the outcome's objective / train_loss / grad_norm are *that* iterate's
-   (NaN only when even the initial point is not finite); ``error`` names the step and lr.
-2. ``"gradient"``: ``|g_k| <= sqrt(tol) * max(1, |F_k|)``, tol = ``cfg.training.tol``, *and*,
-   when a ``certificate(net)`` callback is given, its relative gap is within
-   :func:`workers.certificate.certificate_tolerance` of the dtype. A small gradient without a
-   certificate is a plateau near a saddle (directions still growing from the small initialisation):
-   training goes on and asks again after 10, 20, 40, ... (at most 640) steps.
-3. ``"objective"``: ``|F_k - F_{k-1}| / max(|F_k|, 1e-300) < tol_F`` for 10 consecutive steps
-   (with a ``certificate`` callback: only when it certifies the minimum, asked with the same
-   doubling waits as in 2.; the polishing phase below is then not used),
-   with ``tol_F = max(tol, 10 * machine epsilon of the dtype)`` (a relative change below that
-   is rounding noise); for lbfgs / backtracking gd this starts the polishing phase above.
-   Rules 2 and 3 only count at points with ``F_k <= F(0) = |y|^2/(2n)`` (the objective at
-   zero parameters bounds the global minimum), so a blow-up with a huge but finite F is
-   never mistaken for convergence by the *relative* gradient rule.
-4. ``"max_steps"``: k == ``cfg.training.max_steps``.
-5. ``"timeout"``: the wall time since the start of :func:`train` exceeds
-   ``cfg.training.timeout_s`` (checked every step); ``error`` says so.
-
-Tolerance advice: the default tol = 1e-8 stops at ``|g| <= 1e-4``, where the relative duality
-gap is typically 1e-2..1e-3; a certified global minimum (gap <= 1e-8) needs tol ~1e-20..1e-24
-(then the gradient rule means ``|g| <= 1e-10..1e-12``) and polishing.
-
-Curve: ``on_step(k, F_k, net)`` is called after every finite evaluation, so the caller can
-measure anything at any step (the task records the learning curve with it).
-
-Device: ``device`` argument, else ``cfg.training.device``: ``"auto"`` = cuda if available
-else cpu; ``"cuda"`` without CUDA raises RuntimeError. The data is moved to the device once.
+Hooks per run: ``certificate(params) -> Certificate`` and ``on_step(k, F, params)`` every
+``every`` steps (the learning curve). Outcomes are handed to ``on_done`` as runs finish, so
+a caller keeps them even if the batch later fails (a CUDA out-of-memory error, say).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import Tensor
 
-from workers.certificate import Certificate, certificate_tolerance
+from workers.certificate import Certificate
 from workers.data import Dataset
-from workers.networks import TwoLayerNet
+from workers.networks import BatchedNets
 from workers.problems import Problem
 
+Array = NDArray[np.float64]
+Params = dict[str, Array]
 TrainStopReason = Literal["gradient", "objective", "max_steps", "diverged", "timeout"]
 
 ADAM_DEFAULT_LR = 1e-2
-"""Adam's learning rate when ``cfg.training.lr`` is unset."""
 ADAM_DECAY = 0.5
-"""Adam's lr is multiplied by this whenever the objective increases."""
 ARMIJO_C = 1e-4
 ARMIJO_GROW = 1.25
-ARMIJO_SHRINK = 0.5
-ARMIJO_MAX_HALVINGS = 60
+MAX_HALVINGS = 40
 OBJECTIVE_PATIENCE = 10
-LBFGS_HISTORY = 100
-CERTIFICATE_FIRST_WAIT = 10
-"""Steps to wait before asking for a certificate again after a refusal (doubling each time)."""
+LBFGS_HISTORY = 50
+"""Most L-BFGS pairs a run keeps (fewer when they would exceed HISTORY_BYTES)."""
+HISTORY_BYTES = 32 * 2**20
+"""Memory of one run's L-BFGS history."""
+CERTIFICATE_FIRST_WAIT = 5
 CERTIFICATE_MAX_WAIT = 640
 POLISH_SLACK = 1e-12
-"""Polishing stops (best iterate kept) if F rises by more than this, relative."""
 
-CertificateFn = Callable[[TwoLayerNet], Certificate]
-StepFn = Callable[[int, float, TwoLayerNet], None]
+
+@dataclass
+class TrainRequest:
+    """One run to train: its problem, its data, and what to do at certificates and steps."""
+
+    problem: Problem
+    data: Dataset
+    tolerance: float
+    """Largest relative gap of the certificate that stops the run."""
+    start: Params | None = None
+    """Initial parameters (None: the run's init stream)."""
+    certificate: Callable[[Params], Certificate] | None = None
+    on_step: Callable[[int, float, Params], None] | None = None
+    every: int = 0
+    max_steps: int | None = None
+    """Step budget (None: ``training.max_steps``)."""
+    timeout_s: float | None = None
+    """Wall-time limit (None: ``training.timeout_s``)."""
 
 
 @dataclass
 class TrainOutcome:
-    """Result of :func:`train`; metrics are float64 Python floats, never NaN unless the
-    initial point itself was not finite (then ``stop_reason == "diverged"``)."""
+    """What training did to one run; metrics are float64 Python floats."""
 
-    model: TwoLayerNet
+    params: Params
     steps: int
     stop_reason: TrainStopReason
     objective: float
@@ -125,9 +124,12 @@ class TrainOutcome:
     grad_norm: float
     wall_time_s: float
     device: str
+    batch_size: int
+    """Slots of the batch the run trained in."""
     error: str | None = None
     evaluations: int = 0
-    """Objective evaluations (forward passes) spent, line searches included."""
+    corrections: int = 0
+    """Support corrections applied (workers.corrections)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -148,320 +150,561 @@ def torch_dtype(name: str) -> torch.dtype:
     raise ValueError(f"unknown dtype {name!r}")
 
 
-class _Evaluator:
-    """F, (1/n)|r|^2 and grad F at the current parameters, cached on the parameters' values
-    (an O(#params) comparison, negligible next to the O(n #params) evaluation)."""
+@dataclass
+class _Slot:
+    """The host-side state of one slot (one run)."""
 
-    def __init__(self, model: TwoLayerNet, x: Tensor, y: Tensor, lam: float) -> None:
-        self.model = model
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.x, self.y, self.lam = x, y, lam
-        self._key: list[Tensor] | None = None
-        self.value = math.nan
-        self.mse = math.nan
-        self.grad_norm = math.nan
-        self.evaluations = 0
-
-    def _cached(self) -> bool:
-        if self._key is None:
-            return False
-        return all(torch.equal(p.detach(), q) for p, q in zip(self.params, self._key, strict=True))
-
-    def graph(self) -> tuple[Tensor, Tensor]:
-        """Objective and mse with an autograd graph (no backward yet)."""
-        self.evaluations += 1
-        with torch.enable_grad():
-            return self.model.losses(self.x, self.y, self.lam)
-
-    def commit(self, obj: Tensor, mse: Tensor) -> float:
-        """Backward of a :meth:`graph` result at the *current* parameters; caches it."""
-        for p in self.params:
-            p.grad = None
-        torch.autograd.backward(obj)
-        self.value = float(obj.detach())
-        self.mse = float(mse.detach())
-        sq = sum((p.grad.detach() ** 2).sum() for p in self.params if p.grad is not None)
-        self.grad_norm = math.sqrt(float(sq))
-        self._key = [p.detach().clone() for p in self.params]
-        return self.value
-
-    def __call__(self) -> float:
-        """Evaluate at the current parameters (p.grad filled); cached."""
-        if self._cached():
-            return self.value
-        return self.commit(*self.graph())
-
-    def snapshot(self) -> list[Tensor]:
-        """A copy of the current parameters."""
-        return [p.detach().clone() for p in self.params]
-
-    def save(self, into: list[Tensor]) -> None:
-        """Copy the current parameters into a snapshot."""
-        with torch.no_grad():
-            for p, q in zip(self.params, into, strict=True):
-                q.copy_(p)
-
-    def restore(self, snapshot: list[Tensor]) -> None:
-        """Set the parameters to a snapshot."""
-        with torch.no_grad():
-            for p, q in zip(self.params, snapshot, strict=True):
-                p.copy_(q)
+    run: int
+    started: float
+    f_cap: float
+    max_steps: int
+    timeout_s: float | None
+    batch_size: int
+    """Slots of the batch when the run took its slot."""
+    tol_f: float
+    """The objective rule's relative change: max(training.tol, 10 eps)."""
+    grad_factor: float
+    """The gradient rule's factor: sqrt(training.tol)."""
+    k: int = 0
+    prev_f: float | None = None
+    calm: int = 0
+    polishing: bool = False
+    stale: int = 0
+    best_g: float = math.inf
+    f_ref: float = math.inf
+    next_certificate: int = 0
+    wait: int = CERTIFICATE_FIRST_WAIT // 2
+    step_size: float = 1.0
+    good: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+    best: tuple[float, float, float] = (math.nan, math.nan, math.inf)
+    evaluations: int = 0
+    corrections: int = 0
+    corrected: bool = False
+    """A support correction moved this slot during the current visit."""
+    search_failed: bool = False
+    """The last line search found no decrease."""
+    error: str | None = None
 
 
-Metrics = tuple[float, float, float]
-"""(objective, mse, grad_norm) of an iterate."""
-
-
-class _Trainer:
-    """The loop of :func:`train`: one method per stop rule of the module docstring."""
+class _Batch:
+    """The device-side state of the K slots, and the loop (see the module docstring)."""
 
     def __init__(
         self,
-        problem: Problem,
-        data: Dataset,
-        device: torch.device | None,
-        on_step: StepFn | None,
-        certificate: CertificateFn | None,
+        requests: Sequence[TrainRequest],
+        device: torch.device,
+        slots: int,
+        on_done: Callable[[int, TrainOutcome], None],
     ) -> None:
-        cfg = problem.cfg
-        self.tr = tr = cfg.training
-        if tr.optimizer == "convex":
+        first = requests[0].problem
+        shape = first.shape()
+        if any(r.problem.shape() != shape for r in requests):
+            raise ValueError("train_batch needs runs of one shape")
+        self.requests, self.on_done = requests, on_done
+        self.cfg = first.cfg
+        self.tr = first.cfg.training
+        if self.tr.optimizer == "convex":
             raise ValueError("optimizer 'convex' is not a network optimizer: use workers.convex")
-        self.start = time.monotonic()
-        self.dev = device if device is not None else resolve_device(tr.device)
-        dtype = torch_dtype(tr.dtype)
-        x = torch.as_tensor(data.x, dtype=torch.float64).to(dtype=dtype, device=self.dev)
-        y = torch.as_tensor(data.y, dtype=torch.float64).to(dtype=dtype, device=self.dev)
-        self.model = problem.build_net(self.dev, dtype)
-        self.ev = _Evaluator(self.model, x, y, float(cfg.weight_decay))
-        self.on_step, self.certificate = on_step, certificate
-        self.cert_tol = certificate_tolerance(tr.dtype)
-        self.tol_f = max(tr.tol, 10.0 * torch.finfo(dtype).eps)
-        self.grad_factor = math.sqrt(tr.tol)
-        self.polish_slack = max(POLISH_SLACK, 100.0 * torch.finfo(dtype).eps)
-        # F at zero parameters bounds the global minimum: no point above it has converged.
+        self.device = device
+        self.dtype = torch_dtype(self.tr.dtype)
+        self.eps = torch.finfo(self.dtype).eps
+        self.nets: BatchedNets = first.nets(device, self.dtype)
+        k = max(1, min(slots, len(requests)))
+        self.size = k
+        n, d, p = first.cfg.n, first.cfg.d, self.nets.n_params
+
+        def zeros(*shape: int) -> Tensor:
+            return torch.zeros(*shape, dtype=self.dtype, device=device)
+
+        self.x, self.y, self.lam = zeros(k, n, d), zeros(k, n), zeros(k)
+        self.p, self.good_p, self.best_p, self.g = (zeros(k, p) for _ in range(4))
+        self.f, self.mse = zeros(k), zeros(k)
+        self.opt = _Optimizer(self.tr.optimizer, self.tr.lr is not None, k, p, self.dtype, device)
+        self.slots: list[_Slot | None] = [None] * k
+        self.waiting = deque(range(len(requests)))
+        self.polish_slack = max(POLISH_SLACK, 100.0 * self.eps)
+        for i in range(k):
+            self._fill(i)
+        self._evaluate_all()
+
+    # -- slots ------------------------------------------------------------------------------
+
+    def _fill(self, i: int) -> None:
+        """Give slot i the next waiting run (or leave it empty)."""
+        if not self.waiting:
+            self.slots[i] = None
+            return
+        run = self.waiting.popleft()
+        req = self.requests[run]
+        prob, data = req.problem, req.data
+        self.x[i].copy_(torch.as_tensor(data.x))
+        self.y[i].copy_(torch.as_tensor(data.y))
+        self.lam[i] = float(prob.cfg.weight_decay)
+        start = req.start if req.start is not None else prob.init_params()
+        self.p[i].copy_(torch.as_tensor(self.nets.pack(start)))
+        tr = prob.cfg.training
+        self.opt.reset(i, lr=tr.lr)
         f_zero = float(data.y @ data.y) / (2 * len(data.y))
-        self.f_cap = f_zero * (1.0 + 1e-6) + 1e-300
-        self.lbfgs: torch.optim.LBFGS | None = None
-        self.adam: torch.optim.Adam | None = None
-        if tr.optimizer == "lbfgs":
-            self.lbfgs = torch.optim.LBFGS(
-                self.ev.params,
-                lr=1.0,
-                max_iter=1,
-                max_eval=25,
-                tolerance_grad=0.0,
-                tolerance_change=0.0,
-                history_size=LBFGS_HISTORY,
-                line_search_fn="strong_wolfe",
-            )
-        elif tr.optimizer == "adam":
-            lr = tr.lr if tr.lr is not None else ADAM_DEFAULT_LR
-            self.adam = torch.optim.Adam(self.ev.params, lr=lr)
-        self.step_size = tr.lr if tr.lr is not None else 1.0  # gd: fixed lr, or next Armijo trial
-        self.armijo = tr.optimizer == "gd" and tr.lr is None
-        self.last_good = self.ev.snapshot()
-        self.good: Metrics | None = None  # metrics of last_good
-        self.prev_f: float | None = None
-        self.calm = 0
-        self.polishing = False  # lbfgs / backtracking gd, once F is flat to rounding
-        self.best = self.ev.snapshot()
-        self.best_metrics: Metrics = (math.nan, math.nan, math.inf)
-        self.f_ref = math.inf
-        self.stale = 0
-        self.k = 0
-        self.next_certificate = 0
-        self.certificate_wait = CERTIFICATE_FIRST_WAIT // 2
-        self.error: str | None = None
+        self.slots[i] = _Slot(
+            run=run,
+            started=time.monotonic(),
+            f_cap=f_zero * (1.0 + 1e-6) + 1e-300,
+            max_steps=req.max_steps if req.max_steps is not None else tr.max_steps,
+            timeout_s=req.timeout_s if req.timeout_s is not None else tr.timeout_s,
+            step_size=tr.lr if tr.lr is not None else 1.0,
+            batch_size=self.size,
+            tol_f=max(tr.tol, 10.0 * self.eps),
+            grad_factor=math.sqrt(tr.tol),
+        )
+
+    def _evaluate_all(self) -> None:
+        self.f, self.mse, self.g = self.nets.evaluate(self.p, self.x, self.y, self.lam)
+        for s in self.slots:
+            if s is not None:
+                s.evaluations += 1
+
+    def active(self) -> list[int]:
+        """The slots that hold a run."""
+        return [i for i, s in enumerate(self.slots) if s is not None]
+
+    def params(self, i: int, source: Tensor | None = None) -> Params:
+        """Slot i's parameters (of ``self.p`` or of ``source``) as float64 numpy."""
+        row = (self.p if source is None else source)[i]
+        return self.nets.unpack(row.detach().to("cpu", torch.float64).numpy())
+
+    def _compact(self) -> None:
+        """Drop empty slots once no run waits (the batch then computes only live runs)."""
+        keep = self.active()
+        if self.waiting or len(keep) == self.size or not keep:
+            return
+        idx = torch.as_tensor(keep, device=self.device)
+        for name in ("x", "y", "lam", "p", "good_p", "best_p", "f", "mse", "g"):
+            setattr(self, name, getattr(self, name).index_select(0, idx).contiguous())
+        self.opt.select(idx)
+        self.slots = [self.slots[i] for i in keep]
+        self.size = len(keep)
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def run(self) -> TrainOutcome:
-        while True:
-            reason = self._visit()
-            if reason is None:
-                reason = self._update()
+    def run(self) -> None:
+        while self.active():
+            fresh = self._visit(self.active())
+            while fresh:  # a run that took a slot is visited before it moves
+                fresh = self._visit(fresh)
+            if len(self.active()) <= self.size // 2:
+                self._compact()
+            if self.active():
+                self._update()
+
+    def _visit(self, which: list[int]) -> list[int]:
+        """Apply the stop rules to these slots at their current point; refill stopped slots
+        (returns the slots that took a new run)."""
+        gnorm = self.g.norm(dim=1)
+        finite = torch.isfinite(self.f) & torch.isfinite(self.mse) & torch.isfinite(gnorm)
+        self.good_p = torch.where(finite[:, None], self.p, self.good_p)
+        f = self.f.detach().cpu().numpy().astype(np.float64)
+        mse = self.mse.detach().cpu().numpy().astype(np.float64)
+        gn = gnorm.detach().cpu().numpy().astype(np.float64)
+        refilled: list[int] = []
+        for i in which:
+            slot = self.slots[i]
+            assert slot is not None
+            reason = self._rules(i, slot, float(f[i]), float(mse[i]), float(gn[i]))
             if reason is not None:
-                return self._outcome(reason)
-            self.k += 1
+                self._finish(i, slot, reason)
+                self._fill(i)
+                if self.slots[i] is not None:
+                    refilled.append(i)
+        if refilled:
+            self._evaluate_all()
+        return refilled
 
-    def _visit(self) -> TrainStopReason | None:
-        """Evaluate at step k and apply the stop rules (None: go on)."""
-        ev = self.ev
-        f = ev()
-        finite = math.isfinite(f) and math.isfinite(ev.grad_norm) and math.isfinite(ev.mse)
-        if self.polishing and (not finite or f > self.f_ref + self.polish_slack * abs(self.f_ref)):
-            return self._end_polish("objective")
+    def _rules(
+        self, i: int, slot: _Slot, f: float, mse: float, gn: float
+    ) -> TrainStopReason | None:
+        finite = math.isfinite(f) and math.isfinite(gn) and math.isfinite(mse)
+        if slot.polishing and (not finite or f > slot.f_ref + self.polish_slack * abs(slot.f_ref)):
+            return self._end_polish(i, slot, "objective")
         if not finite:
-            self.error = (
-                f"diverged at step {self.k}: non-finite objective or gradient "
-                f"(optimizer {self.tr.optimizer}, lr {self._lr():.3g})"
+            slot.error = (
+                f"diverged at step {slot.k}: non-finite objective or gradient "
+                f"(optimizer {self.tr.optimizer}, step size {self.opt.lr_of(i, slot):.3g})"
             )
-            ev.restore(self.last_good)
+            self.p[i].copy_(self.good_p[i])
             return "diverged"
-        ev.save(self.last_good)
-        self.good = (f, ev.mse, ev.grad_norm)
-        if self.on_step is not None:
-            self.on_step(self.k, f, self.model)
-        reason = self._gradient_rule(f) or (
-            self._polish_rule() if self.polishing else self._objective_rule(f)
-        )
-        if reason is not None:
-            return reason
-        if self.adam is not None and self.prev_f is not None and f > self.prev_f:
-            for group in self.adam.param_groups:
-                group["lr"] *= ADAM_DECAY
-        self.prev_f = f
-        return self._budget_rule()
+        slot.good = (f, mse, gn)
+        if slot.search_failed:  # no decrease along the direction, even polishing
+            return self._end_polish(i, slot, "objective") if slot.polishing else "objective"
+        req = self.requests[slot.run]
+        if req.on_step is not None and req.every and slot.k % req.every == 0:
+            req.on_step(slot.k, f, self.params(i))
+        small = f <= slot.f_cap and gn <= slot.grad_factor * max(1.0, abs(f))
+        if small and slot.k >= slot.next_certificate and self._certified(i, slot):
+            return "gradient"
+        if not slot.corrected:
+            reason = (
+                self._polish_rule(i, slot, gn)
+                if slot.polishing
+                else self._objective_rule(i, slot, f)
+            )
+            if reason is not None:
+                return reason
+        if slot.corrected:  # a new point: its objective is next visit's reference
+            slot.corrected = False
+        else:
+            self.opt.observe(i, slot, f)
+            slot.prev_f = f
+        return self._budget_rule(i, slot)
 
-    def _certified(self) -> bool:
-        """Ask for a certificate now; after a refusal, wait twice as long as last time."""
-        assert self.certificate is not None
-        if self.certificate(self.model).gap <= self.cert_tol:
+    def _certified(self, i: int, slot: _Slot) -> bool:
+        """Ask for a certificate; after a refusal, correct the support and wait longer."""
+        req = self.requests[slot.run]
+        if req.certificate is None:
             return True
-        self.certificate_wait = min(2 * self.certificate_wait, CERTIFICATE_MAX_WAIT)
-        self.next_certificate = self.k + self.certificate_wait
+        params = self.params(i)
+        if req.certificate(params).gap <= req.tolerance:
+            return True
+        moved = req.problem.correct(req.data, params)
+        if moved is not None:
+            self.p[i].copy_(torch.as_tensor(self.nets.pack(moved)))
+            self.opt.reset(i, new_run=False)
+            slot.corrections += 1
+            slot.prev_f, slot.calm, slot.corrected = None, 0, True
+            self._evaluate_all()  # the corrected point is the slot's new current point
+        slot.wait = min(2 * slot.wait, CERTIFICATE_MAX_WAIT)
+        slot.next_certificate = slot.k + slot.wait
         return False
 
-    def _gradient_rule(self, f: float) -> TrainStopReason | None:
-        """Rule 2: a small gradient, certified. Without a certificate it is a plateau near a
-        saddle (directions still growing from the small init): go on, ask again later."""
-        small = f <= self.f_cap and self.ev.grad_norm <= self.grad_factor * max(1.0, abs(f))
-        if not small or self.k < self.next_certificate:
+    def _polish_rule(self, i: int, slot: _Slot, gn: float) -> TrainStopReason | None:
+        if gn < slot.best[2]:
+            self.best_p[i].copy_(self.p[i])
+            slot.best = slot.good
+            slot.stale = 0
             return None
-        if self.certificate is None or self._certified():
-            return "gradient"
+        slot.stale += 1
+        slot.step_size *= 0.5  # gd: damp an oscillation at the edge of stability
+        if slot.stale >= OBJECTIVE_PATIENCE:
+            return self._end_polish(i, slot, "objective")
         return None
 
-    def _polish_rule(self) -> TrainStopReason | None:
-        """Polishing keeps the iterate with the smallest |g|; it ends when |g| is stale."""
-        assert self.good is not None
-        if self.ev.grad_norm < self.best_metrics[2]:
-            self.ev.save(self.best)
-            self.best_metrics = self.good
-            self.stale = 0
+    def _objective_rule(self, i: int, slot: _Slot, f: float) -> TrainStopReason | None:
+        if slot.prev_f is None:
             return None
-        self.stale += 1
-        self.step_size *= ARMIJO_SHRINK  # gd: damp an oscillation at the edge of stability
-        if self.stale >= OBJECTIVE_PATIENCE:
-            return self._end_polish("objective")
-        return None
-
-    def _objective_rule(self, f: float) -> TrainStopReason | None:
-        """Rule 3: a flat objective stops on a certificate, or starts polishing."""
-        if self.prev_f is None:
+        flat = abs(f - slot.prev_f) / max(abs(f), 1e-300) < slot.tol_f
+        slot.calm = slot.calm + 1 if flat and f <= slot.f_cap else 0
+        if slot.calm < OBJECTIVE_PATIENCE:
             return None
-        flat = abs(f - self.prev_f) / max(abs(f), 1e-300) < self.tol_f
-        self.calm = self.calm + 1 if flat and f <= self.f_cap else 0
-        if self.calm < OBJECTIVE_PATIENCE:
-            return None
-        if self.certificate is not None:
-            # slow progress (coordinates near the threshold still growing) is not a minimum
-            self.calm = 0
-            if self.k >= self.next_certificate and self._certified():
+        if self.requests[slot.run].certificate is not None:
+            slot.calm = 0
+            if slot.k >= slot.next_certificate and self._certified(i, slot):
                 return "objective"
             return None
-        if self.lbfgs is None and not self.armijo:
+        if not self.opt.can_polish():
             return "objective"
-        self.polishing = True
-        if self.lbfgs is not None:
-            self.lbfgs.param_groups[0]["line_search_fn"] = None
-        self.ev.save(self.best)
-        assert self.good is not None
-        self.best_metrics = self.good
-        self.f_ref = f
+        self._start_polish(i, slot, f)
         return None
 
-    def _budget_rule(self) -> TrainStopReason | None:
-        """Rules 4 and 5: the step budget and the wall-time limit."""
-        if self.k >= self.tr.max_steps:
-            return self._end_polish("max_steps") if self.polishing else "max_steps"
-        elapsed = time.monotonic() - self.start
-        if self.tr.timeout_s is not None and elapsed > self.tr.timeout_s:
-            self.error = (
-                f"wall time {elapsed:.3f} s exceeded timeout_s={self.tr.timeout_s} at step {self.k}"
+    def _start_polish(self, i: int, slot: _Slot, f: float) -> None:
+        slot.polishing = True
+        self.best_p[i].copy_(self.p[i])
+        slot.best = slot.good
+        slot.f_ref = f
+
+    def _budget_rule(self, i: int, slot: _Slot) -> TrainStopReason | None:
+        if slot.k >= slot.max_steps:
+            return self._end_polish(i, slot, "max_steps") if slot.polishing else "max_steps"
+        elapsed = time.monotonic() - slot.started
+        if slot.timeout_s is not None and elapsed > slot.timeout_s:
+            slot.error = (
+                f"wall time {elapsed:.3f} s exceeded timeout_s={slot.timeout_s} at step {slot.k}"
             )
-            return self._end_polish("timeout") if self.polishing else "timeout"
+            return self._end_polish(i, slot, "timeout") if slot.polishing else "timeout"
         return None
 
-    def _end_polish(self, reason: TrainStopReason) -> TrainStopReason:
-        """Stop with the best polished iterate restored."""
-        self.ev.restore(self.best)
-        self.good = self.best_metrics
+    def _end_polish(self, i: int, slot: _Slot, reason: TrainStopReason) -> TrainStopReason:
+        self.p[i].copy_(self.best_p[i])
+        slot.good = slot.best
         return reason
 
-    def _update(self) -> TrainStopReason | None:
-        """One parameter update; a backtracking search that finds no decrease stops the run."""
-        ev = self.ev
-        if self.lbfgs is not None:
-            self.lbfgs.step(ev)  # type: ignore[no-untyped-call]
-        elif self.adam is not None:
-            self.adam.step()  # p.grad holds grad F_k (ev() just ran or was cached)
-        elif self.tr.lr is not None:
-            with torch.no_grad():
-                for p in ev.params:
-                    assert p.grad is not None
-                    p.sub_(self.tr.lr * p.grad)
+    def _finish(self, i: int, slot: _Slot, reason: TrainStopReason) -> None:
+        objective, mse, gnorm = slot.good
+        self.on_done(
+            slot.run,
+            TrainOutcome(
+                params=self.params(i),
+                steps=slot.k,
+                stop_reason=reason,
+                objective=objective,
+                train_loss=mse,
+                grad_norm=gnorm,
+                wall_time_s=time.monotonic() - slot.started,
+                device=str(self.device),
+                batch_size=slot.batch_size,
+                error=slot.error,
+                evaluations=slot.evaluations,
+                corrections=slot.corrections,
+            ),
+        )
+
+    # -- one update of every live slot ------------------------------------------------------
+
+    def _update(self) -> None:
+        live = self.active()
+        direction, t, search = self.opt.direction(self.p, self.g, self.slots)
+        if not search:  # fixed steps (gd with lr, adam): no line search
+            trial = self.p + t[:, None] * direction
+            f, mse, g = self.nets.evaluate(trial, self.x, self.y, self.lam)
+            accepted = torch.ones(self.size, dtype=torch.bool, device=self.device)
+            self._count(live)
         else:
-            accepted, self.step_size = _armijo_step(
-                ev, ev.value, self.step_size, grow=not self.polishing
-            )
-            if not accepted:
-                return self._end_polish("objective") if self.polishing else "objective"
-        return None
+            trial, f, mse, g, accepted, t = self._line_search(direction, t, live)
+        self.opt.accepted(self.p, trial, self.g, g, accepted, t, self.slots)
+        keep = accepted[:, None]
+        self.p = torch.where(keep, trial, self.p)
+        self.g = torch.where(keep, g, self.g)
+        self.f = torch.where(accepted, f, self.f)
+        self.mse = torch.where(accepted, mse, self.mse)
+        acc = accepted.cpu().numpy()
+        for i in live:
+            slot = self.slots[i]
+            assert slot is not None
+            if acc[i]:
+                slot.k += 1
+            elif self.opt.kind == "lbfgs" and not slot.polishing:
+                # no decrease: F is flat to rounding here; polish with unit steps from now on
+                self._start_polish(i, slot, float(self.f[i]))
+            else:
+                slot.search_failed = True
 
-    def _lr(self) -> float:
-        if self.adam is not None:
-            return float(self.adam.param_groups[0]["lr"])
-        return self.step_size
-
-    def _outcome(self, reason: TrainStopReason) -> TrainOutcome:
-        objective, mse, gnorm = (
-            self.good if self.good is not None else (math.nan, math.nan, math.nan)
+    def _line_search(
+        self, direction: Tensor, t: Tensor, live: list[int]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Backtracking Armijo per slot: every slot keeps halving its own t (returned: the
+        accepted steps). A polishing L-BFGS slot takes its unit step whatever F does (the
+        polish rule watches it)."""
+        slope = (self.g * direction).sum(dim=1)
+        slack = 8.0 * self.eps * self.f.abs()
+        unit = torch.tensor(
+            [s is not None and s.polishing and self.opt.kind == "lbfgs" for s in self.slots],
+            device=self.device,
         )
-        return TrainOutcome(
-            model=self.model,
-            steps=self.k,
-            stop_reason=reason,
-            objective=objective,
-            train_loss=mse,
-            grad_norm=gnorm,
-            wall_time_s=time.monotonic() - self.start,
-            device=str(self.dev),
-            error=self.error,
-            evaluations=self.ev.evaluations,
+        done = torch.zeros(self.size, dtype=torch.bool, device=self.device)
+        trial, f, mse, g = self.p.clone(), self.f.clone(), self.mse.clone(), self.g.clone()
+        for _ in range(MAX_HALVINGS):
+            cand = self.p + t[:, None] * direction
+            cf, cmse, cg = self.nets.evaluate(cand, self.x, self.y, self.lam)
+            self._count(live)
+            armijo = cf <= self.f + ARMIJO_C * t * slope + slack
+            ok = ~done & torch.isfinite(cf) & (armijo | unit)
+            trial = torch.where(ok[:, None], cand, trial)
+            g = torch.where(ok[:, None], cg, g)
+            f = torch.where(ok, cf, f)
+            mse = torch.where(ok, cmse, mse)
+            done |= ok
+            if bool(done[live].all()):
+                break
+            t = torch.where(done, t, 0.5 * t)
+        return trial, f, mse, g, done, t
+
+    def _count(self, live: list[int]) -> None:
+        for i in live:
+            slot = self.slots[i]
+            assert slot is not None
+            slot.evaluations += 1
+
+
+class _Optimizer:
+    """The per-slot state and steps of lbfgs, gd and adam, vectorised over the slots."""
+
+    def __init__(
+        self, kind: str, fixed: bool, k: int, p: int, dtype: torch.dtype, device: torch.device
+    ) -> None:
+        self.kind, self.fixed = kind, fixed
+        h = history_size(p, dtype) if kind == "lbfgs" else 0
+        a = p if kind == "adam" else 0
+        self.h = h
+        # the history, oldest first: pairs 0..count-1 of each slot; SY[i, j] = s_i . y_j,
+        # YY[i, j] = y_i . y_j (kept up to date at each insertion: the compact form needs them)
+        self.s = torch.zeros(k, h, p, dtype=dtype, device=device)
+        self.y = torch.zeros(k, h, p, dtype=dtype, device=device)
+        self.sy = torch.zeros(k, h, h, dtype=dtype, device=device)
+        self.yy = torch.zeros(k, h, h, dtype=dtype, device=device)
+        self.count = torch.zeros(k, dtype=torch.long, device=device)
+        self.m = torch.zeros(k, a, dtype=dtype, device=device)
+        self.v = torch.zeros(k, a, dtype=dtype, device=device)
+        self.adam_t = torch.zeros(k, dtype=dtype, device=device)
+        self.adam_lr = torch.full((k,), ADAM_DEFAULT_LR, dtype=dtype, device=device)
+
+    def reset(self, i: int, *, new_run: bool = True, lr: float | None = None) -> None:
+        """Forget slot i's L-BFGS history (a new run, or a corrected point: the pairs no
+        longer describe the objective there); a new run also starts Adam afresh."""
+        self.count[i] = 0
+        if self.h:
+            for t in (self.s, self.y, self.sy, self.yy):
+                t[i].zero_()
+        if self.kind == "adam" and new_run:
+            self.m[i].zero_()
+            self.v[i].zero_()
+            self.adam_t[i] = 0.0
+            self.adam_lr[i] = lr if lr is not None else ADAM_DEFAULT_LR
+
+    def select(self, idx: Tensor) -> None:
+        """Keep only these slots (compaction)."""
+        for name in ("s", "y", "sy", "yy", "count", "m", "v", "adam_t", "adam_lr"):
+            setattr(self, name, getattr(self, name).index_select(0, idx))
+
+    def can_polish(self) -> bool:
+        return self.kind == "lbfgs" or (self.kind == "gd" and not self.fixed)
+
+    def lr_of(self, i: int, slot: _Slot) -> float:
+        if self.kind == "adam":
+            return float(self.adam_lr[i])
+        return slot.step_size
+
+    def observe(self, i: int, slot: _Slot, f: float) -> None:
+        """Adam: halve the lr of a slot whose objective rose."""
+        if self.kind == "adam" and slot.prev_f is not None and f > slot.prev_f:
+            self.adam_lr[i] *= ADAM_DECAY
+
+    def direction(
+        self, p: Tensor, g: Tensor, slots: Sequence[_Slot | None]
+    ) -> tuple[Tensor, Tensor, bool]:
+        """(direction, initial step per slot, whether to line-search)."""
+        k = p.shape[0]
+        steps = torch.tensor(
+            [s.step_size if s is not None else 0.0 for s in slots], dtype=p.dtype, device=p.device
         )
+        if self.kind == "adam":
+            self.adam_t += 1.0
+            self.m.mul_(0.9).add_(g, alpha=0.1)
+            self.v.mul_(0.999).addcmul_(g, g, value=0.001)
+            m_hat = self.m / (1.0 - 0.9**self.adam_t)[:, None]
+            v_hat = self.v / (1.0 - 0.999**self.adam_t)[:, None]
+            return -m_hat / (v_hat.sqrt() + 1e-8), self.adam_lr.clone(), False
+        if self.kind == "gd":
+            return -g, steps, not self.fixed
+        d = -self._inverse_hessian_times(g)
+        first = self.count == 0
+        l1 = g.abs().sum(dim=1).clamp_min(1e-300)
+        t = torch.where(
+            first, torch.clamp(1.0 / l1, max=1.0), torch.ones(k, dtype=p.dtype, device=p.device)
+        )
+        polishing = torch.tensor([s is not None and s.polishing for s in slots], device=p.device)
+        # a non-descent direction (rounding): restart from the gradient
+        bad = (g * d).sum(dim=1) >= 0
+        d = torch.where(bad[:, None], -g, d)
+        # polishing slots take unit steps (the line search accepts them whatever F does)
+        t = torch.where(polishing, torch.ones_like(t), t)
+        return d, t, True
+
+    def _inverse_hessian_times(self, g: Tensor) -> Tensor:
+        """H g for every slot, by the compact form of the L-BFGS matrix (Byrd, Nocedal and
+        Schnabel 1994): ``H = gamma I + [S gamma Y] M [S' ; gamma Y']`` with
+        ``M = [[R^-T (D + gamma Y'Y) R^-1, -R^-T], [-R^-1, 0]]``, R the upper triangle of S'Y
+        and D its diagonal: a few batched matmuls and two triangular solves, no loop."""
+        k, h = self.count.shape[0], self.h
+        if h == 0:
+            return g.clone()
+        ar = torch.arange(k, device=g.device)
+        valid = torch.arange(h, device=g.device)[None, :] < self.count[:, None]  # (k, h)
+        last = (self.count - 1).clamp_min(0)
+        sy_last = self.sy[ar, last, last]
+        yy_last = self.yy[ar, last, last]
+        gamma = torch.where(
+            (self.count > 0) & (yy_last > 0), sy_last / yy_last.clamp_min(1e-300), 1.0
+        )
+        eye = torch.eye(h, dtype=g.dtype, device=g.device)
+        pad = (~valid).to(g.dtype)
+        r = torch.triu(self.sy) + pad[:, :, None] * eye  # unused pairs: identity rows
+        dg = torch.diagonal(self.sy, dim1=1, dim2=2) * valid.to(g.dtype)
+        u = torch.bmm(self.s, g.unsqueeze(-1))  # S' g, (k, h, 1)
+        v = gamma[:, None, None] * torch.bmm(self.y, g.unsqueeze(-1))
+        r_u = torch.linalg.solve_triangular(r, u, upper=True)
+        inner = dg[:, :, None] * r_u + gamma[:, None, None] * torch.bmm(self.yy, r_u) - v
+        top = torch.linalg.solve_triangular(r.transpose(1, 2), inner, upper=False)
+        out = gamma[:, None] * g + torch.bmm(self.s.transpose(1, 2), top).squeeze(-1)
+        out -= gamma[:, None] * torch.bmm(self.y.transpose(1, 2), r_u).squeeze(-1)
+        return out
+
+    def accepted(
+        self,
+        p: Tensor,
+        trial: Tensor,
+        g: Tensor,
+        g_new: Tensor,
+        ok: Tensor,
+        t: Tensor,
+        slots: Sequence[_Slot | None],
+    ) -> None:
+        """Record the accepted steps: L-BFGS pairs, the next gd trial."""
+        if self.kind == "gd" and not self.fixed:
+            for i, s in enumerate(slots):
+                if s is not None and bool(ok[i]):
+                    s.step_size = float(t[i]) * (1.0 if s.polishing else ARMIJO_GROW)
+        if self.kind != "lbfgs":
+            return
+        s_vec, y_vec = trial - p, g_new - g
+        sy = (s_vec * y_vec).sum(dim=1)
+        store = ok & (sy > 1e-10 * s_vec.norm(dim=1) * y_vec.norm(dim=1))
+        if bool(store.any()):
+            self._insert(store, s_vec, y_vec)
+
+    def _insert(self, store: Tensor, s_vec: Tensor, y_vec: Tensor) -> None:
+        """Append a pair to the history of the slots in ``store``, with its row and column of
+        S'Y and Y'Y. A full history drops its oldest half at once (so the shift is paid once
+        per h/2 insertions, not at each)."""
+        h = self.h
+        full = store & (self.count == h)
+        if bool(full.any()):
+            drop = h // 2
+            for t in (self.s, self.y):
+                t[full, : h - drop] = t[full, drop:].clone()
+            for t in (self.sy, self.yy):
+                t[full, : h - drop, : h - drop] = t[full, drop:, drop:].clone()
+            self.count[full] -= drop
+        ar = torch.arange(self.count.shape[0], device=s_vec.device)
+        idx, pos = ar[store], self.count[store]
+        self.s[idx, pos] = s_vec[store]
+        self.y[idx, pos] = y_vec[store]
+        # dot products with the whole (new) history of every slot, then the stored rows
+        s_y = torch.bmm(self.y, s_vec.unsqueeze(-1)).squeeze(-1)[store]  # y_j . s_new
+        y_s = torch.bmm(self.s, y_vec.unsqueeze(-1)).squeeze(-1)[store]  # s_i . y_new
+        y_y = torch.bmm(self.y, y_vec.unsqueeze(-1)).squeeze(-1)[store]
+        keep = (torch.arange(h, device=s_vec.device)[None, :] <= pos[:, None]).to(s_y.dtype)
+        self.sy[idx, pos, :] = s_y * keep
+        self.sy[idx, :, pos] = y_s * keep
+        self.yy[idx, pos, :] = y_y * keep
+        self.yy[idx, :, pos] = y_y * keep
+        self.count[store] = pos + 1
 
 
-def train(
-    problem: Problem,
-    data: Dataset,
+def history_size(n_params: int, dtype: torch.dtype) -> int:
+    """L-BFGS pairs per run: LBFGS_HISTORY, fewer for large networks (HISTORY_BYTES)."""
+    per_pair = 2 * n_params * torch.finfo(dtype).bits // 8
+    return int(max(10, min(LBFGS_HISTORY, HISTORY_BYTES // max(per_pair, 1))))
+
+
+def train_batch(
+    requests: Sequence[TrainRequest],
     *,
     device: torch.device | None = None,
-    on_step: StepFn | None = None,
-    certificate: CertificateFn | None = None,
-) -> TrainOutcome:
-    """Train the network of ``problem`` on ``data`` (see the module docstring for the rules)."""
-    return _Trainer(problem, data, device, on_step, certificate).run()
+    slots: int | None = None,
+    on_done: Callable[[int, TrainOutcome], None] | None = None,
+) -> list[TrainOutcome]:
+    """Train runs of one shape in batches of ``slots`` (default: all of them at once).
 
+    Returns the outcomes in the order of ``requests``; each is also handed to ``on_done``
+    (request index, outcome) as soon as its run stops.
+    """
+    if not requests:
+        return []
+    dev = device if device is not None else resolve_device(requests[0].problem.cfg.training.device)
+    done: dict[int, TrainOutcome] = {}
 
-def _armijo_step(ev: _Evaluator, f: float, t: float, *, grow: bool) -> tuple[bool, float]:
-    """One backtracking step from the current point (grad in p.grad); returns
-    (accepted, next trial step). On acceptance the new point's evaluation is cached."""
-    params = ev.params
-    grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
-    g2 = ev.grad_norm**2
-    old = ev.snapshot()
-    slack = 8.0 * torch.finfo(params[0].dtype).eps * abs(f)
-    for _ in range(ARMIJO_MAX_HALVINGS):
-        with torch.no_grad():
-            for p, p0, g in zip(params, old, grads, strict=True):
-                torch.add(p0, g, alpha=-t, out=p)
-        obj, mse = ev.graph()
-        f_new = float(obj.detach())
-        if math.isfinite(f_new) and f_new <= f - ARMIJO_C * t * g2 + slack:
-            ev.commit(obj, mse)
-            return True, t * ARMIJO_GROW if grow else t
-        t *= ARMIJO_SHRINK
-    ev.restore(old)
-    return False, t
+    def record(run: int, outcome: TrainOutcome) -> None:
+        done[run] = outcome
+        if on_done is not None:
+            on_done(run, outcome)
+
+    _Batch(requests, dev, slots or len(requests), record).run()
+    return [done[i] for i in range(len(requests))]

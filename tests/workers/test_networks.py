@@ -1,5 +1,5 @@
-"""workers.networks: the two networks' conventions, gradients, initialisation (by their
-problem's build_net)."""
+"""workers.networks: the batched networks' objectives and gradients, against autograd and the
+teacher forms; initialisation by each problem's init stream."""
 
 from __future__ import annotations
 
@@ -8,157 +8,148 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from service.spec import RunConfig, TeacherSpec, TrainingSpec
-from workers.networks import DiagonalNet, QuadraticNet, TwoLayerNet
+from workers.networks import BatchedNets, DiagonalNets, QuadraticNets
 from workers.operators import quadratic_form
 from workers.problems import problem_for
 
 CPU = torch.device("cpu")
+F64 = torch.float64
 
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
-    # Tiny problems: intra-op threads only add contention on a shared machine.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
 
-def _data(n: int, d: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+def _batch(k: int, n: int, d: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     rng = np.random.default_rng(seed)
-    return torch.as_tensor(rng.standard_normal((n, d))), torch.as_tensor(rng.standard_normal(n))
+    x = torch.as_tensor(rng.standard_normal((k, n, d)))
+    y = torch.as_tensor(rng.standard_normal((k, n)))
+    lam = torch.as_tensor(rng.uniform(0.01, 0.5, k))
+    return x, y, lam
 
 
-class _Objective(nn.Module):
-    def __init__(self, net: TwoLayerNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: Tensor, y: Tensor, lam: float) -> Tensor:
-        return self.net.objective(x, y, lam)
-
-
-def _random_init(net: TwoLayerNet, seed: int = 1) -> None:
-    net.init_from(np.random.default_rng(seed), 0.7)
-
-
-@pytest.mark.parametrize(
-    "net",
-    [DiagonalNet(5), QuadraticNet(4, 4, "positive"), QuadraticNet(4, 5, "signed")],
-    ids=["diagonal", "quadratic", "quadratic-signed"],
-)
-def test_gradcheck_objective(net: TwoLayerNet) -> None:
-    _random_init(net)
-    x, y = _data(7, next(iter(net.parameters())).shape[-1])
-    wrapper = _Objective(net)
-    names = [f"net.{name}" for name, _ in net.named_parameters()]
-    start = tuple(p.detach().clone().requires_grad_(True) for p in net.parameters())
-
-    def fn(*params: Tensor) -> Tensor:
-        out: Tensor = torch.func.functional_call(
-            wrapper, dict(zip(names, params, strict=True)), (x, y, 0.3)
-        )
-        return out
-
-    # gradcheck's default float64 tolerances (atol 1e-5, rtol 1e-3) on finite differences
-    assert torch.autograd.gradcheck(fn, start)
+def _reference(nets: BatchedNets, p: Tensor, x: Tensor, y: Tensor, lam: Tensor) -> Tensor:
+    """F of every network, written the plain way (for autograd)."""
+    k, n, d = x.shape
+    if isinstance(nets, DiagonalNets):
+        f = torch.einsum("knd,kd->kn", x, p[:, :d] * p[:, d:])
+    else:
+        assert isinstance(nets, QuadraticNets)
+        w = p.view(k, nets.width, d)
+        f = (torch.einsum("knd,kmd->knm", x, w) ** 2) @ nets.s - (w * w).sum(2) @ nets.s[:, None]
+    return ((y - f) ** 2).sum(1) / (2 * n) + lam / 2 * (p * p).sum(1)
 
 
-def test_objective_formula() -> None:
-    net = QuadraticNet(3, 4, "signed")
-    _random_init(net)
-    x, y = _data(6, 3)
-    f = net(x)
-    expected = ((y - f) ** 2).sum() / (2 * 6) + 0.25 / 2 * (net.W**2).sum()
-    obj, mse = net.losses(x, y, 0.25)
-    # float64 rounding only: 1e-14 relative
-    torch.testing.assert_close(obj, expected, rtol=1e-14, atol=0.0)
-    torch.testing.assert_close(mse, ((y - f) ** 2).mean(), rtol=1e-14, atol=0.0)
-    torch.testing.assert_close(net.objective(x, y, 0.25), obj, rtol=0.0, atol=0.0)
+NETS = {
+    "diagonal": lambda: DiagonalNets(5, device=CPU, dtype=F64),
+    "quadratic": lambda: QuadraticNets(5, 5, "positive", device=CPU, dtype=F64),
+    "quadratic-signed": lambda: QuadraticNets(5, 7, "signed", device=CPU, dtype=F64),
+}
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_gradient_equals_autograd_and_finite_differences(name: str) -> None:
+    nets = NETS[name]()
+    x, y, lam = _batch(3, 11, 5)
+    p = torch.as_tensor(np.random.default_rng(1).normal(0, 0.7, (3, nets.n_params)))
+    f, mse, g = nets.evaluate(p, x, y, lam)
+    q = p.clone().requires_grad_(True)
+    ref = _reference(nets, q, x, y, lam)
+    (auto,) = torch.autograd.grad(ref.sum(), q)
+    torch.testing.assert_close(f, ref.detach(), rtol=1e-12, atol=0.0)  # float64 rounding
+    torch.testing.assert_close(g, auto, rtol=1e-10, atol=1e-13)  # two summation orders
+    # and the reference itself by finite differences (gradcheck's float64 tolerances)
+    assert torch.autograd.gradcheck(lambda v: _reference(nets, v, x, y, lam), (q,))
+    assert bool((mse >= 0).all())
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_chunks_over_samples_change_nothing(name: str) -> None:
+    nets = NETS[name]()
+    x, y, lam = _batch(2, 40, 5, seed=3)
+    p = torch.as_tensor(np.random.default_rng(4).normal(0, 0.5, (2, nets.n_params)))
+    whole = nets.evaluate(p, x, y, lam)
+    nets.chunk_bytes = 8 * 2 * 7 * 3  # a few rows per chunk
+    assert nets.chunk_rows(2, 40, 7) < 10
+    for a, b in zip(whole, nets.evaluate(p, x, y, lam), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)  # summation order only
 
 
 @pytest.mark.parametrize("second_layer", ["positive", "signed"])
-def test_quadratic_forward_is_teacher_form(second_layer: str) -> None:
-    net = QuadraticNet(6, 9, second_layer)  # type: ignore[arg-type]
-    _random_init(net)
-    x, _ = _data(20, 6)
-    s = net.matrix()
+def test_quadratic_networks_predict_the_teacher_form(second_layer: str) -> None:
+    nets = QuadraticNets(6, 9, second_layer, device=CPU, dtype=F64)  # type: ignore[arg-type]
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 0.7, (9, 6))
+    s = nets.matrix({"W": w})
     np.testing.assert_array_equal(s, s.T)
-    expected = quadratic_form(x.numpy(), s)
-    # two float64 evaluation orders of the same sum: 1e-12 relative to the output scale
-    np.testing.assert_allclose(
-        net(x).detach().numpy(), expected, rtol=0, atol=1e-12 * np.abs(expected).max()
-    )
+    x = rng.standard_normal((20, 6))
+    y = quadratic_form(x, s)  # the network's own prediction: zero residual
+    p = torch.as_tensor(nets.pack({"W": w}))[None]
+    _, mse, _ = nets.evaluate(p, torch.as_tensor(x)[None], torch.as_tensor(y)[None], torch.zeros(1))
+    assert float(mse[0]) < 1e-24 * float(np.mean(y * y))  # float64 rounding of two orders
     ev = np.linalg.eigvalsh(s)
     if second_layer == "positive":
-        assert ev.min() >= -1e-12 * ev.max()  # PSD up to rounding (1e-12 relative)
+        assert ev.min() >= -1e-12 * ev.max()  # PSD up to rounding
     else:
         assert ev.min() < 0 < ev.max()
+    assert nets.s.tolist() == ([1.0] * 9 if second_layer == "positive" else [1.0] * 5 + [-1.0] * 4)
+    np.testing.assert_array_equal(nets.unpack(nets.pack({"W": w}))["W"], w)
 
 
-def test_diagonal_forward_is_linear_in_theta() -> None:
-    net = DiagonalNet(8)
-    _random_init(net)
-    x, _ = _data(10, 8)
-    theta = net.theta()
-    np.testing.assert_allclose(theta, (net.a * net.w).detach().numpy(), rtol=1e-15, atol=0)
-    # float64 rounding only: 1e-13 absolute on O(1) outputs
-    np.testing.assert_allclose(net(x).detach().numpy(), x.numpy() @ theta, rtol=0, atol=1e-13)
-    assert set(net.weight_matrices()) == {"a", "w"}
-
-
-def test_signed_second_layer_layout() -> None:
-    net = QuadraticNet(3, 5, "signed")
-    assert net.s.tolist() == [1.0, 1.0, 1.0, -1.0, -1.0]
-    assert QuadraticNet(3, 4, "positive").s.tolist() == [1.0] * 4
-    assert set(net.weight_matrices()) == {"W"}
-    assert [name for name, _ in net.named_parameters()] == ["W"]  # s is a buffer
+def test_diagonal_networks_are_linear_in_theta() -> None:
+    nets = DiagonalNets(8, device=CPU, dtype=F64)
+    rng = np.random.default_rng(6)
+    a, w = rng.normal(size=8), rng.normal(size=8)
+    x = rng.standard_normal((10, 8))
+    p = torch.as_tensor(nets.pack({"a": a, "w": w}))[None]
+    y = x @ (a * w)
+    _, mse, _ = nets.evaluate(p, torch.as_tensor(x)[None], torch.as_tensor(y)[None], torch.zeros(1))
+    assert float(mse[0]) < 1e-26  # float64 rounding only
+    back = nets.unpack(nets.pack({"a": a, "w": w}))
+    np.testing.assert_array_equal(back["a"], a)
+    np.testing.assert_array_equal(back["w"], w)
 
 
 def _cfg(model: str, seed: int = 0, **training: object) -> RunConfig:
+    signed = training.get("second_layer") == "signed"
     return RunConfig(
         model=model,
         d=6,
         n=30,
         weight_decay=0.01,
         seed=seed,
+        teacher=TeacherSpec(signed=signed),
         training=TrainingSpec.model_validate(training),
     )
 
 
 @pytest.mark.parametrize("model", ["diagonal", "quadratic"])
-def test_init_reproducible_and_seeded(model: str) -> None:
-    a = problem_for(_cfg(model, seed=3)).build_net(CPU, torch.float64)
-    b = problem_for(_cfg(model, seed=3)).build_net(CPU, torch.float64)
-    c = problem_for(_cfg(model, seed=4)).build_net(CPU, torch.float64)
-    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters(), strict=True):
-        assert torch.equal(pa, pb)  # bit-identical
-        assert not torch.equal(pa, pc)
+def test_init_is_reproducible_and_seeded(model: str) -> None:
+    a = problem_for(_cfg(model, seed=3)).init_params()
+    b = problem_for(_cfg(model, seed=3)).init_params()
+    c = problem_for(_cfg(model, seed=4)).init_params()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])  # bit-identical
+        assert not np.array_equal(a[key], c[key])
 
 
 def test_init_scale_dtype_and_width() -> None:
-    cfg = _cfg("quadratic", init_scale=0.5)
-    net64 = problem_for(cfg).build_net(CPU, torch.float64)
-    net32 = problem_for(cfg).build_net(CPU, torch.float32)
-    assert isinstance(net64, QuadraticNet) and isinstance(net32, QuadraticNet)
-    assert net64.W.shape == (6, 6) and net32.W.dtype == torch.float32
+    problem = problem_for(_cfg("quadratic", init_scale=0.5))
+    w = problem.init_params()["W"]
+    assert w.shape == (6, 6)
+    assert abs(float(w.std()) - 0.5) < 0.2  # 36 N(0, 0.25) draws: a > 5-sigma band
+    nets32 = problem.nets(CPU, torch.float32)
+    row = torch.as_tensor(nets32.pack({"W": w})).to(torch.float32)
     # float32 parameters are exactly the float64 draws rounded
-    assert torch.equal(net32.W, net64.W.to(torch.float32))
-    # 36 N(0, 0.25) draws: sample std within 40% of 0.5 (a > 5-sigma band)
-    assert abs(float(net64.W.detach().std()) - 0.5) < 0.2
-    signed = RunConfig(
-        model="quadratic",
-        d=6,
-        n=30,
-        weight_decay=0.01,
-        teacher=TeacherSpec(signed=True),
-        training=TrainingSpec(second_layer="signed"),
-    )
-    net = problem_for(signed).build_net(CPU, torch.float64)
-    assert isinstance(net, QuadraticNet) and net.W.shape == (12, 6)
-    assert float(net.s.sum()) == 0.0
-    diag = problem_for(_cfg("diagonal")).build_net(CPU, torch.float64)
-    assert isinstance(diag, DiagonalNet) and diag.a.shape == (6,)
+    assert torch.equal(row, torch.as_tensor(w.reshape(-1)).to(torch.float32))
+    signed = problem_for(_cfg("quadratic", second_layer="signed"))
+    assert signed.init_params()["W"].shape == (12, 6)  # width 2d by default
+    diag = problem_for(_cfg("diagonal")).init_params()
+    assert set(diag) == {"a", "w"} and diag["a"].shape == (6,)

@@ -5,6 +5,8 @@ A :class:`Problem` is one run's model, chosen once from ``cfg.model`` by
 global minimum solves (THEORY.md section 1), the exact excess risk, the support and penalty
 norm of a solution, the certificate of a candidate and the spectra of the trained weights.
 Training (:mod:`workers.train`) and the task (:mod:`workers.tasks`) see only this interface.
+Parameters travel as named float64 arrays (``{"a": ..., "w": ...}`` or ``{"W": ...}``); the
+batched tensor program of a shape is :meth:`Problem.nets`.
 
 A solution is an :class:`Estimate` in float64: the convex variable (theta, shape (d,), for
 the diagonal model; S, shape (d, d), for the quadratic one), optionally a factor of it (the
@@ -28,7 +30,7 @@ from service.spec import RunConfig
 from workers.certificate import Certificate, certificate_tolerance
 from workers.convex import ConvexSolution
 from workers.data import Dataset, sample
-from workers.networks import TwoLayerNet
+from workers.networks import BatchedNets
 from workers.rng import stream
 
 Array = NDArray[np.float64]
@@ -37,6 +39,9 @@ ConvexSolver = Callable[..., ConvexSolution]
 """``solve(x, y, lam, *, tol, max_iter, start=None, deadline=None)`` (workers.convex)."""
 WARM_SOLVE_ITERATIONS = 300
 """At most this many proximal-gradient iterations to tighten a certificate's dual bound."""
+TIGHTEN_BELOW = 1e-3
+"""The warm solve is tried only when the free bound's gap is below this: farther away the
+candidate itself is not near the minimum, and the solve would not certify it."""
 
 
 class Teacher(Protocol):
@@ -77,12 +82,21 @@ class Problem(ABC):
         """The teacher, drawn from ``rng`` (the run's ``teacher`` stream)."""
 
     @abstractmethod
-    def build_net(self, device: torch.device, dtype: torch.dtype) -> TwoLayerNet:
-        """The network of the run, initialised from the run's ``init`` stream."""
+    def nets(self, device: torch.device, dtype: torch.dtype) -> BatchedNets:
+        """The batched networks of this run's shape (model, d, width, second layer)."""
 
     @abstractmethod
-    def estimate(self, net: TwoLayerNet) -> Estimate:
-        """The network's solution in float64, with ||params||^2 for its objective."""
+    def init_params(self) -> dict[str, Array]:
+        """The initial parameters, i.i.d. N(0, init_scale^2) from the run's ``init`` stream."""
+
+    @abstractmethod
+    def estimate(self, params: dict[str, Array]) -> Estimate:
+        """The solution of the network with these parameters, with ||params||^2."""
+
+    @abstractmethod
+    def correct(self, data: Dataset, params: dict[str, Array]) -> dict[str, Array] | None:
+        """Parameters moved along the near-threshold directions the certificate names
+        (:mod:`workers.corrections`), or None when no such move lowers the objective."""
 
     @abstractmethod
     def predict(self, x: Array, solution: Array) -> Array:
@@ -113,6 +127,10 @@ class Problem(ABC):
         """The spectra of the trained weights with their tail and rank fits."""
 
     # -- shared ---------------------------------------------------------------------------
+
+    def shape(self) -> tuple[object, ...]:
+        """What runs must share to train in one batch (:meth:`RunConfig.batch_shape`)."""
+        return self.cfg.batch_shape()
 
     def draw(self) -> tuple[Teacher, Dataset]:
         """The teacher (``teacher`` stream) and the training set (``train`` stream)."""
@@ -147,7 +165,7 @@ class Problem(ABC):
         cheap = self.dual_certificate(data, est.solution)
         cert = cheap.with_primal(self.objective(data, est))
         floor = certificate_tolerance("float64")
-        if tight and cert.gap > floor:
+        if tight and floor < cert.gap < TIGHTEN_BELOW:
             sol = self.solve_convex(
                 data, tol=1e-2 * floor, max_iter=WARM_SOLVE_ITERATIONS, start=est.solution
             )

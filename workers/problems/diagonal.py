@@ -16,8 +16,9 @@ from service.results import Spectrum
 from service.teachers import diagonal_coefficients
 from workers.certificate import Certificate, lasso_certificate
 from workers.convex import solve_lasso
+from workers.corrections import diagonal_correction
 from workers.data import Dataset
-from workers.networks import DiagonalNet, TwoLayerNet
+from workers.networks import DiagonalNets, init_values
 from workers.problems.base import Array, ConvexSolver, Estimate, Problem, Teacher
 from workers.rng import stream
 from workers.spectra import diagonal_spectra
@@ -49,14 +50,22 @@ class DiagonalProblem(Problem):
         signs = rng.choice(np.array([-1.0, 1.0]), size=cfg.d)
         return DiagonalTeacher(theta=mags * signs)
 
-    def build_net(self, device: torch.device, dtype: torch.dtype) -> DiagonalNet:
-        net = DiagonalNet(self.cfg.d, dtype=dtype, device=device)
-        net.init_from(stream(self.cfg.seed, "init"), self.cfg.training.init_scale)
-        return net
+    def nets(self, device: torch.device, dtype: torch.dtype) -> DiagonalNets:
+        return DiagonalNets(self.cfg.d, device=device, dtype=dtype)
 
-    def estimate(self, net: TwoLayerNet) -> Estimate:
-        assert isinstance(net, DiagonalNet)
-        return Estimate(solution=net.theta(), squared_norm=net.squared_norm())
+    def init_params(self) -> dict[str, Array]:
+        rng, scale, d = stream(self.cfg.seed, "init"), self.cfg.training.init_scale, self.cfg.d
+        a = init_values(rng, scale, (d,))  # a first, then w: part of the reproducibility contract
+        return {"a": a, "w": init_values(rng, scale, (d,))}
+
+    def estimate(self, params: dict[str, Array]) -> Estimate:
+        a, w = params["a"], params["w"]
+        return Estimate(solution=a * w, squared_norm=float(a @ a + w @ w))
+
+    def correct(self, data: Dataset, params: dict[str, Array]) -> dict[str, Array] | None:
+        lam = self.cfg.weight_decay
+        moved = diagonal_correction(data.x, data.y, lam, params["a"], params["w"])
+        return None if moved is None else {"a": moved[0], "w": moved[1]}
 
     def predict(self, x: Array, solution: Array) -> Array:
         out: Array = x @ solution

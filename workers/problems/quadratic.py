@@ -19,8 +19,9 @@ from service.results import Spectrum
 from service.teachers import quadratic_eigenvalues
 from workers.certificate import Certificate, sensing_certificate
 from workers.convex import solve_sensing
+from workers.corrections import quadratic_correction
 from workers.data import Dataset
-from workers.networks import QuadraticNet, TwoLayerNet
+from workers.networks import QuadraticNets, init_values
 from workers.operators import quadratic_form
 from workers.problems.base import Array, ConvexSolver, Estimate, Problem, Teacher
 from workers.rng import stream
@@ -74,16 +75,30 @@ class QuadraticProblem(Problem):
         s = (u * lam) @ u.T
         return QuadraticTeacher(eigenvalues=lam, matrix=(s + s.T) / 2.0)
 
-    def build_net(self, device: torch.device, dtype: torch.dtype) -> QuadraticNet:
-        cfg = self.cfg
-        net = QuadraticNet(cfg.d, cfg.width, cfg.training.second_layer, dtype=dtype, device=device)
-        net.init_from(stream(cfg.seed, "init"), cfg.training.init_scale)
-        return net
+    def nets(self, device: torch.device, dtype: torch.dtype) -> QuadraticNets:
+        c = self.cfg
+        return QuadraticNets(c.d, c.width, c.training.second_layer, device=device, dtype=dtype)
 
-    def estimate(self, net: TwoLayerNet) -> Estimate:
-        assert isinstance(net, QuadraticNet)
-        w = net.weight_matrices()["W"].detach().cpu().double().numpy()
-        return Estimate(solution=net.matrix(), factor=w, squared_norm=net.squared_norm())
+    def init_params(self) -> dict[str, Array]:
+        c = self.cfg
+        return {"W": init_values(stream(c.seed, "init"), c.training.init_scale, (c.width, c.d))}
+
+    def second_layer(self) -> Array:
+        """s: +1 for every row (positive), or +1 on the first ceil(m/2) rows and -1 after."""
+        s = np.ones(self.cfg.width)
+        if not self.psd:
+            s[(self.cfg.width + 1) // 2 :] = -1.0
+        return s
+
+    def estimate(self, params: dict[str, Array]) -> Estimate:
+        w = params["W"]
+        m = (w.T * self.second_layer()) @ w
+        return Estimate(solution=(m + m.T) / 2.0, factor=w, squared_norm=float(np.sum(w * w)))
+
+    def correct(self, data: Dataset, params: dict[str, Array]) -> dict[str, Array] | None:
+        lam = self.cfg.weight_decay
+        moved = quadratic_correction(data.x, data.y, lam, params["W"], self.second_layer())
+        return None if moved is None else {"W": moved}
 
     def predict(self, x: Array, solution: Array) -> Array:
         return quadratic_form(x, solution)

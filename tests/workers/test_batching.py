@@ -1,0 +1,109 @@
+"""workers.batching through run_batch: a batch of mixed runs gives what each run gives alone;
+float32 runs are refined to a float64 certificate; an out-of-memory error shrinks the batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from service.results import RunResult
+from service.spec import RunConfig, TeacherSpec, TrainingSpec
+from workers import batching, train
+from workers.tasks import run_batch, run_one
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cfg(lam: float, seed: int, **training: Any) -> RunConfig:
+    base: dict[str, Any] = {"optimizer": "lbfgs", "device": "cpu", "tol": 1e-20}
+    return RunConfig(
+        model="quadratic",
+        d=8,
+        n=160,
+        weight_decay=lam,
+        seed=seed,
+        teacher=TeacherSpec(gamma=1.0, noise=0.01),
+        training=TrainingSpec(**(base | training)),
+    )
+
+
+MIXED = [
+    _cfg(0.01, 0),
+    _cfg(0.03, 1),
+    _cfg(0.1, 2),
+    _cfg(0.03, 3, init_scale=1e200),  # overflows at once: diverges
+    _cfg(0.01, 4, max_steps=3),  # stops early: does not converge
+    _cfg(0.3, 5),
+]
+
+
+def _check_same(alone: RunResult, batched: RunResult) -> None:
+    assert batched.status == alone.status and batched.config_hash == alone.config_hash
+    if alone.metrics is None:
+        assert batched.metrics is None and batched.error == alone.error
+        return
+    a, b = alone.metrics, batched.metrics
+    assert b is not None
+    # float64, both at their certified minimum: excess risk within 1e-6 relative
+    assert b.excess_risk == pytest.approx(a.excess_risk, rel=1e-6)
+    if a.converged:
+        assert a.duality_gap <= 1e-6 and b.duality_gap <= 1e-6
+
+
+def test_a_mixed_batch_gives_each_run_what_it_gets_alone() -> None:
+    batched = run_batch(MIXED)
+    assert [r.status for r in batched] == [
+        "succeeded", "succeeded", "succeeded", "failed", "failed", "succeeded",
+    ]  # fmt: skip
+    assert batched[3].metrics is None and "diverged" in (batched[3].error or "")
+    assert batched[4].metrics is not None and not batched[4].metrics.converged
+    assert all(r.metrics is None or r.metrics.batch_size == len(MIXED) for r in batched)
+    for cfg, together in zip(MIXED, batched, strict=True):
+        alone = run_one(cfg)
+        assert alone.metrics is None or alone.metrics.batch_size == 1
+        _check_same(alone, together)
+
+
+def test_slots_refill_as_runs_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batching, "slots_for", lambda problem, n_runs, device: 2)
+    refilled = run_batch(MIXED)  # six runs through two slots
+    assert all(r.metrics is None or r.metrics.batch_size == 2 for r in refilled)
+    for cfg, result in zip(MIXED, refilled, strict=True):
+        _check_same(run_one(cfg), result)
+
+
+def test_float32_runs_are_refined_to_a_float64_certificate() -> None:
+    cfgs = [_cfg(0.03, seed, dtype="float32", tol=1e-8) for seed in range(3)]
+    for result in run_batch(cfgs):
+        assert result.status == "succeeded" and result.metrics is not None
+        assert result.metrics.duality_gap <= 1e-6  # the float64 certificate, not float32's
+
+
+def test_an_out_of_memory_error_halves_the_slots_and_loses_no_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = train.train_batch
+    seen: list[int] = []
+
+    def tight(requests: Any, *, slots: int | None = None, **kw: Any) -> Any:
+        seen.append(int(slots or 0))
+        if slots is not None and slots > 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(requests, slots=slots, **kw)
+
+    monkeypatch.setattr(batching, "train_batch", tight)
+    cfgs = [_cfg(0.03, seed) for seed in range(4)]
+    results = run_batch(cfgs)
+    assert seen[:3] == [4, 2, 1]
+    assert [r.status for r in results] == ["succeeded"] * 4
+    for cfg, result in zip(cfgs, results, strict=True):
+        _check_same(run_one(cfg), result)
