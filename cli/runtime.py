@@ -4,13 +4,14 @@
 in one process, the runner in a thread) and by ``python -m workers`` (:func:`runner_main`:
 the runner alone in the foreground, next to a Ray head in a team deployment). The API
 process needs neither torch nor Ray unless it also runs the runner; the runner is given the
-task function (``workers.tasks.run_batch``) and the Ray executor here, so ``service`` never
-imports ``workers``.
+task function (``workers.tasks.run_batch`` with the task budget, :func:`task_function`) and
+the Ray executor here, so ``service`` never imports ``workers``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import socket
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from service.config import Settings, get_settings
 from service.errors import StorageError
 from service.logs import configure_logging
-from service.orchestration.executor import Executor, InlineExecutor
+from service.orchestration.executor import BatchFn, Executor, InlineExecutor
 from service.orchestration.runner import Runner
 from service.storage import Store, check_schema, make_store, upgrade_head
 
@@ -94,8 +95,24 @@ def build_executor(
         return InlineExecutor(), None
     from workers.executor import RayExecutor  # ray is imported only when it is used
 
-    executor = RayExecutor(settings.ray_address, num_cpus=num_cpus)
+    executor = RayExecutor(
+        settings.ray_address, num_cpus=num_cpus, gpus_per_task=settings.gpus_per_task
+    )
     return executor, executor.status
+
+
+def task_function(settings: Settings) -> BatchFn:
+    """The real task function with this deployment's budget per task (batching, memory,
+    GPU share), picklable for Ray."""
+    from workers.batching import TaskBudget
+    from workers.tasks import run_batch
+
+    budget = TaskBudget(
+        batched=settings.batching == "on",
+        memory_mb=settings.task_memory_mb,
+        gpu_share=settings.gpus_per_task,
+    )
+    return functools.partial(run_batch, budget=budget)
 
 
 def build_runtime(
@@ -122,10 +139,10 @@ def build_runtime(
         check_schema(settings.database_url)
     rt = Runtime(settings=settings, store=make_store(settings.database_url))
     if runner:
-        from workers.tasks import run_batch
-
         rt.executor, rt.ray_status = build_executor(settings, no_ray=no_ray, num_cpus=num_cpus)
-        rt.runner = Runner(rt.store, rt.executor, run_batch, settings=settings, runner_id=runner_id)
+        rt.runner = Runner(
+            rt.store, rt.executor, task_function(settings), settings=settings, runner_id=runner_id
+        )
     if app:
         rt.app = _app(settings, rt)
     return rt

@@ -31,6 +31,18 @@ class Settings(BaseSettings):
     runner_poll_s: PositiveFloat = 0.2
     pack_below_s: PositiveFloat = 0.5
     """Runs expected to take less than this are packed several per Ray task."""
+    batching: Literal["on", "off"] = "on"
+    """on: network runs of one shape (``RunConfig.batch_shape``) share a task and train as one
+    batched program; off: every network run trains alone (tiny runs are still packed)."""
+    batch_max_runs: PositiveInt = 32
+    """Most runs of one batched task (lower it to spread a sweep over more workers)."""
+    batch_budget_s: PositiveFloat = 300.0
+    """Estimated seconds of batched work one task takes at most (packing's cost model)."""
+    task_memory_mb: PositiveInt = 4096
+    """Host memory the data of one task may take (packing), and a CPU batch's budget."""
+    gpus_per_task: float = Field(default=0.5, gt=0.0, le=1.0)
+    """Share of a GPU one GPU task asks Ray for: 0.5 lets two batched tasks share a GPU, and
+    each sizes its batch to that share of the GPU's memory."""
     max_body_bytes: PositiveInt = 1024 * 1024
     """Largest request body the API reads (HTTP 413 above it)."""
     max_spectrum_points: PositiveInt = 10_000

@@ -4,8 +4,9 @@
 
 * groups them by shape (:meth:`Problem.shape`) and trains each group with
   :func:`workers.train.train_batch`, in as many slots as the device memory allows
-  (:func:`slots_for`: the data, parameters and optimizer state of a slot, against
-  ``SCALESWEEP_TASK_MEMORY_MB`` on a CPU, or the free memory of a GPU);
+  (:func:`slots_for`: the data, parameters and optimizer state of a slot, against the
+  task's :class:`TaskBudget`: its memory on a CPU, its share of a GPU's memory on a GPU),
+  or one run at a time with batching off;
 * refines every float32 run in float64 from where it stopped (``training.dtype = float32``,
   typically on a GPU: TF32 matmuls allowed), until the float64 certificate is within
   :data:`~workers.certificate.CERTIFIED` or its budget is spent;
@@ -17,7 +18,6 @@ Every outcome is handed to ``on_done`` as soon as its run has finished both phas
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -40,12 +40,23 @@ from workers.train import (
 
 MAX_SLOTS = 64
 """Most runs one batch trains at once."""
-CPU_TASK_MEMORY_MB = 4096
-"""Default memory of one task on a CPU (SCALESWEEP_TASK_MEMORY_MB)."""
 GPU_MEMORY_FRACTION = 0.8
-"""Share of a GPU's free memory one batch may take."""
+"""Share of a GPU's memory (of the task's share of it) one batch may take."""
 REFINE_MIN_STEPS = 500
 """A float64 refinement gets the steps left of the run's budget, and at least these."""
+
+
+@dataclass(frozen=True)
+class TaskBudget:
+    """What one task may use (from the settings ``batching``, ``task_memory_mb`` and
+    ``gpus_per_task``, handed to the task function by the composition root)."""
+
+    batched: bool = True
+    """False: every run trains alone (a batch of one)."""
+    memory_mb: int = 4096
+    """Memory of one CPU batch."""
+    gpu_share: float = 1.0
+    """The share of its GPU the task holds (Ray's fractional ``num_gpus``)."""
 
 
 @dataclass
@@ -59,22 +70,25 @@ class RunTraining:
     every: int = 0
 
 
-def task_memory_bytes(device: torch.device) -> int:
-    """What one batch may take: free GPU memory x 0.8, or SCALESWEEP_TASK_MEMORY_MB."""
+def task_memory_bytes(device: torch.device, budget: TaskBudget) -> int:
+    """What one batch may take: 0.8 x the task's share of the GPU (at most what is free),
+    or the task's memory on a CPU."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(GPU_MEMORY_FRACTION * free)
-    return int(os.environ.get("SCALESWEEP_TASK_MEMORY_MB", CPU_TASK_MEMORY_MB)) * 2**20
+        free, total = torch.cuda.mem_get_info(device)
+        return int(GPU_MEMORY_FRACTION * min(free, budget.gpu_share * total))
+    return budget.memory_mb * 2**20
 
 
-def slots_for(problem: Problem, n_runs: int, device: torch.device) -> int:
-    """How many runs of this shape train together within the task's memory."""
+def slots_for(problem: Problem, n_runs: int, device: torch.device, budget: TaskBudget) -> int:
+    """How many runs of this shape train together within the task's memory (1 unbatched)."""
+    if not budget.batched:
+        return 1
     c = problem.cfg
     dtype = torch_dtype(c.training.dtype)
     bits = torch.finfo(dtype).bits
     p = 2 * c.d if c.model == "diagonal" else c.width * c.d
     per_run = device_bytes(c.model, c.n, c.d, c.width, bits, history_size(p, dtype))
-    room = max(per_run, task_memory_bytes(device) - DEFAULT_CHUNK_BYTES)
+    room = max(per_run, task_memory_bytes(device, budget) - DEFAULT_CHUNK_BYTES)
     return max(1, min(MAX_SLOTS, n_runs, room // per_run))
 
 
@@ -92,11 +106,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def _phase(
     requests: Sequence[TrainRequest],
     device: torch.device,
+    budget: TaskBudget,
     on_done: Callable[[int, TrainOutcome], None],
 ) -> None:
     """Train requests (of one shape) in slots that fit, halving them on out-of-memory."""
     left = list(range(len(requests)))
-    slots = slots_for(requests[0].problem, len(left), device)
+    slots = slots_for(requests[0].problem, len(left), device, budget)
     while left:
         finished: list[int] = []
 
@@ -117,18 +132,24 @@ def _phase(
         left = [i for i in left if i not in set(finished)]
 
 
-def train_runs(runs: Sequence[RunTraining], on_done: Callable[[int, TrainOutcome], None]) -> None:
+def train_runs(
+    runs: Sequence[RunTraining],
+    on_done: Callable[[int, TrainOutcome], None],
+    budget: TaskBudget | None = None,
+) -> None:
     """Train every run (see the module docstring); ``on_done(index, outcome)``."""
+    budget = budget or TaskBudget()
     groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
     for i, run in enumerate(runs):
         groups[run.problem.shape()].append(i)
     for members in groups.values():
-        _train_group([runs[i] for i in members], members, on_done)
+        _train_group([runs[i] for i in members], members, budget, on_done)
 
 
 def _train_group(
     group: Sequence[RunTraining],
     index: Sequence[int],
+    budget: TaskBudget,
     on_done: Callable[[int, TrainOutcome], None],
 ) -> None:
     cfg = group[0].problem.cfg
@@ -148,11 +169,11 @@ def _train_group(
         for r in group
     ]
     if not refine:
-        _phase(requests, device, lambda j, out: on_done(index[j], out))
+        _phase(requests, device, budget, lambda j, out: on_done(index[j], out))
         return
     first: dict[int, TrainOutcome] = {}
-    _phase(requests, device, lambda j, out: first.__setitem__(j, out))
-    _refine(group, index, first, device, on_done)
+    _phase(requests, device, budget, lambda j, out: first.__setitem__(j, out))
+    _refine(group, index, first, device, budget, on_done)
 
 
 def _refine(
@@ -160,6 +181,7 @@ def _refine(
     index: Sequence[int],
     first: dict[int, TrainOutcome],
     device: torch.device,
+    budget: TaskBudget,
     on_done: Callable[[int, TrainOutcome], None],
 ) -> None:
     """The float64 phase of float32 runs, from their float32 parameters."""
@@ -204,4 +226,4 @@ def _refine(
             ),
         )
 
-    _phase(requests, device, done)
+    _phase(requests, device, budget, done)

@@ -2,7 +2,8 @@
 
 The only module that imports ray (like Hamilton's ``plugins/h_ray.py``). One plain function,
 :func:`execute`, is made remote at submit time with per-task options: one GPU when the run
-asks for ``cuda`` (or ``auto`` on a cluster that has GPUs), one CPU otherwise, and
+asks for ``cuda`` (or ``auto`` on a cluster that has GPUs) -- ``gpus_per_task`` of one, a
+fraction so that several batched tasks share a GPU -- one CPU otherwise, and
 ``max_retries`` (0 by default: a task lost with its worker or node comes back as
 :class:`~service.errors.WorkerLost` and the runner retries it under a new lease, so
 every attempt is counted in the database). Completed tasks are collected with ``ray.wait``
@@ -54,8 +55,12 @@ class RayExecutor:
         skip_init: bool = False,
         *,
         max_retries: int = 0,
+        gpus_per_task: float = 1.0,
     ) -> None:
+        if not 0.0 < gpus_per_task <= 1.0:
+            raise ValueError(f"gpus_per_task must be in (0, 1], got {gpus_per_task}")
         self._owns_ray = False
+        self._gpus_per_task = gpus_per_task
         if not skip_init and not ray.is_initialized():
             # unset: a new local Ray, never a cluster some `ray start` left on this machine
             kwargs: dict[str, Any] = {"address": ray_address or "local"}
@@ -70,6 +75,7 @@ class RayExecutor:
         self._cancelled: set[int] = set()
         self._recancel_at = float("inf")
         self._gpus = 0.0
+        self._cpus = 0.0
         self._gpus_checked = float("-inf")
 
     # -- Executor ------------------------------------------------------------------------
@@ -134,6 +140,11 @@ class RayExecutor:
         """Tasks submitted and not delivered."""
         return len(self._tasks) + len(self._refused)
 
+    def capacity(self) -> int:
+        """Tasks the cluster runs at once: its CPUs (one per task), at least 1."""
+        self._cluster_has_gpu()  # refreshes the cached resources
+        return max(1, int(self._cpus))
+
     def close(self) -> None:
         """Cancel what is left; shut Ray down if this executor started it."""
         self.cancel([i for ids in self._tasks.values() for i in ids])
@@ -163,13 +174,14 @@ class RayExecutor:
         if now - self._gpus_checked > GPU_CHECK_EVERY_S:
             resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
             self._gpus = float(resources.get("GPU", 0))
+            self._cpus = float(resources.get("CPU", 0))
             self._gpus_checked = now
         return self._gpus > 0
 
     def _resources(self, cfg: RunConfig) -> dict[str, float]:
         device = cfg.training.device
         if device == "cuda" or (device == "auto" and self._cluster_has_gpu()):
-            return {"num_cpus": 1, "num_gpus": 1}
+            return {"num_cpus": 1, "num_gpus": self._gpus_per_task}
         return {"num_cpus": 1, "num_gpus": 0}
 
     @staticmethod

@@ -1,8 +1,9 @@
 """The function Ray runs: train and measure the runs of a task (no Ray, no database here).
 
-``run_batch(cfgs)`` builds each run's teacher and data from its seed, reaches the global
+``run_batch(cfgs, budget)`` builds each run's teacher and data from its seed, reaches the global
 minimum either with the network's own parameters (gd, adam, lbfgs: the runs of one shape
-trained together, :mod:`workers.batching`) or with the equivalent convex problem (convex, one
+trained together within the task's :class:`~workers.batching.TaskBudget`, or one at a time
+with batching off, :mod:`workers.batching`) or with the equivalent convex problem (convex, one
 run at a time), certifies it with the convex problem's duality gap, and measures the exact
 excess risk, the train loss, optionally the test error on fresh samples, the learning curve
 and the spectra of the trained weights with their tail fits. ``run_one(cfg)`` is a task of
@@ -29,7 +30,7 @@ from numpy.typing import NDArray
 from service.errors import RunFailed
 from service.results import CurvePoint, RunMetrics, RunResult, StopReason
 from service.spec import RunConfig
-from workers.batching import RunTraining, train_runs
+from workers.batching import RunTraining, TaskBudget, train_runs
 from workers.certificate import CERTIFIED, Certificate
 from workers.data import Dataset
 from workers.problems import Estimate, Problem, Teacher, problem_for
@@ -233,7 +234,7 @@ def _prepare(run: _Run) -> None:
     run.certificate = NetworkCertificate(run.problem, run.data)
 
 
-def _train_networks(runs: list[_Run]) -> None:
+def _train_networks(runs: list[_Run], budget: TaskBudget) -> None:
     """Every network run of the task, batched by shape (workers.batching)."""
     hooks = []
     for run in runs:
@@ -248,15 +249,16 @@ def _train_networks(runs: list[_Run]) -> None:
             runs[i].fail(exc)
 
     try:
-        train_runs(hooks, done)
+        train_runs(hooks, done, budget)
     except Exception as exc:  # the batch broke: every run it did not finish fails with it
         for run in runs:
             if run.result is None:
                 run.fail(exc)
 
 
-def run_batch(cfgs: list[RunConfig]) -> list[RunResult]:
+def run_batch(cfgs: list[RunConfig], budget: TaskBudget | None = None) -> list[RunResult]:
     """The task Ray runs: one or several runs, results in order (see the module doc)."""
+    budget = budget or TaskBudget()
     runs = [_Run(cfg=cfg, started=time.perf_counter()) for cfg in cfgs]
     networks: list[_Run] = []
     for run in runs:
@@ -276,7 +278,7 @@ def run_batch(cfgs: list[RunConfig]) -> list[RunResult]:
         except Exception as exc:
             run.fail(exc)
     if networks:
-        _train_networks(networks)
+        _train_networks(networks, budget)
     return [r.result for r in runs if r.result is not None]
 
 

@@ -41,6 +41,10 @@ class Executor(Protocol):
         """Tasks submitted whose outcomes were not delivered yet."""
         ...
 
+    def capacity(self) -> int:
+        """Tasks that can run at the same time (packing spreads a batch over them)."""
+        ...
+
     def close(self) -> None:
         """Release what the executor started."""
         ...
@@ -83,6 +87,9 @@ class InlineExecutor:
 
     def inflight(self) -> int:
         return len(self._queue)
+
+    def capacity(self) -> int:
+        return 1
 
     def close(self) -> None:
         self._queue.clear()

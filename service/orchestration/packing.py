@@ -1,14 +1,30 @@
-"""Packing: how many runs go in one task, from a rough cost model of a run.
+"""Packing: which runs go in one task, from a rough cost and memory model of a run.
 
-Ray pays a few milliseconds per task, so runs cheaper than ``settings.pack_below_s`` (see
-:func:`estimate_cost_s`) are grouped, up to that much estimated work per task: 2,000 runs of
-50 ms become about 200 tasks, not 2,000. Runs for different devices never share a task.
+Two reasons to put several runs in one Ray task:
+
+* **Tiny runs.** Ray pays a few milliseconds per task, so runs cheaper than
+  ``pack_below_s`` (see :func:`estimate_cost_s`) are grouped, up to that much estimated work
+  per task: 2,000 runs of 50 ms become about 200 tasks, not 2,000.
+* **Batching** (``batching = on``). Network runs of one shape (:meth:`RunConfig.batch_shape`:
+  a sweep's seeds and weight decays) train as one batched tensor program in the worker, so
+  they share a task: up to ``batch_max_runs`` runs, ``batch_budget_s`` of estimated batched
+  work (:func:`estimate_batch_cost_s`: the per-step overhead is paid once per batch) and
+  ``task_memory_mb`` of data. A group larger than one task is split evenly, and over at
+  least as many tasks as the cluster runs at once (``spread``) while each keeps
+  :data:`MIN_SPREAD_RUNS` runs, so a sweep uses every worker.
+
+Convex runs, and network runs with batching off, are packed as tiny runs or go alone. Runs
+for different devices never share a task.
 """
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from service.config import Settings
 from service.records import Claim
 from service.spec import RunConfig
 
@@ -25,6 +41,43 @@ STEPS: dict[str, tuple[int | None, float]] = {
 """Per optimizer: steps a run usually needs (None: ``max_steps``) and the interpreter and
 torch dispatch cost of one step. Measured on small diagonal/quadratic runs (d 10-100),
 where these estimates were 1.5-4x the wall time: packing errs on the side of fewer runs."""
+MIN_SPREAD_RUNS = 4
+"""A batch is split over more workers only while each part keeps this many runs."""
+DATA_COPIES = 2
+"""Copies of a run's data a task holds (its float64 data, and the batch's device copy)."""
+
+
+@dataclass(frozen=True)
+class PackingRules:
+    """The settings packing follows (see the module docstring)."""
+
+    pack_below_s: float = 0.5
+    batching: bool = True
+    batch_max_runs: int = 32
+    batch_budget_s: float = 300.0
+    task_memory_bytes: int = 4096 * 2**20
+    max_per_task: int = 256
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PackingRules:
+        return cls(
+            pack_below_s=settings.pack_below_s,
+            batching=settings.batching == "on",
+            batch_max_runs=settings.batch_max_runs,
+            batch_budget_s=settings.batch_budget_s,
+            task_memory_bytes=settings.task_memory_mb * 2**20,
+        )
+
+
+def _steps(cfg: RunConfig) -> tuple[int, float]:
+    typical, overhead = STEPS.get(cfg.training.optimizer, (None, 3e-4))
+    steps = cfg.training.max_steps if typical is None else min(cfg.training.max_steps, typical)
+    return steps, overhead
+
+
+def _step_flops(cfg: RunConfig) -> float:
+    width = 1 if cfg.model == "diagonal" else cfg.width
+    return 6.0 * cfg.n * cfg.d * width
 
 
 def estimate_cost_s(cfg: RunConfig) -> float:
@@ -36,29 +89,77 @@ def estimate_cost_s(cfg: RunConfig) -> float:
     the hidden width for the quadratic net (forward and backward through X W' are about
     6 n d m flops); 10 d^3 is the final spectrum and certificate.
     """
-    typical, overhead = STEPS.get(cfg.training.optimizer, (None, 3e-4))
-    steps = cfg.training.max_steps if typical is None else min(cfg.training.max_steps, typical)
-    width = 1 if cfg.model == "diagonal" else cfg.width
-    per_step = overhead + 6.0 * cfg.n * cfg.d * width / FLOP_RATE
-    return RUN_OVERHEAD_S + steps * per_step + 10.0 * cfg.d**3 / FLOP_RATE
+    return estimate_batch_cost_s(cfg, 1)
 
 
-def pack(claims: Sequence[Claim], *, budget_s: float, max_per_task: int = 256) -> list[list[Claim]]:
-    """Group claims into tasks: a run costing >= ``budget_s`` alone, cheaper ones together.
+def estimate_batch_cost_s(cfg: RunConfig, runs: int) -> float:
+    """Rough seconds ``runs`` runs of this shape take trained as one batch: the per-step
+    overhead once, everything else per run (see :func:`estimate_cost_s`)."""
+    steps, overhead = _steps(cfg)
+    per_run = RUN_OVERHEAD_S + 10.0 * cfg.d**3 / FLOP_RATE
+    return runs * per_run + steps * (overhead + runs * _step_flops(cfg) / FLOP_RATE)
 
-    Cheap runs fill tasks greedily, in claim order, up to ``budget_s`` of estimated work and
-    ``max_per_task`` runs; runs for different devices never share a task.
-    """
+
+def data_bytes(cfg: RunConfig) -> int:
+    """Memory of one run's data in a task (float64 inputs and labels, :data:`DATA_COPIES`)."""
+    return DATA_COPIES * 8 * cfg.n * (cfg.d + 1)
+
+
+def batchable(cfg: RunConfig, rules: PackingRules) -> bool:
+    """Trained by the network's own parameters in a batch (batching on, not convex)."""
+    return rules.batching and cfg.training.optimizer != "convex"
+
+
+def pack(
+    claims: Sequence[Claim], rules: PackingRules | None = None, *, spread: int = 1
+) -> list[list[Claim]]:
+    """Group claims into tasks (see the module docstring); ``spread``: tasks the cluster
+    runs at once."""
+    rules = rules or PackingRules()
+    tasks: list[list[Claim]] = []
+    groups: dict[tuple[object, ...], list[Claim]] = defaultdict(list)
+    loose: list[Claim] = []
+    for claim in claims:
+        cfg = claim.config
+        if batchable(cfg, rules):
+            groups[cfg.batch_shape()].append(claim)
+        else:
+            loose.append(claim)
+    for group in groups.values():
+        tasks.extend(_split_batch(group, rules, spread))
+    tasks.extend(_pack_loose(loose, rules))
+    return tasks
+
+
+def _split_batch(group: list[Claim], rules: PackingRules, spread: int) -> list[list[Claim]]:
+    """One shape's claims in even parts within the rules (at least ``spread`` parts of
+    :data:`MIN_SPREAD_RUNS` runs each, when there are that many)."""
+    cfg = group[0].config
+    fit = 1
+    while (
+        fit < min(len(group), rules.batch_max_runs)
+        and estimate_batch_cost_s(cfg, fit + 1) <= rules.batch_budget_s
+        and (fit + 1) * data_bytes(cfg) <= rules.task_memory_bytes
+    ):
+        fit += 1
+    parts = max(math.ceil(len(group) / fit), min(spread, len(group) // MIN_SPREAD_RUNS))
+    size = math.ceil(len(group) / parts)
+    return [group[i : i + size] for i in range(0, len(group), size)]
+
+
+def _pack_loose(claims: Sequence[Claim], rules: PackingRules) -> list[list[Claim]]:
+    """A run costing >= ``pack_below_s`` alone; cheaper ones fill tasks greedily, in claim
+    order, up to that much estimated work and ``max_per_task`` runs, one device per task."""
     tasks: list[list[Claim]] = []
     open_: dict[str, tuple[list[Claim], float]] = {}
     for claim in claims:
         cost = estimate_cost_s(claim.config)
-        if cost >= budget_s:
+        if cost >= rules.pack_below_s:
             tasks.append([claim])
             continue
         key = claim.config.training.device
         batch, total = open_.get(key, ([], 0.0))
-        if batch and (total + cost > budget_s or len(batch) >= max_per_task):
+        if batch and (total + cost > rules.pack_below_s or len(batch) >= rules.max_per_task):
             tasks.append(batch)
             batch, total = [], 0.0
         batch.append(claim)

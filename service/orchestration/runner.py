@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from service.config import Settings
 from service.errors import TaskRaised
 from service.orchestration.executor import BatchFn, Executor
-from service.orchestration.packing import pack
+from service.orchestration.packing import PackingRules, pack
 from service.records import Claim
 from service.results import RunResult
 from service.storage.base import RunnerStore
@@ -102,7 +102,7 @@ class Runner:
         self._lease_s = settings.lease_s
         self._max_attempts = settings.max_attempts
         self._poll_s = settings.runner_poll_s
-        self._pack_s = settings.pack_below_s
+        self._packing = PackingRules.from_settings(settings)
         self._runner_lease_s = runner_lease_s if runner_lease_s is not None else settings.lease_s
         self._check_every_s = (
             check_every_s if check_every_s is not None else min(1.0, self._lease_s / 4)
@@ -115,7 +115,7 @@ class Runner:
         self._pending: dict[int, RunResult] = {}  # results not written yet
         self._lost: list[int] = []
         self._backlog: deque[list[Claim]] = deque()  # packed tasks waiting for a free slot
-        self._per_task = 1.0
+        self._per_task = 1.0  # runs per task of the last claim (grows as runs pack)
         self._holder = False
         self._lease_check_at = float("-inf")
         self._renew_at = float("-inf")
@@ -319,7 +319,7 @@ class Runner:
                     claim.attempt,
                     extra={**self._ids(claim.run_id), "attempt": claim.attempt},
                 )
-            tasks = pack(claims, budget_s=self._pack_s)
+            tasks = pack(claims, self._packing, spread=self.executor.capacity())
             self._per_task = len(claims) / len(tasks)
             log.info("claimed %d runs in %d tasks", len(claims), len(tasks), extra=self._ids())
             self._backlog.extend(tasks)

@@ -53,9 +53,13 @@ def _wait(cond: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("batching", ["off", "on"])
 def test_a_lost_node_is_survived_with_one_result_per_run(
-    cluster: Any, exec_log: Path, tmp_path: Path
+    cluster: Any, exec_log: Path, tmp_path: Path, batching: str
 ) -> None:
+    """batching on: the six runs go in two tasks of three; a task lost with its node comes
+    back as its runs."""
+    exec_log.write_text("")
     url = f"sqlite:///{tmp_path}/loss.db"
     upgrade_head(url)
     store = make_store(url)
@@ -66,7 +70,13 @@ def test_a_lost_node_is_survived_with_one_result_per_run(
     )
     sid = store.create_sweep(spec, max_runs=100).id
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, lease_s=3.0, runner_poll_s=0.05, max_inflight_runs=6, pack_below_s=1e-6
+        _env_file=None,
+        lease_s=3.0,
+        runner_poll_s=0.05,
+        max_inflight_runs=6,
+        pack_below_s=1e-6,
+        batching=batching,
+        batch_max_runs=3,
     )
     executor = RayExecutor(None)  # already connected to the cluster
     runner = Runner(store, executor, BatchOf(sleepy), settings=settings, check_every_s=0.2)
@@ -75,7 +85,7 @@ def test_a_lost_node_is_survived_with_one_result_per_run(
     thread.start()
     try:
         victim = cluster.list_all_nodes()[1]
-        _wait(lambda: len(exec_log.read_text().split()) >= 4, 30, "two runs executing")
+        _wait(lambda: len(exec_log.read_text().split()) >= 4, 30, "two tasks executing")
         cluster.remove_node(victim)
         cluster.add_node(num_cpus=2)
         _wait(lambda: store.get_sweep(sid).status == "succeeded", 60, "the sweep")
@@ -90,6 +100,11 @@ def test_a_lost_node_is_survived_with_one_result_per_run(
     retried = [r for r in runs if r.attempts >= 2]
     assert retried, "no run was retried after the node loss"
     assert runner.stats.lost >= len(retried) and runner.stats.recorded == 6
+    if batching == "on":  # both batches were on the lost node: all six came back as runs
+        assert len(retried) == 6 and runner.stats.tasks_submitted < runner.stats.claimed
     assert all(r.status == "succeeded" and r.metrics is not None for r in runs)
     started = [int(line.split()[0]) for line in exec_log.read_text().splitlines()]
-    assert {r.config.seed for r in retried} <= {s for s in started if started.count(s) >= 2}
+    twice = {s for s in started if started.count(s) >= 2}
+    assert twice <= {r.config.seed for r in retried}  # only a retried run ran again
+    if batching == "off":  # one run per task: a retried run was running when the node died
+        assert {r.config.seed for r in retried} <= twice

@@ -67,14 +67,26 @@ def test_a_mixed_batch_gives_each_run_what_it_gets_alone() -> None:
     assert batched[3].metrics is None and "diverged" in (batched[3].error or "")
     assert batched[4].metrics is not None and not batched[4].metrics.converged
     assert all(r.metrics is None or r.metrics.batch_size == len(MIXED) for r in batched)
-    for cfg, together in zip(MIXED, batched, strict=True):
-        alone = run_one(cfg)
+    # batching off (SCALESWEEP_BATCHING=off): the same task, every run alone
+    unbatched = run_batch(MIXED, batching.TaskBudget(batched=False))
+    for alone, together in zip(unbatched, batched, strict=True):
         assert alone.metrics is None or alone.metrics.batch_size == 1
         _check_same(alone, together)
 
 
+def test_slots_follow_the_task_memory_and_batching_off_is_one_slot() -> None:
+    from workers.problems import problem_for
+
+    problem = problem_for(_cfg(0.01, 0).model_copy(update={"n": 20_000, "d": 40}))
+    cpu = torch.device("cpu")
+    roomy = batching.slots_for(problem, 64, cpu, batching.TaskBudget(memory_mb=8192))
+    tight = batching.slots_for(problem, 64, cpu, batching.TaskBudget(memory_mb=300))
+    assert roomy == 64 and 1 <= tight < roomy
+    assert batching.slots_for(problem, 64, cpu, batching.TaskBudget(batched=False)) == 1
+
+
 def test_slots_refill_as_runs_finish(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batching, "slots_for", lambda problem, n_runs, device: 2)
+    monkeypatch.setattr(batching, "slots_for", lambda problem, n_runs, device, budget: 2)
     refilled = run_batch(MIXED)  # six runs through two slots
     assert all(r.metrics is None or r.metrics.batch_size == 2 for r in refilled)
     for cfg, result in zip(MIXED, refilled, strict=True):

@@ -13,7 +13,13 @@ from factories import metrics as run_metrics
 from service.config import Settings
 from service.errors import StorageError, TaskRaised
 from service.orchestration.executor import BatchFn, InlineExecutor, Outcome
-from service.orchestration.packing import estimate_cost_s, pack
+from service.orchestration.packing import (
+    PackingRules,
+    data_bytes,
+    estimate_batch_cost_s,
+    estimate_cost_s,
+    pack,
+)
 from service.orchestration.runner import Runner
 from service.records import Claim
 from service.results import RunMetrics, RunResult
@@ -162,11 +168,59 @@ def test_pack_keeps_big_runs_alone_and_devices_apart() -> None:
         Claim(run_id=i, sweep_id=1, config=c, attempt=1)
         for i, c in enumerate([tiny, big, tiny, gpu, tiny, gpu])
     ]
-    tasks = [[c.run_id for c in t] for t in pack(claims, budget_s=0.5)]
+    unbatched = PackingRules(pack_below_s=0.5, batching=False)
+    tasks = [[c.run_id for c in t] for t in pack(claims, unbatched)]
     assert sorted(tasks) == [[0, 2, 4], [1], [3, 5]]
     many = [Claim(run_id=i, sweep_id=1, config=tiny, attempt=1) for i in range(100)]
-    sizes = [len(t) for t in pack(many, budget_s=0.5)]
+    sizes = [len(t) for t in pack(many, unbatched)]
     assert sum(sizes) == 100 and max(sizes) * estimate_cost_s(tiny) <= 0.5 and len(sizes) < 50
+
+
+def _claims(cfgs: list[RunConfig]) -> list[Claim]:
+    return [Claim(run_id=i, sweep_id=1, config=c, attempt=1) for i, c in enumerate(cfgs)]
+
+
+def test_batching_packs_the_runs_of_one_shape_together_and_spreads_them() -> None:
+    base = RunConfig(
+        model="quadratic", d=30, n=1800, weight_decay=0.01, training=TrainingSpec(optimizer="lbfgs")
+    )
+    sweep64 = [
+        base.model_copy(update={"weight_decay": lam, "seed": seed})
+        for lam in (0.01, 0.02, 0.03, 0.04)
+        for seed in range(16)
+    ]
+    other = base.model_copy(update={"n": 900})
+    convex = base.model_copy(update={"training": TrainingSpec(optimizer="convex")})
+    claims = _claims([*sweep64, other, other, convex])
+    rules = PackingRules(batch_max_runs=32)
+    tasks = pack(claims, rules, spread=2)
+    shapes = [{c.config.batch_shape() for c in t} for t in tasks]
+    assert all(len(s) == 1 for s in shapes)  # one shape per task
+    assert sorted(len(t) for t in tasks) == [1, 2, 32, 32]
+    assert sorted(c.run_id for t in tasks for c in t) == list(range(67))  # each run once
+    # many workers: the 64 runs spread over them, at least 4 runs a task
+    assert sorted(len(t) for t in pack(claims[:64], rules, spread=16)) == [4] * 16
+    assert len(pack(claims[:64], rules, spread=100)) == 16
+    # batching off: every run of this size alone
+    assert len(pack(claims, PackingRules(batching=False))) == 67
+
+
+def test_a_batched_task_stays_within_its_cost_and_memory_budget() -> None:
+    big = RunConfig(
+        model="quadratic",
+        d=100,
+        n=20_000,
+        weight_decay=0.01,
+        training=TrainingSpec(optimizer="lbfgs"),
+    )
+    claims = _claims([big.model_copy(update={"seed": s}) for s in range(40)])
+    rules = PackingRules(batch_budget_s=300.0, task_memory_bytes=200 * 2**20)
+    tasks = pack(claims, rules)
+    assert sum(len(t) for t in tasks) == 40
+    for task in tasks:
+        assert len(task) * data_bytes(big) <= rules.task_memory_bytes
+        assert estimate_batch_cost_s(big, len(task)) <= rules.batch_budget_s
+    assert max(len(t) for t in tasks) > 1
 
 
 def test_executor_errors_are_retried_then_the_run_fails_as_worker_lost(store: Spy) -> None:
@@ -369,3 +423,50 @@ def _wait(cond: Any, timeout_s: float = 20.0) -> None:
     while not cond():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def network_sweep(store: Any, seeds: int, d: int = 30) -> int:
+    spec = SweepSpec(
+        model="quadratic",
+        grid=Grid(d=[d], n=[1800], weight_decay=[0.01, 0.03], seed=list(range(seeds))),
+        training=TrainingSpec(optimizer="lbfgs"),
+    )
+    return int(store.create_sweep(spec, max_runs=10_000).id)
+
+
+def test_batched_tasks_store_every_run_exactly_once(store: Spy) -> None:
+    calls: list[list[RunConfig]] = []
+
+    def batch(cfgs: list[RunConfig]) -> list[RunResult]:
+        calls.append(cfgs)
+        return [ok_task(c) for c in cfgs]
+
+    sid = network_sweep(store, seeds=10)
+    runner = make_runner(store, executor=Twice(), run_batch=batch, batch_max_runs=8)
+    stats = runner.run_until_idle(timeout_s=30)
+    assert 1 < max(len(c) for c in calls) <= 8 and sum(len(c) for c in calls) == 20
+    assert all(len({c.batch_shape() for c in task}) == 1 for task in calls)
+    rec = store.get_sweep(sid)
+    assert rec.counts["succeeded"] == 18 and rec.counts["failed"] == 2
+    assert stats.recorded == 20 and all(r.attempts == 1 for r in runs(store, sid).values())
+
+
+def test_cancelling_one_sweep_of_a_shared_batch_keeps_the_others_results(store: Spy) -> None:
+    keep = network_sweep(store, seeds=3)
+    drop = network_sweep(store, seeds=3)
+    sizes: list[int] = []
+
+    def batch(cfgs: list[RunConfig]) -> list[RunResult]:
+        sizes.append(len(cfgs))
+        store.cancel_sweep(drop)  # the cancel arrives while the batch trains
+        return [ok_task(c) for c in cfgs]
+
+    runner = make_runner(store, run_batch=batch, batch_max_runs=32, max_inflight_runs=16)
+    runner.run_until_idle(timeout_s=30)
+    assert sizes == [12]  # both sweeps' runs shared one task
+    kept = runs(store, keep)
+    assert all(r.status == ("failed" if s == 3 else "succeeded") for s, r in kept.items())
+    assert store.get_sweep(keep).counts["succeeded"] + store.get_sweep(keep).counts["failed"] == 6
+    dropped = store.get_sweep(drop)
+    assert dropped.status == "cancelled" and dropped.counts["cancelled"] == 6
+    assert all(r.metrics is None for r in runs(store, drop).values())
