@@ -18,6 +18,7 @@ tightens it further with a warm-started convex solve.) All arithmetic is float64
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,20 +81,30 @@ def lasso_certificate(x: Array, y: Array, theta: Array, lam: float) -> Certifica
     return Certificate(primal, _dual_value(r, y, n, scale))
 
 
-def sensing_certificate(x: Array, y: Array, s: Array, lam: float, psd: bool) -> Certificate:
+def sensing_certificate(
+    x: Array,
+    y: Array,
+    s: Array,
+    lam: float,
+    psd: bool,
+    *,
+    prediction: Array | None = None,
+    adjoint: Callable[[Array], Array] | None = None,
+) -> Certificate:
     """Duality gap of trace-penalised sensing at S.
 
     Dual feasible set: ``A'u <= (lam/2) I`` (psd) or ``||A'u||_op <= lam/2`` (signed). For the
-    PSD problem an S that is not PSD is infeasible and gets P = +inf.
+    PSD problem an S that is not PSD is infeasible and gets P = +inf. ``prediction`` (the
+    forward map at S) and ``adjoint`` (``r -> A'(r)/n``) let a solver reuse its own.
     """
     n = len(y)
-    r = y - quadratic_form(x, s)
+    r = y - (quadratic_form(x, s) if prediction is None else prediction)
     ev = np.linalg.eigvalsh((s + s.T) / 2.0)
     if psd and ev[0] < -1e-10 * max(1.0, abs(ev[-1])):
         return Certificate(float("inf"), float("-inf"))
     pen = float(np.clip(ev, 0.0, None).sum() if psd else np.abs(ev).sum())
     primal = float(r @ r / (2 * n) + lam / 2 * pen)
-    mev = np.linalg.eigvalsh(sensing_adjoint(x, r))
+    mev = np.linalg.eigvalsh(sensing_adjoint(x, r) if adjoint is None else adjoint(r))
     top = float(mev[-1]) if psd else float(max(abs(mev[0]), abs(mev[-1])))
     half = lam / 2
     if top <= half:

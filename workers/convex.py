@@ -12,11 +12,13 @@ non-smooth convex penalty,
 They are solved by accelerated proximal gradient (FISTA) with the gradient-based adaptive
 restart of O'Donoghue and Candès (2015) and a sufficient-decrease (backtracking) safeguard
 on the step, so the iteration cannot diverge even when the Lipschitz estimate is too small.
-The sensing operator is applied matrix-free: predictions ``einsum((X S) * X) - tr S`` and
-gradient ``(X' diag(r) X)/n - mean(r) I`` cost O(n d^2); the D x D quadratic form
-(D = d(d+1)/2) is never formed. The stopping rule is the relative duality gap of
-workers.certificate (lasso_certificate / sensing_certificate), checked every few iterations.
-All arithmetic is float64 numpy.
+The sensing operator is applied matrix-free (:class:`workers.operators.Sensing`): the
+gradient ``(X' diag(r) X)/n - mean(r) I`` is one symmetric rank-n update, O(n d^2/2) flops;
+the predictions of a proximal step come from its eigen-factors, ``((X V)^2) f - sum f`` in
+O(n d k) for rank k (LASSO: from the support of theta); the D x D quadratic form
+(D = d(d+1)/2) is never formed, nor any n x d temporary. The stopping rule is the relative
+duality gap of workers.certificate (lasso_certificate / sensing_certificate), checked every
+few iterations. All arithmetic is float64 numpy.
 """
 
 from __future__ import annotations
@@ -31,17 +33,21 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from workers.certificate import Certificate, lasso_certificate, sensing_certificate
-from workers.operators import quadratic_form, sensing_adjoint
+from workers.operators import Sensing
 
 Array = NDArray[np.float64]
 StopReason = Literal["duality_gap", "max_steps", "timeout"]
 
-_POWER_ITERATIONS = 50
-"""Power-iteration steps for the Lipschitz estimate (stops earlier at 1e-4 relative change)."""
+_POWER_ITERATIONS = 10
+"""Power-iteration steps for the Lipschitz estimate (stops earlier at 1e-4 relative change):
+a rough lower bound is enough, the backtracking raises it where the iterates need it."""
 _SAFETY = 1.05
 """The power-iteration estimate is a lower bound on L: inflate it a little."""
 _BACKTRACK = 1.25
 """On a failed sufficient-decrease test: L <- this factor x max(observed curvature, L)."""
+_RELAX = 0.9
+"""Before each step L <- this factor x L: the curvature along the iterates (low rank, sparse)
+is often far below the global L, so the step grows back to what the backtracking accepts."""
 _CHECK_EVERY = 10
 """Iterations between duality-gap certificates (each costs about one iteration)."""
 
@@ -83,14 +89,16 @@ class _Composite:
     """min_x (1/2n)||y - A x||^2 + h(x), with A linear and h convex with an easy prox.
 
     forward: x -> A x, shape (n,); adjoint: r -> A' r / n, shape of x;
-    prox: (v, t) -> (prox_{t h}(v), h(prox_{t h}(v))); certificate: x -> duality gap.
+    prox: (v, t) -> (p, h(p), A p) with p = prox_{t h}(v) (A p from the prox's own structure:
+    the support of a sparse theta, the eigen-factors of a low-rank S);
+    certificate: (x, A x) -> duality gap.
     """
 
     y: Array
     forward: Callable[[Array], Array]
     adjoint: Callable[[Array], Array]
-    prox: Callable[[Array, float], tuple[Array, float]]
-    certificate: Callable[[Array], Certificate]
+    prox: Callable[[Array, float], tuple[Array, float, Array]]
+    certificate: Callable[[Array, Array], Certificate]
 
 
 def _dot(a: Array, b: Array) -> float:
@@ -139,7 +147,7 @@ def _fista(
     t_mom = 1.0
     stop: StopReason = "max_steps"
     it = 0
-    cert = prob.certificate(x)
+    cert = prob.certificate(x, ax)
     if cert.gap <= tol:
         stop = "duality_gap"
     while stop == "max_steps" and it < max_iter:
@@ -147,9 +155,9 @@ def _fista(
             stop = "timeout"
             break
         grad = -prob.adjoint(y_obs - ay)
+        lip *= _RELAX
         while True:  # backtracking: accept when ||A(x+ - y)||^2/n <= L ||x+ - y||^2
-            x_new, pen_new = prob.prox(yv - grad / lip, 1.0 / lip)
-            ax_new = prob.forward(x_new)
+            x_new, pen_new, ax_new = prob.prox(yv - grad / lip, 1.0 / lip)
             diff = x_new - yv
             dd = _dot(diff, diff)
             da = ax_new - ay
@@ -175,15 +183,15 @@ def _fista(
             t_mom = t_next
         x, ax, obj_x = x_new, ax_new, obj_new
         if it % check_every == 0:
-            cert = prob.certificate(x)
+            cert = prob.certificate(x, ax)
             if cert.gap <= tol:
                 stop = "duality_gap"
     if stop != "duality_gap" or it % check_every != 0:
-        cert = prob.certificate(x)
+        cert = prob.certificate(x, ax)
         if stop == "max_steps" and cert.gap <= tol:
             stop = "duality_gap"
     grad = -prob.adjoint(y_obs - ax)
-    p, _ = prob.prox(x - grad / lip, 1.0 / lip)
+    p, _, _ = prob.prox(x - grad / lip, 1.0 / lip)
     dp = x - p
     residual = math.sqrt(_dot(dp, dp)) * lip
     return ConvexSolution(
@@ -257,16 +265,18 @@ def solve_lasso(
         out: Array = (r @ xm) / n
         return out
 
-    def prox(v: Array, t: float) -> tuple[Array, float]:
+    def prox(v: Array, t: float) -> tuple[Array, float, Array]:
         p = _soft(v, t * lam)
-        return p, lam * float(np.abs(p).sum())
+        support = np.flatnonzero(p)
+        ap: Array = xm[:, support] @ p[support] if len(support) < d // 4 else xm @ p
+        return p, lam * float(np.abs(p).sum()), ap
 
     prob = _Composite(
         y=yv,
         forward=forward,
         adjoint=adjoint,
         prox=prox,
-        certificate=lambda th: lasso_certificate(xm, yv, th, lam),
+        certificate=lambda th, _pred: lasso_certificate(xm, yv, th, lam),
     )
     # L = ||X||_2^2 / n: power iteration on X'X/n from a fixed start, slightly inflated;
     # the backtracking test in _fista corrects any underestimate.
@@ -343,31 +353,31 @@ def solve_sensing(
             sinit = (vecs * np.maximum(w, 0.0)) @ vecs.T
             sinit = (sinit + sinit.T) / 2.0
 
-    def forward(s: Array) -> Array:
-        return quadratic_form(xm, s)
+    op = Sensing(xm)
 
-    def adjoint(r: Array) -> Array:
-        return sensing_adjoint(xm, r)
-
-    def prox(v: Array, t: float) -> tuple[Array, float]:
+    def prox(v: Array, t: float) -> tuple[Array, float, Array]:
         w, vecs = np.linalg.eigh((v + v.T) / 2.0)
         z = t * lam / 2.0
         f = np.maximum(w - z, 0.0) if psd else _soft(w, z)
-        s = (vecs * f) @ vecs.T
-        return (s + s.T) / 2.0, lam / 2.0 * float(np.abs(f).sum())
+        keep = np.flatnonzero(f)
+        vk, fk = vecs[:, keep], f[keep]
+        s = (vk * fk) @ vk.T
+        return (s + s.T) / 2.0, lam / 2.0 * float(np.abs(fk).sum()), op.forward_factors(vk, fk)
 
     prob = _Composite(
         y=yv,
-        forward=forward,
-        adjoint=adjoint,
+        forward=op.forward,
+        adjoint=op.adjoint,
         prox=prox,
-        certificate=lambda s: sensing_certificate(xm, yv, s, lam, psd),
+        certificate=lambda s, pred: sensing_certificate(
+            xm, yv, s, lam, psd, prediction=pred, adjoint=op.adjoint
+        ),
     )
     # Start near the identity direction (close to the top of A'A for x x' - I) plus a
     # fixed random symmetric part so no eigen-direction is missed.
     g = np.random.default_rng(0).standard_normal((d, d))
     v0 = np.eye(d) + (g + g.T) / (2.0 * math.sqrt(d))
-    lip = _SAFETY * _power_lipschitz(forward, adjoint, v0)
+    lip = _SAFETY * _power_lipschitz(op.forward, op.adjoint, v0)
     return _fista(
         prob,
         sinit,
