@@ -48,7 +48,7 @@ test-random: $(STAMP)
 	$(TEST_ENV) $(VENV)/bin/pytest -q --randomly-seed=$$seed
 
 bench: $(STAMP)
-	$(PY) bench/bench_training.py
+	$(PY) bench/bench_scale.py --quick
 
 # Resolve pyproject's ranges afresh in a throw-away venv (torch first, as above) and pin
 # everything that got installed, except torch itself and the project.
