@@ -83,6 +83,12 @@ def require_write(principal: AuthDep) -> None:
         raise Forbidden(f"token {principal.name!r} has scope {principal.scope!r}; this needs write")
 
 
+def require_admin(principal: AuthDep) -> None:
+    """Deleting a sweep needs an admin token (with auth on)."""
+    if principal is not None and not principal.allows("admin"):
+        raise Forbidden(f"token {principal.name!r} has scope {principal.scope!r}; this needs admin")
+
+
 def team_filter(principal: Principal | None) -> TeamFilter:
     """The sweeps a caller may list: every sweep with auth off, else its token's team's."""
     return ANY_TEAM if principal is None else principal.team

@@ -37,6 +37,33 @@ class SweepAccepted(_Schema):
     n_runs: int
 
 
+Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$")]
+"""A sweep tag: letters, digits and ``_.:+-``, starting with a letter or digit."""
+
+
+class SweepPatch(_Schema):
+    """PATCH /v1/sweeps/{id}: the fields given change, the others stay."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    tags: Annotated[list[Tag], Field(max_length=32)] | None = None
+    """The sweep's tags after the change (replaces them)."""
+    archived: bool | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str | None) -> str | None:
+        if name is not None and not name.strip():
+            raise ValueError("name must not be blank")
+        return name
+
+
+class SweepDeleted(_Schema):
+    """Answer to DELETE /v1/sweeps/{id}."""
+
+    id: int
+    deleted_runs: int
+
+
 class ExtendRequest(_Schema):
     """Grid values to add to a sweep, e.g. ``{"grid": {"seed": [3, 4]}}``."""
 

@@ -7,12 +7,13 @@ end (events, falling back to polling) and reports progress through a callback.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
@@ -21,6 +22,9 @@ from service.config import Settings
 from service.records import RunRecord, SweepRecord
 from service.results import RunStatus, Spectrum
 from service.spec import SweepSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TERMINAL = ("succeeded", "cancelled")
 
@@ -153,10 +157,60 @@ class Client:
         """One sweep with its counts."""
         return SweepRecord.model_validate(self._request("GET", f"/v1/sweeps/{sweep_id}"))
 
-    def list_sweeps(self, *, page_size: int = 100) -> Iterator[SweepRecord]:
-        """Every sweep, newest first (follows every cursor)."""
-        for item in self._pages("/v1/sweeps", {"limit": page_size}):
+    def list_sweeps(
+        self, *, page_size: int = 100, tag: str | None = None, archived: str = "false"
+    ) -> Iterator[SweepRecord]:
+        """Every sweep, newest first (follows every cursor); only those with ``tag``;
+        ``archived``: "false" (hidden), "true" (only archived) or "all"."""
+        params: dict[str, Any] = {"limit": page_size, "archived": archived}
+        if tag is not None:
+            params["tag"] = tag
+        for item in self._pages("/v1/sweeps", params):
             yield SweepRecord.model_validate(item)
+
+    def update_sweep(
+        self,
+        sweep_id: int,
+        *,
+        name: str | None = None,
+        tags: list[str] | None = None,
+        archived: bool | None = None,
+    ) -> SweepRecord:
+        """Rename, replace the tags of, or (un)archive a sweep."""
+        given = {"name": name, "tags": tags, "archived": archived}
+        body = {k: v for k, v in given.items() if v is not None}
+        return SweepRecord.model_validate(
+            self._request("PATCH", f"/v1/sweeps/{sweep_id}", json=body)
+        )
+
+    def delete_sweep(self, sweep_id: int) -> int:
+        """Delete a sweep with its runs (admin token); returns how many runs were deleted."""
+        return int(self._request("DELETE", f"/v1/sweeps/{sweep_id}")["deleted_runs"])
+
+    def export(self, sweep_id: int, out: BinaryIO, *, format: str = "csv") -> int:
+        """Stream the sweep's export (csv, parquet or jsonl) into ``out``; returns bytes."""
+        written = 0
+        path = f"/v1/sweeps/{sweep_id}/export"
+        with self.http.stream("GET", path, params={"format": format}) as response:
+            if response.is_error:
+                response.read()
+                _raise_for_status(response)
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                written += len(chunk)
+        return written
+
+    def runs_frame(self, sweep_id: int) -> pd.DataFrame:
+        """Every run of a sweep as a pandas DataFrame with the export's columns (one row per
+        run; needs pandas and pyarrow: ``pip install 'scalesweep[frames]'``)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - pandas is in the lock file
+            raise ImportError("Client.runs_frame needs pandas: pip install pandas") from exc
+        buf = io.BytesIO()
+        self.export(sweep_id, buf, format="parquet")
+        buf.seek(0)
+        return pd.read_parquet(buf)
 
     def list_runs(
         self,

@@ -30,6 +30,10 @@ class SweepRecord(_Record):
     counts: dict[RunStatus, int]
     created_at: datetime
     finished_at: datetime | None = None
+    tags: list[str] = []
+    """Labels to filter the sweep list on (sorted)."""
+    archived: bool = False
+    """Hidden from the default sweep list."""
 
 
 class RunRecord(_Record):

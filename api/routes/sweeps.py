@@ -1,4 +1,4 @@
-"""Sweeps: submit, list, read, cancel, extend, list runs.
+"""Sweeps: submit, list, read, rename / tag / archive, delete, cancel, extend, list runs, export.
 
 With SCALESWEEP_AUTH=on a token sees only its team's sweeps (another team's answer 404,
 lists are filtered), submitting, cancelling and extending need a write token (403), and
@@ -7,16 +7,36 @@ submissions are rate-limited per token (429).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import StreamingResponse
 
-from api.deps import AuthDep, SettingsDep, StoreDep, require_write, team_filter, visible_sweep
+from api.deps import (
+    AuthDep,
+    SettingsDep,
+    StoreDep,
+    require_admin,
+    require_write,
+    team_filter,
+    visible_sweep,
+)
 from api.limits import limit_submissions
-from api.schemas import MAX_SQL_INT, ErrorBody, ExtendRequest, SweepAccepted, SweepId
+from api.schemas import (
+    MAX_SQL_INT,
+    ErrorBody,
+    ExtendRequest,
+    SweepAccepted,
+    SweepDeleted,
+    SweepId,
+    SweepPatch,
+    Tag,
+)
+from service.export import MEDIA_TYPES, Format, export_chunks
 from service.records import Page, RunRecord, SweepRecord
 from service.results import RunStatus
 from service.spec import Model, Optimizer, SweepSpec
+from service.storage.base import iter_runs
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -61,16 +81,77 @@ def submit_sweep(
 
 @router.get("")
 def list_sweeps(
-    store: StoreDep, principal: AuthDep, limit: Limit = 50, cursor: Cursor = None
+    store: StoreDep,
+    principal: AuthDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    tag: Annotated[Tag | None, Query(description="Only sweeps with this tag")] = None,
+    archived: Annotated[
+        Literal["false", "true", "all"],
+        Query(description="Archived sweeps: hidden (false), only them (true) or listed too"),
+    ] = "false",
 ) -> Page[SweepRecord]:
     """List sweeps (with auth on: the token's team's), newest first, one page at a time."""
-    return store.list_sweeps(limit=limit, cursor=cursor, team=team_filter(principal))
+    which = {"false": False, "true": True, "all": None}[archived]
+    return store.list_sweeps(
+        limit=limit, cursor=cursor, team=team_filter(principal), tag=tag, archived=which
+    )
 
 
 @router.get("/{sweep_id}", responses=NOT_FOUND, dependencies=[VISIBLE])
 def get_sweep(sweep_id: SweepId, store: StoreDep) -> SweepRecord:
     """One sweep: spec, status, run counts per status, created and finished times."""
     return store.get_sweep(sweep_id)
+
+
+@router.patch(
+    "/{sweep_id}",
+    responses={**NOT_FOUND, **FORBIDDEN, 422: {"model": ErrorBody, "description": "Bad field"}},
+    dependencies=[WRITE, VISIBLE],
+)
+def update_sweep(sweep_id: SweepId, body: SweepPatch, store: StoreDep) -> SweepRecord:
+    """Rename a sweep, replace its tags, or archive it (hidden from the default list)."""
+    return store.update_sweep(sweep_id, name=body.name, tags=body.tags, archived=body.archived)
+
+
+@router.delete(
+    "/{sweep_id}",
+    responses={
+        **NOT_FOUND,
+        403: {"model": ErrorBody, "description": "Deleting needs an admin token"},
+    },
+    dependencies=[VISIBLE, Depends(require_admin)],  # another team's sweep: 404 first
+)
+def delete_sweep(sweep_id: SweepId, store: StoreDep) -> SweepDeleted:
+    """Delete a sweep with its runs, spectra and curves (one transaction; admin scope).
+
+    A run of another sweep that reused one of its results keeps its own copy."""
+    return SweepDeleted(id=sweep_id, deleted_runs=store.delete_sweep(sweep_id))
+
+
+@router.get(
+    "/{sweep_id}/export",
+    responses={
+        **NOT_FOUND,
+        200: {"content": {m.split(";")[0]: {} for m in MEDIA_TYPES.values()}},
+    },
+    response_class=StreamingResponse,
+    dependencies=[VISIBLE],
+)
+def export_sweep(
+    sweep_id: SweepId,
+    store: StoreDep,
+    format: Annotated[Format, Query(description="csv, parquet or jsonl")] = "csv",
+) -> StreamingResponse:
+    """Every run of the sweep, one flat row per run (DESIGN.md "exports"), streamed a page
+    of runs at a time: the server's memory does not grow with the number of runs."""
+    sweep = store.get_sweep(sweep_id)  # 404 before the stream starts
+    filename = f"sweep-{sweep.id}.{format}"
+    return StreamingResponse(
+        export_chunks(iter_runs(store, sweep_id), format),
+        media_type=MEDIA_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.post(

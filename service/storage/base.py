@@ -70,9 +70,32 @@ class SweepStore(Protocol):
         ...
 
     def list_sweeps(
-        self, *, limit: int = 50, cursor: str | None = None, team: TeamFilter = ANY_TEAM
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        team: TeamFilter = ANY_TEAM,
+        tag: str | None = None,
+        archived: bool | None = False,
     ) -> Page[SweepRecord]:
-        """Sweeps, newest first, one page."""
+        """Sweeps, newest first, one page; only those with ``tag`` when given; archived
+        ones hidden (``archived=False``), alone (True) or listed too (None)."""
+        ...
+
+    def update_sweep(
+        self,
+        sweep_id: int,
+        *,
+        name: str | None = None,
+        tags: list[str] | None = None,
+        archived: bool | None = None,
+    ) -> SweepRecord:
+        """Rename, replace the tags of, or (un)archive a sweep; None leaves a field alone."""
+        ...
+
+    def delete_sweep(self, sweep_id: int) -> int:
+        """Delete a sweep, its runs, spectra and curves in one transaction (a run another
+        sweep reused keeps that sweep's copy); returns how many runs were deleted."""
         ...
 
     def cancel_sweep(self, sweep_id: int) -> SweepRecord:

@@ -136,8 +136,10 @@ def run_record(row: Mapping[Any, Any], curve: list[CurvePoint] | None = None) ->
     )
 
 
-def sweep_record(row: Mapping[Any, Any], counts: Mapping[str, int]) -> SweepRecord:
-    """A SweepRecord from a sweeps row and its run counts per status."""
+def sweep_record(
+    row: Mapping[Any, Any], counts: Mapping[str, int], tags: list[str] | None = None
+) -> SweepRecord:
+    """A SweepRecord from a sweeps row, its run counts per status and its tags."""
     return SweepRecord(
         id=row["id"],
         name=row["name"],
@@ -147,6 +149,8 @@ def sweep_record(row: Mapping[Any, Any], counts: Mapping[str, int]) -> SweepReco
         counts={s: int(counts.get(s, 0)) for s in RUN_STATUSES},
         created_at=row["created_at"],
         finished_at=row["finished_at"],
+        tags=sorted(tags or []),
+        archived=bool(row.get("archived", False)),
     )
 
 

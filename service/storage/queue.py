@@ -282,13 +282,14 @@ class RunnerQueue(TransactionalStore):
         return changed
 
     def cancelled_run_ids(self, run_ids: list[int]) -> list[int]:
-        """Which of these runs were cancelled (the runner stops them)."""
+        """Which of these runs were cancelled or deleted with their sweep (the runner stops
+        them)."""
         out: list[int] = []
         with self._transaction(write=False) as conn:
             for part in chunks(sorted(set(run_ids))):
-                out += conn.execute(
-                    select(Run.id).where(Run.id.in_(part), Run.status == "cancelled")
-                ).scalars()
+                rows = conn.execute(select(Run.id, Run.status).where(Run.id.in_(part)))
+                status = {run_id: st for run_id, st in rows}
+                out += [i for i in part if status.get(i, "cancelled") == "cancelled"]
         return sorted(out)
 
     # --- results, exactly once

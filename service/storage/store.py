@@ -44,10 +44,11 @@ from service.storage.codec import (
     sweep_record,
 )
 from service.storage.engine import make_engine
+from service.storage.housekeeping import delete_sweep_rows, set_tags, tags_of
 from service.storage.inserts import insert_runs
 from service.storage.metrics import collect
 from service.storage.queue import RunnerQueue, end_attempts, utcnow
-from service.storage.tables import CurveRow, Run, SpectrumRow, Submission, Sweep
+from service.storage.tables import CurveRow, Run, SpectrumRow, Submission, Sweep, SweepTag
 
 _GRID_AXES = ("d", "n", "alpha", "weight_decay", "seed", "gamma", "noise")
 _FLOAT_RTOL = 1e-9  # float filters match values within this relative tolerance
@@ -203,11 +204,19 @@ class Store(RunnerQueue):
         limit: int = 50,
         cursor: str | None = None,
         team: TeamFilter = ANY_TEAM,
+        tag: str | None = None,
+        archived: bool | None = False,
     ) -> Page[SweepRecord]:
         """Sweeps, newest first, keyset-paginated on id; ``team`` given: only that team's
-        (None: the sweeps without a team)."""
+        (None: the sweeps without a team); ``tag``: only sweeps with that tag; ``archived``:
+        False (default) hides archived sweeps, True lists only them, None lists both."""
         check_limit(limit)
         stmt = select(Sweep).order_by(Sweep.id.desc()).limit(limit + 1)
+        if archived is not None:
+            stmt = stmt.where(Sweep.archived.is_(archived))
+        if tag is not None:
+            tagged = select(SweepTag.sweep_id).where(SweepTag.tag == tag)
+            stmt = stmt.where(Sweep.id.in_(tagged))
         if team is not ANY_TEAM:
             stmt = stmt.where(Sweep.team.is_(None) if team is None else Sweep.team == team)
         if cursor is not None:
@@ -223,7 +232,8 @@ class Store(RunnerQueue):
                     .group_by(Run.sweep_id, Run.status)
                 ):
                     counts[sid][status] = count
-        items = [sweep_record(r, counts[r["id"]]) for r in page]
+            tags = tags_of(conn, counts)
+        items = [sweep_record(r, counts[r["id"]], tags.get(r["id"])) for r in page]
         more = len(rows) > limit
         return Page(items=items, next_cursor=encode_cursor("s", page[-1]["id"]) if more else None)
 
@@ -253,6 +263,35 @@ class Store(RunnerQueue):
                     .values(status="cancelled", finished_at=now, updated_at=now)
                 )
             return self._sweep(conn, sweep_id)
+
+    def update_sweep(
+        self,
+        sweep_id: int,
+        *,
+        name: str | None = None,
+        tags: list[str] | None = None,
+        archived: bool | None = None,
+    ) -> SweepRecord:
+        """Rename, retag (replacing the tags) or (un)archive a sweep; None leaves a field."""
+        with self._transaction() as conn:
+            row = self._sweep_row(conn, sweep_id, lock=True)
+            values: dict[str, Any] = {"updated_at": utcnow()}
+            if name is not None:
+                values["name"] = name
+                values["spec"] = {**row.spec, "name": name}
+            if archived is not None:
+                values["archived"] = archived
+            conn.execute(update(Sweep).where(Sweep.id == sweep_id).values(**values))
+            if tags is not None:
+                set_tags(conn, sweep_id, tags)
+            return self._sweep(conn, sweep_id)
+
+    def delete_sweep(self, sweep_id: int) -> int:
+        """Delete a sweep with its runs, spectra and curves in one transaction; the runner
+        stops its running runs (they read as cancelled). Returns how many runs went."""
+        with self._transaction() as conn:
+            self._sweep_row(conn, sweep_id, lock=True)
+            return delete_sweep_rows(conn, sweep_id)
 
     # --- runs
 
@@ -465,7 +504,7 @@ class Store(RunnerQueue):
             select(Run.status, func.count()).where(Run.sweep_id == sweep_id).group_by(Run.status)
         ):
             counts[status] = count
-        return sweep_record(row._mapping, counts)
+        return sweep_record(row._mapping, counts, tags_of(conn, [sweep_id]).get(sweep_id))
 
 
 def make_store(url: str) -> Store:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -80,6 +81,21 @@ class Sweep(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     team: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     """The submitting token's team (None: no team, or submitted with auth off)."""
+    archived: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), index=True
+    )
+    """Hidden from the default sweep list (``PATCH /v1/sweeps/{id}``); nothing else changes."""
+
+
+class SweepTag(Base):
+    """One tag of a sweep (the list filters on tags)."""
+
+    __tablename__ = "sweep_tags"
+
+    sweep_id: Mapped[int] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class Run(Base):

@@ -19,6 +19,7 @@ from service.storage.tables import Base
 
 TABLES = {
     "sweeps", "runs", "spectra", "curves", "attempts", "runner_lease", "api_tokens", "submissions",
+    "sweep_tags",
     "alembic_version",
 }  # fmt: skip
 
