@@ -288,7 +288,7 @@ class RunnerQueue(TransactionalStore):
         with self._transaction(write=False) as conn:
             for part in chunks(sorted(set(run_ids))):
                 rows = conn.execute(select(Run.id, Run.status).where(Run.id.in_(part)))
-                status = {run_id: st for run_id, st in rows}
+                status = dict(rows.tuples().all())
                 out += [i for i in part if status.get(i, "cancelled") == "cancelled"]
         return sorted(out)
 

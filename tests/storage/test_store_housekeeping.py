@@ -12,7 +12,11 @@ from service.storage import Store
 def test_rename_tags_and_archive_change_only_what_is_given(store: Store) -> None:
     sweep = store.create_sweep(diagonal_spec(name="first"), max_runs=100)
     renamed = store.update_sweep(sweep.id, name="renamed", tags=["paper", "d8", "paper"])
-    assert (renamed.name, renamed.spec.name, renamed.tags) == ("renamed", "renamed", ["d8", "paper"])
+    assert (renamed.name, renamed.spec.name, renamed.tags) == (
+        "renamed",
+        "renamed",
+        ["d8", "paper"],
+    )
     assert not renamed.archived
     archived = store.update_sweep(sweep.id, archived=True)
     assert (archived.name, archived.tags, archived.archived) == ("renamed", ["d8", "paper"], True)
@@ -47,9 +51,7 @@ def test_delete_removes_runs_spectra_and_curves_and_a_reusing_sweep_keeps_its_co
 ) -> None:
     first = store.create_sweep(diagonal_spec(name="first"), max_runs=100)
     runs = all_runs(store, first.id)
-    store.record_results(
-        [(r.id, result(r.config_hash, 0.5, spectra=[spectrum()])) for r in runs]
-    )
+    store.record_results([(r.id, result(r.config_hash, 0.5, spectra=[spectrum()])) for r in runs])
     second = store.create_sweep(diagonal_spec(name="second"), max_runs=100)
     reused = all_runs(store, second.id)
     assert all(r.reused_from is not None and r.status == "succeeded" for r in reused)
