@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api import observability
+from api import dashboard, observability
 from api.deps import RayStatus, TokenVerifier, require_auth
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
@@ -70,6 +70,8 @@ def create_app(
     for module in (sweeps, analysis, events, runs):
         app.include_router(module.router, prefix=API_PREFIX, dependencies=v1)
     app.include_router(health.router)
+    app.include_router(dashboard.router)  # HTML pages and plotly.js, before the mount
+    app.mount("/static", dashboard.static_files(), name="static")
     app.include_router(observability.router)  # GET /metrics (Prometheus)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from service.analysis.curves import fitted_curve
 from service.analysis.grouping import axis_value, check_axes, default_by, group_points, usable
 from service.analysis.reports import ExponentReport, GroupFit
 from service.errors import FitError
@@ -81,7 +82,7 @@ def fit_group(
         goodness=fit.goodness,
         candidates=dict(fit.candidates),
     )
-    return gf, fit.selection
+    return gf.model_copy(update={"curve": fitted_curve(gf)}), fit.selection
 
 
 def sweep_exponents(

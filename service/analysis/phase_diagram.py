@@ -64,7 +64,11 @@ def sweep_phase_diagram(
         fit, _ = fit_group(x, group, members, bootstrap=bootstrap)
         power = float(group["link_power"] or 0.0)
         p0 = members[0]
-        h_exp, h_regime = heuristic_exponent(p0.gamma, p0.noise, -power)
+        h_exp: float | None
+        if power > 0:  # lambda grows with n: no regime of the phase diagram applies
+            h_exp, h_regime = None, GROWING
+        else:
+            h_exp, h_regime = heuristic_exponent(p0.gamma, p0.noise, -power)
         se = se_by_group.get(tuple(sorted(group.items())))
         n_max = max(m.n for m in members)
         dfn = df_at.get((group["link_power"], n_max, p0.d, p0.gamma, p0.noise))
@@ -122,6 +126,11 @@ def _same_form(form: str, n_breaks: int, curve: dict[float, float]) -> float | N
         return None
 
 
+GROWING = "growing weight decay"
+"""The regime of a family whose lambda grows with n (link power > 0): outside the phase
+diagram, which is drawn for lambda = lambda0 n^-l with l >= 0."""
+
+
 def _regime(
     exponent: float | None,
     form: str | None,
@@ -133,6 +142,8 @@ def _regime(
 ) -> str | None:
     if exponent is None:
         return None
+    if heuristic == GROWING:
+        return GROWING
     if overparametrised_data:
         return "parametric/interpolation"
     noisy_fit = noise > 0 and decay > 0.5

@@ -15,6 +15,15 @@ class Report(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class CurvePoint(Report):
+    """One point of a group's fitted curve with the band of its exponent's 95% interval."""
+
+    x: float
+    fit: float
+    lo: float
+    hi: float
+
+
 class GroupFit(Report):
     """The fit of one group."""
 
@@ -51,6 +60,9 @@ class GroupFit(Report):
     """Runs still queued or running."""
     error: str | None = None
     """Why there is no fit."""
+    curve: list[CurvePoint] = []
+    """The chosen form on a log grid over the window, with the exponent band
+    (``service.analysis.curves``): what plots draw next to the points."""
 
 
 class ExponentReport(Report):
@@ -126,7 +138,8 @@ class FamilyPhase(Report):
     """The SE curve over the same x-window, fitted with the measured fit's form (se_form)."""
     se_form: str | None = None
     """The form the SE exponent was fitted with (power_law where the measured form failed)."""
-    heuristic_exponent: float
+    heuristic_exponent: float | None
+    """None where lambda grows with n (``regime`` "growing weight decay")."""
     heuristic_regime: str
     regime: str | None
     """plateau, bias-dominated, tuned, noise fitting, parametric/interpolation."""

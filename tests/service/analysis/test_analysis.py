@@ -323,6 +323,23 @@ def test_phase_diagram_on_the_se_itself() -> None:
     assert diagram.families[0].df_over_n > 0.5  # type: ignore[operator]
 
 
+def test_phase_diagram_of_a_growing_weight_decay_is_answered_not_a_500() -> None:
+    # lambda = 0.5 n^+0.5 grows with n: no heuristic regime applies (it used to raise)
+    counter = ids()
+    points = [
+        pt(next(counter), d=400, n=n, weight_decay=0.5 * n**0.5, link_power=0.5, seed=s,
+           excess_risk=predict("diagonal", 400, n, 0.5 * n**0.5, 1.0, 0.01).excess_risk)
+        for n in (100, 200, 400)
+        for s in (0, 1)
+    ]  # fmt: skip
+    body = {**SPEC, "link": {"weight_decay": {"coef": 0.5, "of": "n", "power": [0.5]}}}
+    diagram = sweep_phase_diagram(1, SweepSpec.model_validate(body), points, bootstrap=0)
+    (family,) = diagram.families
+    assert family.decay == -0.5 and family.heuristic_exponent is None
+    assert family.heuristic_regime == family.regime == "growing weight decay"
+    assert family.measured_exponent is not None and family.measured_exponent < 0  # R grows
+
+
 def test_phase_diagram_compares_like_with_like() -> None:
     # 6 n values: the SE curves are not pure power laws, so the model choice picks broken /
     # plateau forms; the SE exponent must then come from the same form over the same window

@@ -1,0 +1,168 @@
+/* GET /runs/{id}: metrics and certificate, configuration, the learning curve, and the
+ * spectrum of the trained weights as a histogram and a rank plot on log axes with the tail
+ * fit and the predicted spectrum. */
+"use strict";
+
+(() => {
+  const { el, api, num, interval, badge, kv, logLayout, plot, fail } = SS;
+  const app = document.getElementById("app");
+  const runId = Number(document.body.dataset.runId);
+
+  function metricsPanel(run) {
+    const m = run.metrics;
+    if (!m) {
+      return el("p", { class: "muted" }, run.error ? `No metrics: ${run.error}` : "No metrics yet.");
+    }
+    return kv([
+      ["excess risk R", num(m.excess_risk, 6)],
+      ["train loss", num(m.train_loss, 6)],
+      ["objective", num(m.objective, 8)],
+      ["test error", m.test_error === null ? "" : `${num(m.test_error, 5)} ± ${num(m.test_error_se, 2)}`],
+      ["support", m.support],
+      ["penalty norm", num(m.penalty_norm, 5)],
+      ["device", m.device],
+      ["batch size", m.batch_size ?? ""],
+      ["wall time", `${num(m.wall_time_s, 4)} s`],
+    ]);
+  }
+
+  function certificatePanel(run) {
+    const m = run.metrics;
+    if (!m) return el("p", { class: "muted" }, "No certificate yet.");
+    return kv([
+      ["converged", badge(m.converged)],
+      ["duality gap", num(m.duality_gap, 3)],
+      ["stop reason", m.stop_reason],
+      ["steps", m.steps],
+      ["gradient norm", num(m.grad_norm, 3)],
+      ["support corrections", m.corrections ?? ""],
+      ["attempts", run.attempts],
+    ]);
+  }
+
+  function configPanel(run) {
+    const c = run.config;
+    return kv([
+      ["sweep", el("a", { href: `/sweeps/${run.sweep_id}` }, `sweep ${run.sweep_id}`)],
+      ["model", c.model], ["d", c.d], ["n", c.n], ["weight decay λ", num(c.weight_decay, 6)],
+      ["seed", c.seed], ["γ", c.teacher.gamma], ["rank", c.teacher.rank ?? ""],
+      ["noise Δ", c.teacher.noise], ["optimizer", c.training.optimizer],
+      ["width", c.training.width ?? "default"], ["dtype", c.training.dtype],
+      ["device", c.training.device], ["link power", c.link_power ?? ""],
+      ["status", badge(run.status)], ["error", run.error || ""],
+      ["reused from", run.reused_from ? el("a", { href: `/runs/${run.reused_from}` }, `run ${run.reused_from}`) : ""],
+    ]);
+  }
+
+  async function curvePlot(node, run) {
+    const curve = run.curve || [];
+    if (!curve.length) {
+      node.replaceChildren(el("p", { class: "muted" },
+        "No learning curve recorded (set measure.curve_every in the spec)."));
+      return;
+    }
+    const steps = curve.map((p) => Math.max(1, p.step));
+    await plot(node, [
+      { x: steps, y: curve.map((p) => p.train_loss), mode: "lines", name: "train loss" },
+      { x: steps, y: curve.map((p) => p.excess_risk), mode: "lines", name: "excess risk" },
+    ], logLayout("step", "value", { height: 360 }));
+  }
+
+  async function spectrumPlots(hist, rank, notes, spectra) {
+    if (!spectra.spectra.length) {
+      hist.replaceChildren(el("p", { class: "muted" }, "No spectrum stored for this run."));
+      rank.replaceChildren();
+      return;
+    }
+    const s = spectra.spectra[0];
+    // values below 1e-8 of the largest are numerical zeros (the tail fit drops them too)
+    const floor = 1e-8 * Math.max(...s.values);
+    const positive = s.values.filter((v) => v > floor);
+    const theory = spectra.theory;
+    // histogram over log-spaced bins, drawn as steps on a log x axis
+    const both = theory ? positive.concat(theory.predicted_values.filter((v) => v > floor)) : positive;
+    const lo = Math.log10(Math.min(...both));
+    const hi = Math.log10(Math.max(...both));
+    const bins = Math.max(5, Math.min(40, Math.ceil(Math.sqrt(positive.length)) * 2));
+    const width = Math.max(hi - lo, 1e-9) / bins;
+    const edges = Array.from({ length: bins + 1 }, (_, i) => 10 ** (lo + i * width));
+    const counts = (values) => {
+      const c = new Array(bins).fill(0);
+      for (const v of values) {
+        const k = Math.floor((Math.log10(v) - lo) / width);
+        if (k >= 0 && k <= bins) c[Math.min(k, bins - 1)] += 1;
+      }
+      return c;
+    };
+    const steps = (c) => ({ x: edges.flatMap((e, i) => (i < bins ? [e, edges[i + 1]] : [])),
+      y: c.flatMap((v) => [v, v]) });
+    const measured = steps(counts(positive));
+    const histTraces = [{ x: measured.x, y: measured.y, mode: "lines", fill: "tozeroy",
+      name: `${s.kind} (measured)`, line: { color: "#1f77b4", shape: "hv" } }];
+    if (theory) {
+      const predicted = steps(counts(theory.predicted_values.filter((v) => v > floor)));
+      histTraces.push({ x: predicted.x, y: predicted.y, mode: "lines", name: "predicted",
+        line: { color: "#d62728", dash: "dash", shape: "hv" } });
+    }
+    await plot(hist, histTraces, logLayout(`${s.kind} value`, "count",
+      { yaxis: { type: "linear", title: { text: "count" }, rangemode: "tozero" }, height: 360 }));
+    const ranks = positive.map((_, i) => i + 1);
+    const traces = [{ x: ranks, y: positive, mode: "markers", name: `${s.kind} (measured)`,
+      marker: { size: 5, color: "#1f77b4" } }];
+    if (theory) {
+      const pred = theory.predicted_values.filter((v) => v > floor);
+      traces.push({ x: pred.map((_, i) => i + 1), y: pred, mode: "lines", name: "predicted",
+        line: { color: "#d62728", dash: "dash" } });
+    }
+    const tf = s.tail_fit;
+    if (tf) {
+      // a power-law tail with density exponent alpha above xmin: value ~ xmin (r / n_tail)^(-1/(alpha-1))
+      const rs = [];
+      for (let r = 1; r <= tf.n_tail; r += Math.max(1, Math.floor(tf.n_tail / 40))) rs.push(r);
+      rs.push(tf.n_tail);
+      traces.push({ x: rs, y: rs.map((r) => tf.xmin * (r / tf.n_tail) ** (-1 / (tf.alpha - 1))),
+        mode: "lines", name: `tail fit α=${num(tf.alpha, 3)}`, line: { color: "#2ca02c", width: 2 } });
+    }
+    if (s.rank_fit) {
+      const rf = s.rank_fit;
+      const rs = [1, rf.n_points];
+      traces.push({ x: rs, y: rs.map((r) => rf.prefactor * r ** (-rf.exponent)), mode: "lines",
+        name: `rank fit exponent ${num(rf.exponent, 3)}`, line: { color: "#9467bd", dash: "dot" } });
+    }
+    await plot(rank, traces, logLayout("rank", `${s.kind} value`, { height: 360 }));
+    notes.replaceChildren(
+      el("p", { class: "note" }, `${positive.length} of ${s.n_values_total} values above 1e-8 × the largest are drawn ` +
+        "(the others are numerical zeros)" +
+        (s.truncated ? ` (the ${s.values.length} largest are served)` : "") + "."),
+      tf ? el("p", { class: "note", id: "tail-fit" }, `Tail fit: α = ${num(tf.alpha, 4)} ` +
+        `${interval(tf.alpha_ci)} above xmin = ${num(tf.xmin, 4)} (${tf.n_tail} values, ` +
+        `KS distance ${num(tf.ks_distance, 3)}).`)
+        : el("p", { class: "note" }, `No tail fit: ${s.tail_fit_error || "not made"}.`),
+      theory ? el("p", { class: "note" }, `Predicted: support ${num(theory.predicted_support, 4)}, ` +
+        `heavy-tail exponent 1 + 1/γ = ${num(theory.predicted_alpha_ww, 4)}` +
+        (theory.note ? `. ${theory.note}` : "."))
+        : el("p", { class: "note" }, `No prediction: ${spectra.theory_error || "not available"}.`));
+  }
+
+  async function load() {
+    const run = await api(`/v1/runs/${runId}`);
+    const hist = el("div", { class: "plot small", id: "spectrum-hist" });
+    const rank = el("div", { class: "plot small", id: "spectrum-rank" });
+    const curve = el("div", { class: "plot small", id: "curve-plot" });
+    const notes = el("div", { id: "spectrum-notes" });
+    app.replaceChildren(
+      el("h1", {}, `Run ${run.id}`, " ", badge(run.status)),
+      el("div", { class: "grid2" },
+        el("section", { class: "panel", id: "metrics" }, el("h2", {}, "Metrics"), metricsPanel(run)),
+        el("section", { class: "panel", id: "certificate" }, el("h2", {}, "Certificate"), certificatePanel(run))),
+      el("section", { id: "config" }, el("h2", {}, "Configuration"), configPanel(run)),
+      el("h2", {}, "Learning curve"), curve,
+      el("h2", {}, "Spectrum of the trained weights"),
+      el("div", { class: "grid2" }, hist, rank), notes);
+    await curvePlot(curve, run);
+    const spectra = await api(`/v1/runs/${runId}/spectrum?theory=true`);
+    await spectrumPlots(hist, rank, notes, spectra);
+  }
+
+  load().catch((e) => fail(app, e));
+})();
