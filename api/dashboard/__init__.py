@@ -20,7 +20,7 @@ from html import escape
 from importlib.resources import files
 from pathlib import Path
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -60,9 +60,13 @@ def plotly_js() -> Path:
     return path
 
 
-def page(title: str, script: str, **data: int) -> HTMLResponse:
-    """The HTML shell of a page: its title, ``data-*`` ids, plotly and its script."""
-    attrs = "".join(f' data-{k.replace("_", "-")}="{int(v)}"' for k, v in data.items())
+def page(request: Request, title: str, script: str, **data: int) -> HTMLResponse:
+    """The HTML shell of a page: its title, ``data-*`` ids, whether the API asks for a token
+    (``data-auth``: the page then asks before its first request), plotly and its script."""
+    auth = "on" if request.app.state.settings.auth == "on" else "off"
+    attrs = f' data-auth="{auth}"' + "".join(
+        f' data-{k.replace("_", "-")}="{int(v)}"' for k, v in data.items()
+    )
     body = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -87,33 +91,33 @@ def page(title: str, script: str, **data: int) -> HTMLResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-def sweeps_page() -> HTMLResponse:
+def sweeps_page(request: Request) -> HTMLResponse:
     """Every sweep with its live progress."""
-    return page("sweeps", "index")
+    return page(request, "sweeps", "index")
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
-def sweep_page(sweep_id: SweepId) -> HTMLResponse:
+def sweep_page(request: Request, sweep_id: SweepId) -> HTMLResponse:
     """One sweep: progress, the risk plot with fits and theory, tables, runs."""
-    return page(f"sweep {sweep_id}", "sweep", sweep_id=sweep_id)
+    return page(request, f"sweep {sweep_id}", "sweep", sweep_id=sweep_id)
 
 
 @router.get("/sweeps/{sweep_id}/phase", response_class=HTMLResponse)
-def phase_page(sweep_id: SweepId) -> HTMLResponse:
+def phase_page(request: Request, sweep_id: SweepId) -> HTMLResponse:
     """The phase diagram of a scaling-path sweep."""
-    return page(f"phase diagram of sweep {sweep_id}", "phase", sweep_id=sweep_id)
+    return page(request, f"phase diagram of sweep {sweep_id}", "phase", sweep_id=sweep_id)
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(run_id: RunId) -> HTMLResponse:
+def run_page(request: Request, run_id: RunId) -> HTMLResponse:
     """One run: metrics, certificate, learning curve, spectrum."""
-    return page(f"run {run_id}", "run", run_id=run_id)
+    return page(request, f"run {run_id}", "run", run_id=run_id)
 
 
 @router.get("/compare", response_class=HTMLResponse)
-def compare_page() -> HTMLResponse:
+def compare_page(request: Request) -> HTMLResponse:
     """Two or more sweeps on one plot (``?ids=1,2``)."""
-    return page("compare sweeps", "compare")
+    return page(request, "compare sweeps", "compare")
 
 
 @router.get(PLOTLY_PATH)

@@ -101,6 +101,8 @@ const SS = (() => {
   }
 
   async function request(path, options) {
+    // with SCALESWEEP_AUTH=on the page says so: ask before the first request, not after a 401
+    if (document.body.dataset.auth === "on" && !token()) await askToken(null);
     for (let attempt = 0; attempt < 5; attempt += 1) {
       const response = await fetch(path, Object.assign({}, options, {
         headers: headers((options || {}).headers),
