@@ -1,8 +1,8 @@
 """Commands that talk to a scalesweep server through ``service.client``.
 
-``submit``, ``status``, ``runs``, ``exponents``, ``theory``, ``phase-diagram``, ``spectra``
-and ``cancel``; the server is ``--server`` or SCALESWEEP_SERVER, the token
-SCALESWEEP_API_TOKEN.
+``submit``, ``list``, ``status``, ``edit`` (rename, tags, archive), ``delete``, ``runs``,
+``exponents``, ``theory``, ``phase-diagram``, ``spectra`` and ``cancel``; the server is
+``--server`` or SCALESWEEP_SERVER, the token SCALESWEEP_API_TOKEN.
 """
 
 from __future__ import annotations
@@ -40,7 +40,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     s.add_argument("spec", type=Path, metavar="SPEC.yaml")
     s.add_argument("--wait", action="store_true", help="follow progress, then print exponents")
     s.set_defaults(run=cmd_submit)
+    ls = sub.add_parser("list", help="sweeps, newest first (archived ones hidden)")
+    ls.add_argument("--tag", help="only sweeps with this tag")
+    ls.add_argument("--archived", choices=("false", "true", "all"), default="false")
+    ls.set_defaults(run=cmd_list)
     _with_id(sub, "status", "a sweep's status and counts", cmd_status)
+    ed = _with_id(sub, "edit", "rename a sweep, set its tags, archive or unarchive it", cmd_edit)
+    ed.add_argument("--name")
+    ed.add_argument("--tags", help="comma-separated; replaces the tags ('' removes them)")
+    arch = ed.add_mutually_exclusive_group()
+    arch.add_argument("--archive", dest="archived", action="store_const", const=True)
+    arch.add_argument("--unarchive", dest="archived", action="store_const", const=False)
+    rm = _with_id(sub, "delete", "delete a sweep with its runs (admin token)", cmd_delete)
+    rm.add_argument("--yes", action="store_true", help="do it (without --yes nothing changes)")
     _with_id(sub, "cancel", "cancel a sweep", cmd_cancel)
     r = _with_id(sub, "runs", "every run of a sweep (follows every page)", cmd_runs)
     r.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -93,6 +105,42 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
         print(out.status_text(final))
         print(out.exponent_table(c.exponents(submitted.id)))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the sweeps (every page)."""
+    with client(args) as c:
+        sweeps = list(c.list_sweeps(tag=args.tag, archived=args.archived))
+    sys.stdout.write(out.sweeps_table(sweeps))
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    """Rename, retag or (un)archive a sweep; print its new status."""
+    tags = None if args.tags is None else [t.strip() for t in args.tags.split(",") if t.strip()]
+    if args.name is None and tags is None and args.archived is None:
+        print("error: give --name, --tags, --archive or --unarchive", file=sys.stderr)
+        return 2
+    with client(args) as c:
+        sweep = c.update_sweep(args.id, name=args.name, tags=tags, archived=args.archived)
+    print(out.status_text(sweep))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete a sweep (with --yes), printing how many runs went."""
+    with client(args) as c:
+        sweep = c.get_sweep(args.id)
+        if not args.yes:
+            print(
+                f"would delete sweep {sweep.id} {sweep.name!r} and its {sweep.n_runs} runs;"
+                " run again with --yes",
+                file=sys.stderr,
+            )
+            return 2
+        n = c.delete_sweep(args.id)
+    print(f"deleted sweep {args.id} and {n} runs")
     return 0
 
 

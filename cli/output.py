@@ -63,10 +63,31 @@ def status_text(sweep: SweepRecord) -> str:
     """A few lines describing a sweep."""
     counts = ", ".join(f"{k} {v}" for k, v in sorted(sweep.counts.items()) if v) or "no runs"
     finished = sweep.finished_at.isoformat() if sweep.finished_at else "-"
+    tags = f"  tags {', '.join(sweep.tags)}" if sweep.tags else ""
+    archived = "  archived" if sweep.archived else ""
     return (
         f"sweep {sweep.id} {sweep.name!r}: {sweep.status}, {sweep.n_runs} runs ({counts})\n"
-        f"  created {sweep.created_at.isoformat()}  finished {finished}"
+        f"  created {sweep.created_at.isoformat()}  finished {finished}{tags}{archived}"
     )
+
+
+def sweeps_table(sweeps: Sequence[SweepRecord]) -> str:
+    """One line per sweep: id, name, model, status, runs ended of all, tags."""
+    rows = []
+    for sw in sweeps:
+        ended = sum(sw.counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
+        rows.append(
+            [
+                str(sw.id),
+                sw.name or "-",
+                sw.spec.model,
+                sw.status + (" (archived)" if sw.archived else ""),
+                f"{ended}/{sw.n_runs}",
+                ",".join(sw.tags) or "-",
+            ]
+        )
+    header = ["id", "name", "model", "status", "ended", "tags"]
+    return _table(header, rows) + f"\n{len(sweeps)} sweeps\n"
 
 
 def run_row(run: RunRecord) -> dict[str, Any]:
@@ -116,7 +137,7 @@ def _cell(value: Any) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(line.rstrip() for line in lines) + "\n"

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
-from service.analysis.reports import ExponentReport, PhaseDiagram, SpectraSummary, TheoryReport
+from service.analysis.reports import (
+    ExponentReport,
+    PhaseDiagram,
+    SpectraSummary,
+    SpectrumTheory,
+    TheoryReport,
+)
 from service.config import Settings
 from service.records import RunRecord, SweepRecord
 from service.results import RunStatus, Spectrum
@@ -234,7 +240,15 @@ class Client:
     def get_spectra(self, run_id: int) -> list[Spectrum]:
         """The spectra of a run's trained weights."""
         data = self._request("GET", f"/v1/runs/{run_id}/spectrum")
-        return [Spectrum.model_validate(s) for s in data["spectra"]]
+        return [_spectrum(s) for s in data["spectra"]]
+
+    def spectra_with_theory(self, run_id: int) -> tuple[list[Spectrum], SpectrumTheory | None]:
+        """The spectra of a run and the state-evolution prediction of the first (None when
+        the theory cannot predict it)."""
+        data = self._request("GET", f"/v1/runs/{run_id}/spectrum", params={"theory": "true"})
+        spectra = [_spectrum(s) for s in data["spectra"]]
+        theory = data.get("theory")
+        return spectra, SpectrumTheory.model_validate(theory) if theory else None
 
     def cancel(self, sweep_id: int) -> SweepRecord:
         """Cancel a sweep."""
@@ -330,6 +344,14 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"sweep {sweep_id} still running after {timeout_s} s")
             time.sleep(poll_s)
+
+
+def _spectrum(served: dict[str, Any]) -> Spectrum:
+    """A served spectrum without the serving fields (``n_values_total``, ``truncated``: the
+    server may cut the values it sends; see GET /v1/runs/{id}/spectrum)."""
+    return Spectrum.model_validate(
+        {k: v for k, v in served.items() if k not in ("n_values_total", "truncated")}
+    )
 
 
 def _raise_for_status(response: httpx.Response) -> None:
