@@ -132,7 +132,8 @@ def serve_command(args: argparse.Namespace) -> int:
     print(
         f"scalesweep: serving on http://{args.host}:{args.port} "
         f"(database {settings.database_url.split('@')[-1]}, "
-        f"{'no runner' if args.no_runner else 'inline runner' if args.no_ray else 'Ray runner'})",
+        f"{'no runner' if args.no_runner else 'inline runner' if args.no_ray else 'Ray runner'})"
+        f"\nscalesweep: dashboard at http://{args.host}:{args.port}/",
         file=sys.stderr,
     )
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; with the default

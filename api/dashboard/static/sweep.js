@@ -278,9 +278,9 @@
     nodes.runs = runsSection();
     nodes.exports = el("section");
     nodes.root = el("div", {}, nodes.header, el("h2", {}, "Excess risk"), nodes.controls,
-      nodes.plot, nodes.plotNote, el("div", { class: "grid2" },
-        el("section", {}, el("h2", {}, "Fitted exponents"), nodes.exponents),
-        el("section", {}, el("h2", {}, "State evolution"), nodes.theory)),
+      nodes.plot, nodes.plotNote,
+      el("section", {}, el("h2", {}, "Fitted exponents"), nodes.exponents),
+      el("section", {}, el("h2", {}, "State evolution"), nodes.theory),
       nodes.runs, nodes.exports);
     app.replaceChildren(nodes.root);
   }
