@@ -152,12 +152,18 @@ EXTEND_GRIDS: list[dict[str, Any]] = [
 ]
 
 
+DELETABLE = 8
+"""Extra sweeps seeded for DELETE /v1/sweeps/{id} to remove."""
+
+
 @dataclass(frozen=True)
 class Seeded:
     """Ids that exist in the seeded store."""
 
     sweep_ids: list[int]
     run_ids: list[int]
+    deletable_ids: list[int]
+    """Sweeps DELETE may remove (the others stay, so every other route keeps real data)."""
 
 
 def seed_store(store: Store) -> Seeded:
@@ -171,7 +177,13 @@ def seed_store(store: Store) -> Seeded:
         else:
             _finish(store, sid, fail_every=5 if i == 1 else 0)
     run_ids = [r.id for sid in sweep_ids for r in store.list_runs(sid, limit=1000).items]
-    return Seeded(sweep_ids, run_ids)
+    deletable = [
+        store.create_sweep(
+            SweepSpec.model_validate({**SEED_SPECS[0], "name": f"deletable {k}"}), max_runs=MAX_RUNS
+        ).id
+        for k in range(DELETABLE)
+    ]
+    return Seeded(sweep_ids, run_ids, deletable)
 
 
 # --------------------------------------------------------------------------------------
@@ -252,7 +264,8 @@ def _strategy(op: Any, mode: schemathesis.GenerationMode, seeded: Seeded) -> st.
     strategies = [op.as_strategy(generation_mode=mode)]
     names = {p.name for p in op.path_parameters}
     if "sweep_id" in names:
-        ids = st.sampled_from(seeded.sweep_ids)
+        pool = seeded.deletable_ids if op.method.upper() == "DELETE" else seeded.sweep_ids
+        ids = st.sampled_from(pool)
         strategies.append(
             ids.flatmap(lambda i: op.as_strategy(mode, path_parameters={"sweep_id": i}))
         )
