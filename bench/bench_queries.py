@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import pstats
 import secrets
 import time
@@ -71,6 +72,7 @@ def main() -> None:
     ap.add_argument("--maintenance-url", default=MAINTENANCE)
     ap.add_argument("--quick", action="store_true", help="1,000 runs, fewer repetitions")
     ap.add_argument("--profile", action="store_true", help="cProfile one uncached request")
+    ap.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = ap.parse_args()
     seeds = 10 if args.quick else 100
     dbname = f"scalesweep_bench_{secrets.token_hex(4)}"
@@ -143,9 +145,9 @@ def main() -> None:
         print(
             f"  exponents, cached answer: p50 {p50:.1f} ms, p95 {p95:.1f} ms ({len(warm)} requests)"
         )
-        p50, p95 = percentiles(cold)
+        c50, c95 = percentiles(cold)
         print(
-            f"  exponents, cache cleared: p50 {p50:.0f} ms, p95 {p95:.0f} ms ({len(cold)} requests)"
+            f"  exponents, cache cleared: p50 {c50:.0f} ms, p95 {c95:.0f} ms ({len(cold)} requests)"
         )
         g = report["groups"][0]
         lam = g["group"]["weight_decay"]
@@ -155,6 +157,10 @@ def main() -> None:
             f"(truth {0.3 + 5 * lam:.3f}), form {g['form']}"
         )
         store.close()
+        if args.json:
+            figures = {"runs": len(runs), "cached_p50_ms": p50, "cached_p95_ms": p95,
+                       "uncached_p50_ms": c50, "uncached_p95_ms": c95}  # fmt: skip
+            print(json.dumps(figures))
     finally:
         with psycopg.connect(args.maintenance_url, autocommit=True) as conn:
             conn.execute(

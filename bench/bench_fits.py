@@ -1,0 +1,157 @@
+"""How far the exponents query can be trusted, in one run: false breaks, detection, coverage,
+latency.
+
+Synthetic sweeps with realistic scatter, fitted by ``service.fitting.fit_scaling`` exactly as
+the exponents query fits a group (seeds pooled, bootstrap over seeds, 200 replicates):
+
+* ``false_break_rate``: pure power laws R = C x^-beta (3-20 seeds, 6-12 x values over a
+  factor 2^5-2^11, 5-15 % per-run log-normal scatter, beta in [0.2, 2]): how often a broken
+  or plateau form is reported (target <= 0.05);
+* ``detection_rate``: broken power laws with an exponent ratio in [1.5, 3] (either way) and
+  the break inside the middle of the window: how often the broken form is chosen with the
+  break within a factor 1.5 of the truth (target >= 0.80);
+* ``coverage``: pure power laws with 3-5 seeds: how often the 95 % interval holds beta
+  (target >= 0.93);
+* ``query_p50_ms``, ``query_p95_ms``: the uncached exponents query over a 10,000-run sweep on
+  PostgreSQL (``bench/bench_queries.py --uncached-only``; target p95 < 300 ms), unless
+  ``--no-query``.
+
+Run: ``.venv/bin/python bench/bench_fits.py [--trials 200] [--seed 0] [--no-query]``; the last
+line is JSON with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.errors import FitError
+from service.fitting import fit_scaling
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _design(rng: np.random.Generator, seeds: tuple[int, int]) -> tuple[np.ndarray, int, float]:
+    n_x = int(rng.integers(6, 13))
+    span = float(2.0 ** rng.uniform(5, 11))
+    x = np.geomspace(100.0, 100.0 * span, n_x)
+    n_seeds = int(rng.integers(seeds[0], seeds[1] + 1))
+    scatter = float(rng.uniform(0.05, 0.15))
+    return x, n_seeds, scatter
+
+
+def _observe(
+    rng: np.random.Generator, x: np.ndarray, curve: np.ndarray, n_seeds: int, scatter: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xs = np.tile(x, n_seeds)
+    ys = np.tile(curve, n_seeds) * np.exp(scatter * rng.standard_normal(xs.size))
+    seeds = np.repeat(np.arange(n_seeds), x.size)
+    return xs, ys, seeds
+
+
+def pure_trial(rng: np.random.Generator, seeds: tuple[int, int]) -> tuple[str, bool]:
+    """(chosen form, interval holds beta) on one pure power law."""
+    x, n_seeds, scatter = _design(rng, seeds)
+    beta = float(rng.uniform(0.2, 2.0))
+    xs, ys, sd = _observe(rng, x, 3.0 * x**-beta, n_seeds, scatter)
+    try:
+        fit = fit_scaling(xs, ys, sd, bootstrap=200, seed=0)
+    except FitError:
+        return "error", False
+    lo, hi = fit.exponent_ci
+    return fit.form, fit.form == "power_law" and lo <= beta <= hi
+
+
+def broken_trial(rng: np.random.Generator) -> tuple[bool, bool]:
+    """(broken form chosen, and its break within a factor 1.5 of the truth)."""
+    x, n_seeds, scatter = _design(rng, (3, 20))
+    b1 = float(rng.uniform(0.3, 1.0))
+    ratio = float(rng.uniform(1.5, 3.0))
+    b2 = b1 * ratio if rng.random() < 0.5 else b1 / ratio
+    lx = np.log(x)
+    t = float(rng.uniform(lx[0] + 0.3 * (lx[-1] - lx[0]), lx[0] + 0.7 * (lx[-1] - lx[0])))
+    log_curve = -b1 * np.minimum(lx, t) - b2 * np.maximum(lx - t, 0.0)
+    xs, ys, sd = _observe(rng, x, np.exp(log_curve), n_seeds, scatter)
+    try:
+        fit = fit_scaling(xs, ys, sd, bootstrap=200, seed=0)
+    except FitError:
+        return False, False
+    if fit.form != "broken_power_law" or not fit.breaks:
+        return False, False
+    nearest = min(fit.breaks, key=lambda b: abs(math.log(b) - t))
+    return True, abs(math.log(nearest) - t) <= math.log(1.5)
+
+
+def query_latency() -> dict[str, float]:
+    """The uncached exponents query's p50/p95 from bench_queries (10,000 runs, PostgreSQL)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_queries.py"), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"bench_queries failed: {out.stderr[-2000:]}")
+    data: dict[str, float] = json.loads(lines[-1])
+    return data
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--trials", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-query", action="store_true")
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    started = time.perf_counter()
+    out: dict[str, Any] = {"trials": args.trials}
+
+    forms: dict[str, int] = {}
+    for _ in range(args.trials):
+        form, _ = pure_trial(rng, (3, 20))
+        forms[form] = forms.get(form, 0) + 1
+    false = sum(v for k, v in forms.items() if k not in ("power_law",))
+    out["false_break_rate"] = false / args.trials
+    print(f"pure power laws ({args.trials}): forms {forms}; false_break_rate ="
+          f" {out['false_break_rate']:.3f} (target <= 0.05)")  # fmt: skip
+
+    detected = located = 0
+    for _ in range(args.trials):
+        d, loc = broken_trial(rng)
+        detected += d
+        located += loc
+    out["detection_rate"] = located / args.trials
+    out["broken_chosen_rate"] = detected / args.trials
+    print(f"broken power laws ({args.trials}): broken chosen {detected}, break within 1.5x"
+          f" {located}: detection_rate = {out['detection_rate']:.3f} (target >= 0.80)")  # fmt: skip
+
+    covered = 0
+    for _ in range(args.trials):
+        _, ok = pure_trial(rng, (3, 5))
+        covered += ok
+    out["coverage"] = covered / args.trials
+    print(f"3-5 seeds ({args.trials}): interval holds beta {covered}: coverage ="
+          f" {out['coverage']:.3f} (target >= 0.93)")  # fmt: skip
+    out["fit_seconds"] = time.perf_counter() - started
+
+    if not args.no_query:
+        lat = query_latency()
+        out["query_p50_ms"] = lat["uncached_p50_ms"]
+        out["query_p95_ms"] = lat["uncached_p95_ms"]
+        print(f"uncached exponents query, 10,000 runs on PostgreSQL: p50 {out['query_p50_ms']:.0f}"
+              f" ms, p95 {out['query_p95_ms']:.0f} ms (target p95 < 300 ms)")  # fmt: skip
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
