@@ -13,7 +13,9 @@ or PDF from the file's suffix.
 * :func:`spectrum_figure`: a run's spectrum as a histogram over log bins and as a rank
   plot with the tail fit, the rank fit and the predicted spectrum;
 * :func:`phase_figure`: measured (95% interval), SE and heuristic exponents against l;
-* :func:`compare_figure`: the seed-mean curves of several sweeps on one plot.
+* :func:`compare_figure`: the seed-mean curves of several sweeps on one plot;
+* :func:`tails_figure`: the heavy-tail exponent of the weights against 1 + 1/gamma, and next
+  to the excess risk across weight decays and n (the link of tails and generalisation).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from service.analysis.reports import (
     GroupFit,
     PhaseDiagram,
     PointTheory,
+    SpectraSummary,
     TheoryReport,
 )
 from service.records import RunRecord, SweepRecord
@@ -486,4 +489,53 @@ def compare_figure(
                     ax.plot([p.x for p in g.curve], [p.fit for p in g.curve], color=c)
         _loglog(ax, x)
         _legend_outside(ax)
+    return fig
+
+
+def tails_figure(sweep: SweepRecord, summary: SpectraSummary) -> Figure:
+    """Left: measured tail exponent against the predicted 1 + 1/gamma per grid point.
+    Right: tail exponent against the excess risk, one colour per gamma."""
+    pts = [p for p in summary.points if p.tail_alpha_mean is not None]
+    with paper_style():
+        fig = Figure(figsize=(7.0, 3.0))
+        left, right = fig.subplots(1, 2)
+        gammas = sorted({p.gamma for p in pts})
+        for i, gamma in enumerate(gammas):
+            color = COLORS[i % len(COLORS)]
+            mine = [p for p in pts if p.gamma == gamma]
+            left.errorbar(
+                [p.predicted_alpha_ww for p in mine],
+                [float(p.tail_alpha_mean or 0.0) for p in mine],
+                yerr=[p.tail_alpha_se or 0.0 for p in mine],
+                fmt="o",
+                color=color,
+                capsize=2,
+                label=f"$\\gamma$={gamma:g}",
+            )
+            risk = [p for p in mine if p.excess_risk_mean]
+            right.scatter(
+                [float(p.excess_risk_mean or 0.0) for p in risk],
+                [float(p.tail_alpha_mean or 0.0) for p in risk],
+                color=color,
+                s=14,
+                label=f"$\\gamma$={gamma:g}",
+            )
+        if pts:
+            lo = min(
+                min(p.predicted_alpha_ww for p in pts),
+                min(float(p.tail_alpha_mean or 0) for p in pts),
+            )
+            hi = max(
+                max(p.predicted_alpha_ww for p in pts),
+                max(float(p.tail_alpha_mean or 0) for p in pts),
+            )
+            left.plot([lo, hi], [lo, hi], "k:", linewidth=0.8, label="measured = 1 + 1/$\\gamma$")
+        left.set_xlabel(r"predicted $1 + 1/\gamma$")
+        left.set_ylabel(r"measured tail exponent $\alpha$")
+        left.legend(frameon=False)
+        right.set_xscale("log")
+        right.set_xlabel(r"excess risk $R$")
+        right.set_ylabel(r"tail exponent $\alpha$")
+        right.legend(frameon=False)
+        fig.suptitle(sweep.name or f"sweep {sweep.id}", fontsize=9)
     return fig

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 
 import httpx
 
-from cli import admin_commands, client_commands, compute_commands, plot_commands
+from cli import (
+    admin_commands,
+    client_commands,
+    compute_commands,
+    plot_commands,
+    reproduce_commands,
+)
 from service.client import ServerError
 from service.config import Settings
 
@@ -23,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scalesweep", description="Sweeps for neural scaling laws.")
     p.add_argument("--server", help="API base URL (default: SCALESWEEP_SERVER)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (client_commands, plot_commands, admin_commands, compute_commands):
+    modules = (client_commands, plot_commands, reproduce_commands, admin_commands, compute_commands)
+    for module in modules:
         module.add_parsers(sub)
     return p
 

@@ -87,7 +87,7 @@ def sweeps_table(sweeps: Sequence[SweepRecord]) -> str:
             ]
         )
     header = ["id", "name", "model", "status", "ended", "tags"]
-    return _table(header, rows) + f"\n{len(sweeps)} sweeps\n"
+    return table(header, rows) + f"\n{len(sweeps)} sweeps\n"
 
 
 def run_row(run: RunRecord) -> dict[str, Any]:
@@ -136,7 +136,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An aligned text table."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -146,7 +147,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def runs_table(runs: Sequence[RunRecord]) -> str:
     """An aligned text table of the main columns."""
     rows = [[_cell(run_row(r)[k]) for k in TABLE_COLUMNS] for r in runs]
-    return _table(TABLE_COLUMNS, rows) + f"{len(runs)} runs\n"
+    return table(TABLE_COLUMNS, rows) + f"{len(runs)} runs\n"
 
 
 def exponent_table(report: ExponentReport) -> str:
@@ -178,7 +179,7 @@ def exponent_table(report: ExponentReport) -> str:
         f"sweep {report.sweep_id}: R ~ C {report.x}^-exponent; form chosen by {report.selection};"
         f" CI: bootstrap over seeds ({report.bootstrap} replicates, seed {report.bootstrap_seed})\n"
     )
-    return title + (_table(header, rows) if rows else "no runs\n")
+    return title + (table(header, rows) if rows else "no runs\n")
 
 
 def theory_table(report: TheoryReport) -> str:
@@ -195,7 +196,7 @@ def theory_table(report: TheoryReport) -> str:
              f"{p.rel_diff:+.1%}" if p.rel_diff is not None else "-",
              _cell(pred.get("df")), _cell(pred.get("support")), _cell(pred.get("zeta"))]
         )  # fmt: skip
-    text = f"sweep {report.sweep_id}: state evolution vs measurement\n" + _table(header, rows)
+    text = f"sweep {report.sweep_id}: state evolution vs measurement\n" + table(header, rows)
     gheader = [*report.by, f"{report.x} window", "measured exponent", "SE exponent", "points"]
     grows = []
     for g in report.groups:
@@ -205,7 +206,7 @@ def theory_table(report: TheoryReport) -> str:
              _cell(g.measured_exponent) if g.error is None else f"- ({g.error})",
              _cell(g.predicted_exponent), str(g.n_points)]
         )  # fmt: skip
-    text += "\nexponents over the same window (pure power laws)\n" + _table(gheader, grows)
+    text += "\nexponents over the same window (pure power laws)\n" + table(gheader, grows)
     if report.note:
         text += f"note: {report.note}\n"
     return text
@@ -224,7 +225,7 @@ def phase_table(report: PhaseDiagram) -> str:
              f.regime or "-", _cell(f.df_over_n), str(f.n_runs)]
         )  # fmt: skip
     title = f"sweep {report.sweep_id}: exponent of R vs {report.x} per family lambda ~ n^-l\n"
-    return title + _table(header, rows) + f"regimes: {report.regime_rule}\n"
+    return title + table(header, rows) + f"regimes: {report.regime_rule}\n"
 
 
 def spectra_table(report: SpectraSummary) -> str:
@@ -238,7 +239,7 @@ def spectra_table(report: SpectraSummary) -> str:
          _cell(p.predicted_alpha_ww)]
         for p in report.points
     ]  # fmt: skip
-    return f"sweep {report.sweep_id}: spectra ({report.note})\n" + _table(header, rows)
+    return f"sweep {report.sweep_id}: spectra ({report.note})\n" + table(header, rows)
 
 
 TOKEN_COLUMNS = ("id", "name", "scope", "team", "created", "last_used", "revoked")
@@ -264,7 +265,7 @@ def token_row(token: TokenRow) -> dict[str, Any]:
 def tokens_table(tokens: Sequence[TokenRow]) -> str:
     """An aligned table of tokens (id, name, scope, team, created, last used, revoked)."""
     rows = [[_cell(token_row(t)[k]) for k in TOKEN_COLUMNS] for t in tokens]
-    return _table(TOKEN_COLUMNS, rows) + f"{len(tokens)} tokens\n"
+    return table(TOKEN_COLUMNS, rows) + f"{len(tokens)} tokens\n"
 
 
 def tokens_json(tokens: Sequence[TokenRow]) -> str:

@@ -84,7 +84,7 @@ def sweep_phase_diagram(
                 and (xv := axis_value(m, x)) is not None
                 and lo <= xv <= hi
             }
-            same = _same_form(fit.form, len(fit.breaks), curve)
+            same = same_form_exponent(fit.form, len(fit.breaks), curve)
             if same is not None:
                 se_exp, se_form = same, fit.form
         families.append(
@@ -112,7 +112,7 @@ def sweep_phase_diagram(
     return PhaseDiagram(sweep_id=sweep_id, x=x, families=families, regime_rule=REGIME_RULE)
 
 
-def _same_form(form: str, n_breaks: int, curve: dict[float, float]) -> float | None:
+def same_form_exponent(form: str, n_breaks: int, curve: dict[float, float]) -> float | None:
     """Exponent of the SE curve fitted with the measured fit's form (None if it cannot be)."""
     xs = np.array(sorted(curve))
     ys = np.array([curve[v] for v in xs])

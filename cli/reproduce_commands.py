@@ -1,0 +1,209 @@
+"""``scalesweep reproduce``: one command per phenomenon of the paper (``examples/``).
+
+``reproduce --list [--json]`` lists the examples; ``reproduce NAME [--scale small|paper]
+[--server URL] [--out DIR]`` submits the example's sweeps (to ``--server``, else to an
+embedded server on SQLite and local Ray, as ``demo`` does), waits with a progress bar,
+writes the figures (``DIR/*.png`` and ``.pdf``, through :mod:`cli.figures`) and
+``DIR/verdict.json``, and prints the verdict table. The exit status is 0 when the verdict
+agrees, 1 when it does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from cli import figures
+from cli import output as out
+from cli.output import progress_bar
+from service.analysis.verdict import (
+    GroupVerdict,
+    Verdict,
+    combine,
+    curve_verdicts,
+    exponent_verdicts,
+    phase_verdicts,
+    tail_verdicts,
+)
+from service.client import Client
+from service.config import Settings
+from service.errors import SpecError
+from service.examples import Example, all_examples, find_example
+from service.records import SweepRecord
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``reproduce``."""
+    r = sub.add_parser("reproduce", help="run an example of the paper and judge it against theory")
+    r.add_argument("name", nargs="?", metavar="NAME", help="the example (see --list)")
+    r.add_argument("--list", action="store_true", help="list the examples")
+    r.add_argument("--json", action="store_true", help="with --list: as JSON")
+    r.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
+    r.add_argument("--out", type=Path, help="folder for figures and verdict.json (default ./NAME)")
+    r.add_argument("--no-ray", action="store_true", help="embedded server: train in-process")
+    r.set_defaults(run=cmd_reproduce)
+
+
+def example_rows(examples: list[Example]) -> list[dict[str, Any]]:
+    """What ``--list`` shows of each example."""
+    return [
+        {
+            "name": e.name,
+            "phenomenon": e.phenomenon,
+            "model": e.model,
+            "runs_small": e.runs("small"),
+            "minutes_small": e.minutes_small,
+            "runs_paper": e.runs("paper"),
+            "verdict_small": e.verdict_small,
+        }
+        for e in examples
+    ]
+
+
+def judge(c: Client, example: Example, sweeps: list[SweepRecord], scale: str) -> Verdict:
+    """The verdict of finished sweeps, by the example's rule."""
+    rule = example.verdict
+    groups: list[GroupVerdict] = []
+    for sw in sweeps:
+        name = sw.name or f"sweep {sw.id}"
+        if rule.kind == "phase":
+            groups += phase_verdicts(rule, name, c.phase_diagram(sw.id))
+        elif rule.kind == "exponents":
+            ex = c.exponents(sw.id, x=rule.x, by=rule.by)
+            groups += exponent_verdicts(rule, name, ex, c.theory(sw.id, x=rule.x, by=rule.by))
+        elif rule.kind == "curve":
+            groups += curve_verdicts(rule, name, c.theory(sw.id, x=rule.x, by=rule.by))
+        else:
+            groups += tail_verdicts(rule, name, c.spectra_summary(sw.id))
+    return combine(example, scale, groups, [s.id for s in sweeps])
+
+
+def write_figures(
+    c: Client, example: Example, sweeps: list[SweepRecord], folder: Path
+) -> list[Path]:
+    """The example's figures for each sweep, as PNG and PDF."""
+    rule = example.verdict
+    written: list[Path] = []
+    for sw in sweeps:
+        for kind in example.figures:
+            if kind == "risk":
+                fig = figures.risk_figure(
+                    sw, list(c.list_runs(sw.id)), c.exponents(sw.id, x=rule.x, by=rule.by),
+                    c.theory(sw.id, x=rule.x, by=rule.by),
+                )  # fmt: skip
+            elif kind == "theory":
+                fig = figures.theory_figure(sw, c.theory(sw.id, x=rule.x, by=rule.by))
+            elif kind == "phase":
+                fig = figures.phase_figure(sw, c.phase_diagram(sw.id))
+            else:
+                fig = figures.tails_figure(sw, c.spectra_summary(sw.id))
+            for suffix in (".png", ".pdf"):
+                written.append(figures.save(fig, folder / f"{kind}-sweep{sw.id}{suffix}"))
+    return written
+
+
+def verdict_table(verdict: Verdict) -> str:
+    """The verdict as a text table."""
+    rows = [
+        [
+            g.group,
+            g.form or "-",
+            _num(g.measured_exponent),
+            f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]" if g.ci else "-",
+            _num(g.se_exponent),
+            _num(g.heuristic_exponent),
+            ("yes" if g.agrees else "no") + ("" if g.expected else " (not expected)"),
+        ]
+        for g in verdict.groups
+    ]
+    header = ["group", "form", "measured", "95% CI", "SE", "heuristic", "agrees"]
+    lines = [out.table(header, rows)]
+    lines += [f"- {g.group}: {g.why}" for g in verdict.groups]
+    lines.append(f"\n{verdict.example} ({verdict.scale}): agrees = {str(verdict.agrees).lower()}")
+    return "\n".join(lines)
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def run_example(c: Client, example: Example, scale: str, folder: Path) -> Verdict:
+    """Submit, wait, judge, draw, write verdict.json; returns the verdict."""
+    submitted = [c.submit(spec) for spec in example.scales[scale]]  # type: ignore[index]
+    sweeps = []
+    for spec, sub in zip(example.scales[scale], submitted, strict=True):  # type: ignore[index]
+        print(f"sweep {sub.id}: {spec.name} ({sub.n_runs} runs)", file=sys.stderr)
+        sweeps.append(c.wait_for(sub.id, progress_bar(sys.stderr)))
+        print(file=sys.stderr)
+    verdict = judge(c, example, sweeps, scale)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "verdict.json").write_text(verdict.model_dump_json(indent=2) + "\n")
+    for path in write_figures(c, example, sweeps, folder):
+        print(f"wrote {path}", file=sys.stderr)
+    return verdict
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``--list``, or run one example."""
+    if args.list:
+        rows = example_rows(all_examples())
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            header = [
+                "name",
+                "model",
+                "runs (small)",
+                "minutes (small)",
+                "runs (paper)",
+                "phenomenon",
+            ]
+            table = [[r["name"], r["model"], str(r["runs_small"]),
+                      _num(r["minutes_small"]) if r["minutes_small"] else "-",
+                      str(r["runs_paper"]), r["phenomenon"]] for r in rows]  # fmt: skip
+            print(out.table(header, table))
+        return 0
+    if not args.name:
+        print("error: give an example NAME, or --list", file=sys.stderr)
+        return 2
+    try:
+        example = find_example(args.name)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    folder = args.out or Path(example.name)
+    with ExitStack() as stack:
+        url = args.server
+        if url is None:
+            url = stack.enter_context(_embedded_server(no_ray=args.no_ray))
+        c = stack.enter_context(Client(url, token=Settings().api_token if args.server else None))
+        verdict = run_example(c, example, args.scale, folder)
+    print(verdict_table(verdict))
+    print(f"\nfigures and verdict.json in {folder}/")
+    return 0 if verdict.agrees else 1
+
+
+def _embedded_server(*, no_ray: bool = False) -> Any:
+    """A server with its runner on SQLite and local Ray, as ``scalesweep demo`` runs."""
+    from contextlib import contextmanager
+
+    from cli.runtime import build_runtime, serving
+    from service.config import get_settings
+
+    @contextmanager
+    def run() -> Any:
+        settings = get_settings().model_copy(update={"auth": "off"})  # loopback only
+        rt = build_runtime(settings, no_ray=no_ray)
+        assert rt.app is not None
+        rt.start_runner_thread()
+        try:
+            with serving(rt.app) as url:
+                yield url
+        finally:
+            rt.close()
+
+    return run()

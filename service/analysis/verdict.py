@@ -1,0 +1,267 @@
+"""The verdict of an example: does the measurement agree with the state evolution?
+
+Computed from the answers the API gives (phase diagram, exponents, theory, spectra
+summary) by the rule of the example (``service.examples.VerdictRule``). Each group gets the
+measured exponent with its 95% interval, the SE exponent (same form, same window), the
+heuristic exponent where the phase diagram has one, and ``agrees`` with the reason. A group
+the example lists under ``expect_disagree`` keeps its measured answer but does not count
+against the example: its ``why`` says what THEORY.md expects instead (a finite window, the
+finite-d correction). ``agrees`` of the example: every other group agrees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from service.analysis.phase_diagram import same_form_exponent
+from service.analysis.reports import (
+    ExponentReport,
+    PhaseDiagram,
+    Report,
+    SpectraSummary,
+    TheoryReport,
+)
+from service.examples import Example, VerdictRule
+
+FINITE_D_C_MIN, FINITE_D_C_MAX = 2.0, 6.0
+"""THEORY.md 5.3: R_sim / R_SE = 1 + c/d for the network's x x' - I data, c in [2, 6]."""
+SE_OF_MEAN = 3.0
+"""``curve``: a grid point agrees within this many standard errors of its seed mean."""
+
+
+class GroupVerdict(Report):
+    """One group of one sweep."""
+
+    sweep_id: int
+    group: str
+    measured_exponent: float | None
+    ci: tuple[float, float] | None
+    se_exponent: float | None
+    heuristic_exponent: float | None = None
+    form: str | None
+    agrees: bool
+    expected: bool = True
+    """False for a group THEORY.md does not expect to agree at this size."""
+    why: str
+
+
+class Verdict(Report):
+    """What ``scalesweep reproduce`` writes to verdict.json."""
+
+    example: str
+    scale: str
+    sweep_ids: list[int]
+    agrees: bool
+    groups: list[GroupVerdict]
+
+
+def _label(group: dict[str, float | None]) -> str:
+    return (
+        ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in group.items())
+        or "all"
+    )
+
+
+def _finite_d_exponent(
+    rule: VerdictRule, d: int | None, window: tuple[float, float] | None
+) -> float:
+    if not rule.finite_d or not d or not window or window[1] <= window[0]:
+        return 0.0
+    return (FINITE_D_C_MAX - FINITE_D_C_MIN) / (d * math.log(window[1] / window[0]))
+
+
+def _expected(rule: VerdictRule, sweep_name: str, group: dict[str, float | None]) -> str | None:
+    """The reason THEORY.md gives for a disagreement, when the example lists this group."""
+    for dis in rule.expect_disagree:
+        ok = True
+        for k, v in dis.match.items():
+            have = sweep_name if k == "sweep" else group.get(k)
+            if isinstance(v, str) or have is None or isinstance(have, str):
+                ok = ok and have == v
+            else:
+                ok = ok and math.isclose(float(have), float(v), rel_tol=1e-9, abs_tol=1e-12)
+        if ok:
+            return dis.why
+    return None
+
+
+def _exponent_verdict(
+    rule: VerdictRule,
+    sweep_id: int,
+    sweep_name: str,
+    group: dict[str, float | None],
+    measured: float | None,
+    ci: tuple[float, float] | None,
+    se: float | None,
+    form: str | None,
+    *,
+    heuristic: float | None = None,
+    d: int | None = None,
+    window: tuple[float, float] | None = None,
+    error: str | None = None,
+) -> GroupVerdict:
+    widen = rule.allowance + _finite_d_exponent(rule, d, window)
+    if measured is None or ci is None or se is None:
+        agrees, why = False, f"no comparison: {error or 'no measured or SE exponent'}"
+    else:
+        lo, hi = ci[0] - widen, ci[1] + widen
+        agrees = lo <= se <= hi
+        rel = "inside" if agrees else "outside"
+        why = (
+            f"SE {se:.3f} {rel} the measured 95% interval [{ci[0]:.3f}, {ci[1]:.3f}]"
+            f" widened by {widen:.3f}"
+            + (
+                f" (finite-d allowance {widen - rule.allowance:.3f}, THEORY 5.3)"
+                if widen > rule.allowance
+                else ""
+            )
+        )
+    reason = _expected(rule, sweep_name, group)
+    if reason is not None:
+        why = f"{why}; not expected to agree here: {reason}"
+    return GroupVerdict(
+        sweep_id=sweep_id,
+        group=f"{sweep_name}: {_label(group)}",
+        measured_exponent=measured,
+        ci=ci,
+        se_exponent=se,
+        heuristic_exponent=heuristic,
+        form=form,
+        agrees=agrees,
+        expected=reason is None,
+        why=why,
+    )
+
+
+def phase_verdicts(rule: VerdictRule, sweep_name: str, phase: PhaseDiagram) -> list[GroupVerdict]:
+    """One verdict per family of the phase diagram."""
+    out = []
+    for f in sorted(phase.families, key=lambda f: f.decay):
+        group = {"l": f.decay + 0.0, **{k: v for k, v in f.group.items() if k != "link_power"}}
+        out.append(
+            _exponent_verdict(
+                rule, phase.sweep_id, sweep_name, group, f.measured_exponent, f.measured_ci,
+                f.se_exponent, f.measured_form, heuristic=f.heuristic_exponent,
+                window=f.x_window, error=f.error,
+            )
+        )  # fmt: skip
+    return out
+
+
+def _d_of(theory: TheoryReport, group: dict[str, float | None]) -> int | None:
+    ds = {p.d for p in theory.points if all(getattr(p, k, None) == v for k, v in group.items())}
+    return max(ds) if ds else None
+
+
+def exponent_verdicts(
+    rule: VerdictRule, sweep_name: str, exponents: ExponentReport, theory: TheoryReport
+) -> list[GroupVerdict]:
+    """The exponents report's groups against the SE curve with the same form and window."""
+    out = []
+    for g in exponents.groups:
+        key = tuple(g.group.get(a) for a in exponents.by)
+        curve = {
+            float(getattr(p, exponents.x)): float(p.predicted["excess_risk"])  # type: ignore[arg-type, index]
+            for p in theory.points
+            if tuple(getattr(p, a) for a in exponents.by) == key
+            and p.predicted
+            and isinstance(p.predicted.get("excess_risk"), float)
+        }
+        window = (min(curve), max(curve)) if curve else None
+        se = (
+            same_form_exponent(g.form, len(g.breaks), curve) if g.form and len(curve) >= 3 else None
+        )
+        out.append(
+            _exponent_verdict(
+                rule, exponents.sweep_id, sweep_name, g.group, g.exponent, g.exponent_ci, se,
+                g.form, d=_d_of(theory, g.group), window=window, error=g.error,
+            )
+        )  # fmt: skip
+    return out
+
+
+def curve_verdicts(rule: VerdictRule, sweep_name: str, theory: TheoryReport) -> list[GroupVerdict]:
+    """Every grid point's seed mean against the SE value, per group."""
+    out = []
+    by = theory.by
+    for g in theory.groups:
+        key = tuple(g.group.get(a) for a in by)
+        pts = [p for p in theory.points if tuple(getattr(p, a) for a in by) == key]
+        worst: tuple[float, str] | None = None
+        n_ok = n_cmp = 0
+        for p in pts:
+            pred = p.predicted.get("excess_risk") if p.predicted else None
+            if not isinstance(pred, float) or pred <= 0 or p.measured_mean is None:
+                continue
+            n_cmp += 1
+            tol = rule.allowance + (FINITE_D_C_MAX / p.d if rule.finite_d else 0.0)
+            se_rel = SE_OF_MEAN * (p.measured_se or 0.0) / pred
+            ratio = p.measured_mean / pred
+            excess = abs(ratio - 1.0) - tol - se_rel
+            n_ok += excess <= 0
+            if worst is None or excess > worst[0]:
+                worst = (excess, f"{theory.x}={getattr(p, theory.x):.4g}: R/R_SE = {ratio:.3f}"
+                                 f" (tolerance {tol:.3f} + {se_rel:.3f})")  # fmt: skip
+        agrees = n_cmp > 0 and n_ok == n_cmp
+        why = (f"{n_ok} of {n_cmp} grid points within tolerance; worst {worst[1]}" if worst
+               else "no grid point with both a measurement and a prediction")  # fmt: skip
+        reason = _expected(rule, sweep_name, g.group)
+        if reason is not None:
+            why = f"{why}; not expected to agree here: {reason}"
+        ci = None
+        out.append(
+            GroupVerdict(
+                sweep_id=theory.sweep_id, group=f"{sweep_name}: {_label(g.group)}",
+                measured_exponent=g.measured_exponent, ci=ci, se_exponent=g.predicted_exponent,
+                form="power_law" if g.measured_exponent is not None else None,
+                agrees=agrees, expected=reason is None, why=why,
+            )
+        )  # fmt: skip
+    return out
+
+
+def tail_verdicts(
+    rule: VerdictRule, sweep_name: str, summary: SpectraSummary
+) -> list[GroupVerdict]:
+    """The heavy-tail exponent against 1 + 1/gamma, per gamma (pooled over the grid)."""
+    out = []
+    by_gamma: dict[float, list[tuple[float, float]]] = {}
+    predicted: dict[float, float] = {}
+    for p in summary.points:
+        if p.tail_alpha_mean is None:
+            continue
+        by_gamma.setdefault(p.gamma, []).append((p.tail_alpha_mean, p.tail_alpha_se or 0.0))
+        predicted[p.gamma] = p.predicted_alpha_ww
+    for gamma, vals in sorted(by_gamma.items()):
+        means = np.array([m for m, _ in vals])
+        mean = float(np.mean(means))
+        spread = (
+            float(np.std(means, ddof=1) / math.sqrt(len(means)))
+            if len(means) > 1
+            else float(vals[0][1])
+        )
+        ci = (mean - 1.96 * spread, mean + 1.96 * spread)
+        out.append(
+            _exponent_verdict(
+                rule, summary.sweep_id, sweep_name, {"gamma": gamma}, mean, ci, predicted[gamma],
+                "tail", heuristic=1.0 + 1.0 / gamma,
+            )
+        )  # fmt: skip
+    return out
+
+
+def combine(
+    example: Example, scale: str, groups: Sequence[GroupVerdict], sweep_ids: list[int]
+) -> Verdict:
+    """The example's verdict: every expected group agrees (and there is at least one)."""
+    expected = [g for g in groups if g.expected]
+    return Verdict(
+        example=example.name,
+        scale=scale,
+        sweep_ids=sweep_ids,
+        agrees=bool(expected) and all(g.agrees for g in expected),
+        groups=list(groups),
+    )

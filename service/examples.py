@@ -1,0 +1,121 @@
+"""The reproduction examples: one YAML file per phenomenon of the paper (``examples/``).
+
+An example names its phenomenon, the sweeps that show it at each scale (``tiny`` for the
+tests, ``small`` for 2 CPU cores in at most 10 minutes, ``paper`` at the paper's sizes), and
+how its verdict is read against the state evolution (:class:`VerdictRule`, computed by
+``service.analysis.verdict``). ``minutes_small`` is the measured wall time of the small
+scale on 2 cores, and ``verdict_small`` what that run concluded, both written after running
+it (README, "Reproduce the paper").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from service.errors import SpecError
+from service.spec import Model, SweepSpec
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+"""The repository's ``examples/`` folder (beside the packages)."""
+Scale = Literal["tiny", "small", "paper"]
+VerdictKind = Literal["phase", "exponents", "curve", "tails"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Disagreement(_Frozen):
+    """A group where THEORY.md does not expect agreement at this size, and why."""
+
+    match: dict[str, float | str]
+    """Group values (and ``sweep``: a sweep name) that pick the groups."""
+    why: str
+
+
+class VerdictRule(_Frozen):
+    """How the verdict compares measurement and state evolution.
+
+    * ``phase``: the phase diagram's families (measured exponent with its 95% interval, the
+      SE exponent of the same form over the same window, the heuristic one);
+    * ``exponents``: the exponents report's groups against the SE curve fitted with the same
+      form over the same window;
+    * ``curve``: the measured mean excess risk at every grid point against the SE value
+      (``allowance`` relative, plus three standard errors of the mean);
+    * ``tails``: the heavy-tail exponent of the trained weights against 1 + 1/gamma.
+
+    Exponents agree when the SE value lies inside the measured 95% interval widened by
+    ``allowance`` (absolute) and, with ``finite_d``, by the quadratic model's finite-d
+    allowance of THEORY.md 5.3 (R_sim / R_SE = 1 + c/d, c between 2 and 6 across regimes, so
+    at most (6 - 2)/d in log R across the window, i.e. 4 / (d ln(x_max / x_min)) on the
+    exponent, and 6/d on R itself for ``curve``).
+    """
+
+    kind: VerdictKind
+    x: str = "n"
+    by: list[str] | None = None
+    allowance: Annotated[float, Field(ge=0, le=1)] = 0.05
+    finite_d: bool = False
+    expect_disagree: list[Disagreement] = []
+
+
+class Example(_Frozen):
+    """One example file."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+    phenomenon: str
+    model: Model
+    description: str = ""
+    verdict: VerdictRule
+    figures: list[Literal["risk", "theory", "phase", "tails"]] = ["risk"]
+    minutes_small: float | None = None
+    verdict_small: str | None = None
+    scales: dict[Scale, list[SweepSpec]]
+
+    @field_validator("scales")
+    @classmethod
+    def _every_scale(cls, scales: dict[str, list[SweepSpec]]) -> dict[str, list[SweepSpec]]:
+        missing = {"tiny", "small", "paper"} - set(scales)
+        if missing:
+            raise ValueError(f"scales must give tiny, small and paper; missing {sorted(missing)}")
+        for scale, sweeps in scales.items():
+            if not sweeps:
+                raise ValueError(f"scales.{scale} has no sweep")
+        return scales
+
+    def runs(self, scale: Scale) -> int:
+        """How many runs the scale's sweeps expand to."""
+        from service.spec import expand
+
+        return sum(sum(1 for _ in expand(s)) for s in self.scales[scale])
+
+
+def load_example(path: Path) -> Example:
+    """An example from its YAML file (``SpecError`` naming the field when it is invalid)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+        return Example.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path.name} is not valid YAML: {exc}", field="example") from exc
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise SpecError(f"{path.name}: {where}: {err['msg']}", field=where) from exc
+
+
+def all_examples(folder: Path = EXAMPLES_DIR) -> list[Example]:
+    """Every example in ``folder``, by name."""
+    return sorted((load_example(p) for p in folder.glob("*.yaml")), key=lambda e: e.name)
+
+
+def find_example(name: str, folder: Path = EXAMPLES_DIR) -> Example:
+    """The example called ``name`` (``SpecError`` listing the known ones otherwise)."""
+    for example in all_examples(folder):
+        if example.name == name:
+            return example
+    known = ", ".join(e.name for e in all_examples(folder))
+    raise SpecError(f"no example {name!r}; known: {known}", field="example")

@@ -1,0 +1,68 @@
+"""The verdict rules (service.analysis.verdict) on hand-made reports."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from service.analysis.reports import FamilyPhase, PhaseDiagram
+from service.analysis.verdict import (
+    FINITE_D_C_MAX,
+    FINITE_D_C_MIN,
+    _exponent_verdict,
+    combine,
+    phase_verdicts,
+)
+from service.examples import Disagreement, VerdictRule, find_example
+
+
+def _family(decay: float, measured: float, ci: tuple[float, float], se: float) -> FamilyPhase:
+    return FamilyPhase(
+        power=-decay, decay=decay, group={"link_power": -decay}, measured_exponent=measured,
+        measured_ci=ci, measured_form="power_law", se_exponent=se, heuristic_exponent=measured,
+        heuristic_regime="bias-dominated", regime="bias-dominated", df_over_n=0.1,
+        x_window=(100.0, 800.0), n_runs=12, n_left_out=0,
+    )  # fmt: skip
+
+
+def test_se_inside_the_widened_interval_agrees_and_outside_does_not() -> None:
+    rule = VerdictRule(kind="phase", allowance=0.05)
+    phase = PhaseDiagram(
+        sweep_id=3, x="n", regime_rule="r",
+        families=[_family(0.5, 0.70, (0.66, 0.74), 0.80), _family(0.25, 0.35, (0.33, 0.37), 0.40)],
+    )  # fmt: skip
+    inside, outside = phase_verdicts(rule, "s", phase)
+    assert inside.group == "s: l=0.25" and inside.agrees  # 0.40 <= 0.37 + 0.05 (tolerance 0)
+    assert not outside.agrees and "outside" in outside.why
+    verdict = combine(find_example("diagonal-bias-paths"), "small", [inside, outside], [3])
+    assert verdict.agrees is False and verdict.sweep_ids == [3]
+
+
+def test_an_expected_disagreement_is_reported_but_does_not_count() -> None:
+    rule = VerdictRule(
+        kind="phase",
+        allowance=0.0,
+        expect_disagree=[Disagreement(match={"l": 1.0}, why="a finite window")],
+    )
+    phase = PhaseDiagram(sweep_id=1, x="n", regime_rule="r",
+                         families=[_family(1.0, 0.5, (0.4, 0.6), 1.0),
+                                   _family(0.5, 0.6, (0.5, 0.7), 0.65)])  # fmt: skip
+    groups = phase_verdicts(rule, "s", phase)
+    off = next(g for g in groups if g.group == "s: l=1")
+    assert not off.agrees and not off.expected and "a finite window" in off.why
+    assert combine(find_example("diagonal-bias-paths"), "small", groups, [1]).agrees is True
+    assert combine(find_example("diagonal-bias-paths"), "small", [off], [1]).agrees is False
+
+
+def test_the_finite_d_allowance_follows_theory_5_3() -> None:
+    rule = VerdictRule(kind="exponents", allowance=0.0, finite_d=True)
+    window = (0.25, 2.0)
+    widen = (FINITE_D_C_MAX - FINITE_D_C_MIN) / (40 * math.log(8.0))  # 4/(d ln 8), d = 40
+    g = _exponent_verdict(rule, 1, "s", {"d": 40.0}, 1.0, (0.98, 1.02), 1.02 + 0.99 * widen,
+                          "power_law", d=40, window=window)  # fmt: skip
+    assert g.agrees and "finite-d allowance" in g.why
+    far = _exponent_verdict(rule, 1, "s", {"d": 40.0}, 1.0, (0.98, 1.02), 1.02 + 1.01 * widen,
+                            "power_law", d=40, window=window)  # fmt: skip
+    assert not far.agrees
+    assert widen == pytest.approx(0.0481, abs=1e-4)
