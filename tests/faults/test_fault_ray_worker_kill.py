@@ -72,8 +72,16 @@ def test_a_killed_ray_worker_is_retried_and_each_run_stored_once(
         training=TrainingSpec(timeout_s=0.3),  # the stand-in task sleeps this long
     )
     sid = store.create_sweep(spec, max_runs=100).id
+    # one run per task (SCALESWEEP_BATCHING=off): the two victims must block in two worker
+    # processes; batched, both could sit in one task and the second would never start (the
+    # loss of a batched task is tests/ray/test_node_loss.py's, batching on and off)
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, lease_s=10.0, runner_poll_s=0.05, max_inflight_runs=2, pack_below_s=1e-6
+        _env_file=None,
+        lease_s=10.0,
+        runner_poll_s=0.05,
+        max_inflight_runs=2,
+        pack_below_s=1e-6,
+        batching="off",
     )
     runner = Runner(
         store,
