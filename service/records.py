@@ -73,8 +73,13 @@ class Page(_Record, Generic[T]):
     next_cursor: str | None = None
 
 
-class RunPoint(_Record):
-    """The few columns of a run that the fitting queries need (read straight from SQL)."""
+@dataclass(frozen=True, slots=True)
+class RunPoint:
+    """The few columns of a run that the fitting queries need (read straight from SQL).
+
+    A plain slotted dataclass, not a pydantic model: the exponents query builds one per run
+    (10,000 for a large sweep) from typed SQL columns, and pydantic's construction cost
+    was a third of the uncached query (bench/bench_queries.py)."""
 
     run_id: int
     status: RunStatus
@@ -88,9 +93,9 @@ class RunPoint(_Record):
     seed: int
     link_power: float | None
     rank: int | None
+    excess_risk: float | None
     signed: bool = False
     """Quadratic: signed teacher and second layer."""
-    excess_risk: float | None
 
 
 class SpectrumPoint(_Record):

@@ -9,9 +9,7 @@ failed, did not converge, or have a non-positive / non-finite risk are left out 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -25,7 +23,6 @@ from service.records import RunPoint
 
 BOOTSTRAP = 200
 BOOTSTRAP_SEED = 0
-MAX_FIT_THREADS = 4
 
 
 def fit_group(
@@ -99,18 +96,7 @@ def sweep_exponents(
     """Fit R against x per group of the ``by`` axes, pooling seeds."""
     check_axes(x, by)
     axes = list(by) if by is not None else default_by(x, points)
-    groups = list(group_points(points, axes))
-    # groups are independent and their fits are numpy-heavy (the GIL is released in the
-    # vectorised bootstrap): fit them on a few threads; each group's bootstrap has its own
-    # fixed seed, so the answer does not depend on the scheduling
-    workers = min(len(groups), os.cpu_count() or 1, MAX_FIT_THREADS)
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            done = list(
-                pool.map(lambda gm: fit_group(x, gm[0], gm[1], bootstrap=bootstrap), groups)
-            )
-    else:
-        done = [fit_group(x, g, m, bootstrap=bootstrap) for g, m in groups]
+    done = [fit_group(x, g, m, bootstrap=bootstrap) for g, m in group_points(points, axes)]
     fits = [f for f, _ in done]
     selection = next((rule for _, rule in done if rule), "no group could be fitted")
     return ExponentReport(

@@ -370,7 +370,7 @@ class Store(RunnerQueue):
         # trusted rows of typed columns (Integer / Double / Boolean / a status the store
         # wrote): built without re-validation
         return [
-            RunPoint.model_construct(
+            RunPoint(
                 run_id=r[0],
                 status=r[1],
                 converged=r[2],

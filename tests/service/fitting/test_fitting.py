@@ -357,3 +357,26 @@ def test_break_profile_matches_rss_batch() -> None:
         tt = t.copy()
         tt[1] = tj
         assert f(tj) == pytest.approx(forms._rss_batch(pooled, tt[None, :])[0], rel=1e-11)
+
+
+def test_many_seeds_use_the_cluster_robust_interval_of_the_bootstraps_width() -> None:
+    # 40 seeds: the sandwich interval (no refits) and the seed bootstrap's agree in width
+    # (tolerance: a factor 1.3 either way, on this fixed dataset) and both hold the truth
+    rng = np.random.default_rng(7)
+    x = np.geomspace(100.0, 1e4, 8)
+    xs, seeds = np.tile(x, 40), np.repeat(np.arange(40), x.size)
+    ys = 2.0 * xs**-0.7 * np.exp(0.1 * rng.standard_normal(xs.size))
+    fit = fit_scaling(xs, ys, seeds, bootstrap=200, seed=0)
+    assert fit.form == "power_law" and fit.ci_method.startswith("cluster-robust sandwich over 40")
+    assert fit.bootstrap == 0
+    lo, hi = fit.exponent_ci
+    assert lo < 0.7 < hi
+    from service.fitting import scaling
+
+    boot = scaling._replicate_exponents(
+        xs, ys, [np.flatnonzero(seeds == g) for g in range(40)], 2,
+        lambda a, b, loss: scaling.power_law_form(a, b, loss), True,
+        bootstrap=200, seed=0, loss="huber",
+    )  # fmt: skip
+    b_lo, b_hi = np.percentile([r[-1] for r in boot], [2.5, 97.5])
+    assert 1 / 1.3 < (hi - lo) / (b_hi - b_lo) < 1.3
