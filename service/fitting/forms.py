@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import least_squares, minimize_scalar, nnls
+from scipy.optimize import least_squares, minimize_scalar
 
 from service.errors import FitError
 
@@ -353,12 +353,40 @@ def plateau_form(x: Array, y: Array, loss: Loss = "huber") -> FormFit:
     inv_y = 1.0 / y
     ones = np.ones_like(y)
 
-    def project(beta: float) -> tuple[float, float, float]:
-        a = np.column_stack([inv_y, np.exp(-beta * uc) * inv_y])
-        (r_inf, c), rnorm = nnls(a, ones)
-        return float(r_inf), float(c), float(rnorm) ** 2
+    def project_many(betas: Array) -> tuple[Array, Array, Array]:
+        """NNLS of 1 ~ (R_inf, C) . (1/y, x^-beta/y) for every beta at once: with two
+        unknowns the solution is the unconstrained one when both are >= 0, else the better
+        of the two one-variable fits (clamped at 0) -- exactly what nnls returns."""
+        e = np.exp(-betas[:, None] * uc[None, :]) * inv_y[None, :]  # (K, n)
+        g11 = float(inv_y @ inv_y)
+        g12 = e @ inv_y
+        g22 = np.einsum("kn,kn->k", e, e)
+        t1 = float(inv_y.sum())
+        t2 = e.sum(axis=1)
+        det = g11 * g22 - g12 * g12
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r_u = (g22 * t1 - g12 * t2) / det
+            c_u = (g11 * t2 - g12 * t1) / det
+        both = (det > 0) & (r_u >= 0) & (c_u >= 0)
+        r_only = max(t1 / g11, 0.0)  # C = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c_only = np.maximum(np.where(g22 > 0, t2 / g22, 0.0), 0.0)  # R_inf = 0
+        res_r = ones[None, :] - r_only * inv_y[None, :]
+        rss_r = np.full(len(betas), float(res_r[0] @ res_r[0]))
+        res_c = ones[None, :] - c_only[:, None] * e
+        rss_c = np.einsum("kn,kn->k", res_c, res_c)
+        r = np.where(rss_r <= rss_c, r_only, 0.0)
+        c = np.where(rss_r <= rss_c, 0.0, c_only)
+        r = np.where(both, r_u, r)
+        c = np.where(both, c_u, c)
+        res = ones[None, :] - r[:, None] * inv_y[None, :] - c[:, None] * e
+        return r, c, np.einsum("kn,kn->k", res, res)
 
-    profile = np.array([project(float(b))[2] for b in BETA_GRID])
+    def project(beta: float) -> tuple[float, float, float]:
+        r, c, rss = project_many(np.array([beta]))
+        return float(r[0]), float(c[0]), float(rss[0])
+
+    profile = project_many(np.asarray(BETA_GRID, dtype=np.float64))[2]
     i = int(np.argmin(profile))
     lo = float(BETA_GRID[max(i - 1, 0)])
     hi = float(BETA_GRID[min(i + 1, len(BETA_GRID) - 1)])

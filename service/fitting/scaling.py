@@ -170,6 +170,32 @@ def _aicc(resid: Array, p: int, corrected: bool = True) -> float:
     return n * math.log(rss) + 2 * p + 2 * p * (p + 1) / (n - p - 1)
 
 
+def _hopeless(power: FormFit, cands: list[Candidate], xa: Array, ya: Array) -> set[str]:
+    """Forms that cannot become eligible, so need not be fitted.
+
+    No function of x has a smaller residual sum of squares than the saturated one (the
+    mean log y at each distinct x), so a form with p parameters scores at least
+    ``n ln(RSS_sat / n) + 2p + 2p(p+1)/(n-p-1)``; when even that is not ``AICC_MARGIN``
+    below the power law's AICc, the form cannot be chosen. Exact, and it saves the plateau
+    and broken fits of most groups that are plain power laws (the uncached exponents query)."""
+    v = np.log(ya)
+    codes = np.unique(xa, return_inverse=True)[1]
+    means = np.bincount(codes, weights=v) / np.bincount(codes)
+    rss_sat = float(np.sum((v - means[codes]) ** 2))
+    n = v.size
+    power_score = _aicc(power.resid, 2)
+    out = set()
+    for key, p, _ in cands:
+        if key == "power_law" or n - p - 1 <= 0:
+            continue
+        best_possible = (
+            n * math.log(max(rss_sat / n, RSS_FLOOR)) + 2 * p + 2 * p * (p + 1) / (n - p - 1)
+        )
+        if not best_possible < power_score - AICC_MARGIN:
+            out.add(key)
+    return out
+
+
 def _bic(resid: Array, p: int) -> float:
     n = resid.size
     rss = max(float(resid @ resid) / n, RSS_FLOOR)
@@ -456,11 +482,17 @@ def fit_scaling(
     n_x = len(np.unique(xa))
     cands = _candidate_keys(forms, max_breaks, n_x)
     fits: dict[str, FormFit] = {}
-    for key, _, fitter in cands:
+    skipped: set[str] = set()
+    for key, _, fitter in sorted(cands, key=lambda c: c[0] != "power_law"):  # power law first
+        if key in skipped:
+            continue
         try:
             fits[key] = fitter(xa, ya, loss)
         except (FitError, ValueError, np.linalg.LinAlgError):
             continue
+        if key == "power_law" and selection == "aicc":
+            skipped = _hopeless(fits[key], cands, xa, ya)
+    cands = [c for c in cands if c[0] not in skipped]
     if not fits:
         raise FitError("no form could be fitted")
     n_params = {key: p for key, p, _ in cands}
@@ -468,6 +500,8 @@ def fit_scaling(
     bic = {k: _bic(f.resid, n_params[k]) for k, f in fits.items()} if method == "aicc" else None
     if method == "aicc":
         label += " with BIC agreement"
+    if skipped:
+        label += f"; {', '.join(sorted(skipped))} not fitted (no fit could gain {AICC_MARGIN:g})"
     by_seed = labels is not None and len(np.unique(labels)) >= 2
     members = None
     if by_seed:
