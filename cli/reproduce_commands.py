@@ -27,6 +27,7 @@ from service.analysis.verdict import (
     curve_verdicts,
     exponent_verdicts,
     phase_verdicts,
+    spectrum_verdicts,
     tail_verdicts,
 )
 from service.client import Client
@@ -77,8 +78,14 @@ def judge(c: Client, example: Example, sweeps: list[SweepRecord], scale: str) ->
             groups += exponent_verdicts(rule, name, ex, c.theory(sw.id, x=rule.x, by=rule.by))
         elif rule.kind == "curve":
             groups += curve_verdicts(rule, name, c.theory(sw.id, x=rule.x, by=rule.by))
-        else:
+        elif rule.kind == "tails":
             groups += tail_verdicts(rule, name, c.spectra_summary(sw.id))
+        else:
+            runs = [
+                (run, *c.spectra_with_theory(run.id))
+                for run in c.list_runs(sw.id, status="succeeded")
+            ]
+            groups += spectrum_verdicts(rule, name, sw.id, runs)
     return combine(example, scale, groups, [s.id for s in sweeps])
 
 
@@ -99,8 +106,22 @@ def write_figures(
                 fig = figures.theory_figure(sw, c.theory(sw.id, x=rule.x, by=rule.by))
             elif kind == "phase":
                 fig = figures.phase_figure(sw, c.phase_diagram(sw.id))
-            else:
+            elif kind == "tails":
                 fig = figures.tails_figure(sw, c.spectra_summary(sw.id))
+            else:  # one run per weight decay: the first seed's spectrum against the SE's
+                seen: set[float] = set()
+                for run in c.list_runs(sw.id, status="succeeded"):
+                    if run.config.weight_decay in seen:
+                        continue
+                    seen.add(run.config.weight_decay)
+                    spectra, theory = c.spectra_with_theory(run.id)
+                    if not spectra:
+                        continue
+                    fig = figures.spectrum_figure(run, spectra, theory)
+                    for suffix in (".png", ".pdf"):
+                        name = f"spectrum-sweep{sw.id}-run{run.id}{suffix}"
+                        written.append(figures.save(fig, folder / name))
+                continue
             for suffix in (".png", ".pdf"):
                 written.append(figures.save(fig, folder / f"{kind}-sweep{sw.id}{suffix}"))
     return written

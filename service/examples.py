@@ -22,7 +22,7 @@ from service.spec import Model, SweepSpec
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 """The repository's ``examples/`` folder (beside the packages)."""
 Scale = Literal["tiny", "small", "paper"]
-VerdictKind = Literal["phase", "exponents", "curve", "tails"]
+VerdictKind = Literal["phase", "exponents", "curve", "tails", "spectrum"]
 
 
 class _Frozen(BaseModel):
@@ -46,7 +46,10 @@ class VerdictRule(_Frozen):
       form over the same window;
     * ``curve``: the measured mean excess risk at every grid point against the SE value
       (``allowance`` relative, plus three standard errors of the mean);
-    * ``tails``: the heavy-tail exponent of the trained weights against 1 + 1/gamma.
+    * ``tails``: the heavy-tail exponent of the trained weights against 1 + 1/gamma;
+    * ``spectrum``: each run's spectrum against the SE's predicted one (THEORY.md 4.5, 6):
+      the number of non-zero values against the predicted support, and the largest values
+      (the spikes) against the predicted ones, within ``allowance`` (+ 6/d with ``finite_d``).
 
     Exponents agree when the SE value lies inside the measured 95% interval widened by
     ``allowance`` (absolute) and, with ``finite_d``, by the quadratic model's finite-d
@@ -71,7 +74,7 @@ class Example(_Frozen):
     model: Model
     description: str = ""
     verdict: VerdictRule
-    figures: list[Literal["risk", "theory", "phase", "tails"]] = ["risk"]
+    figures: list[Literal["risk", "theory", "phase", "tails", "spectrum"]] = ["risk"]
     minutes_small: float | None = None
     verdict_small: str | None = None
     scales: dict[Scale, list[SweepSpec]]

@@ -12,7 +12,7 @@ from service.examples import EXAMPLES_DIR, Example, all_examples, find_example, 
 EXAMPLES = all_examples()
 PHENOMENA = {
     "diagonal-bias-paths", "diagonal-noisy-optimal", "plateau-crossover", "interpolation-peak",
-    "noise-floor", "quadratic-neff", "spectra-tails",
+    "noise-floor", "quadratic-neff", "spectra-tails", "spectra-quadratic",
 }  # fmt: skip
 
 
@@ -26,7 +26,7 @@ def test_every_phenomenon_of_the_paper_has_an_example() -> None:
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.name)
 def test_scales_are_sized_as_promised(example: Example) -> None:
     tiny, small, paper = (example.runs(s) for s in ("tiny", "small", "paper"))
-    assert tiny <= 16 < small <= 200 and paper > small
+    assert tiny <= 16 and tiny < small <= 200 and paper > small
     for spec in [*example.scales["tiny"], *example.scales["small"], *example.scales["paper"]]:
         assert spec.model == example.model
     ds = [

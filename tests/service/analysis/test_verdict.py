@@ -66,3 +66,27 @@ def test_the_finite_d_allowance_follows_theory_5_3() -> None:
                             "power_law", d=40, window=window)  # fmt: skip
     assert not far.agrees
     assert widen == pytest.approx(0.0481, abs=1e-4)
+
+
+def test_spectrum_verdict_counts_support_above_the_zero_level_and_compares_spikes() -> None:
+    from service.analysis.reports import SpectrumTheory
+    from service.analysis.verdict import spectrum_verdicts
+    from service.records import RunRecord
+    from service.results import Spectrum
+    from service.spec import RunConfig
+
+    cfg = RunConfig(model="quadratic", d=10, n=100, weight_decay=0.3)
+    run = RunRecord.model_construct(id=1, sweep_id=1, config=cfg)
+    predicted = [1.0, 0.5, 0.25, 0.1, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0]
+    theory = SpectrumTheory(
+        kind="eig_S", predicted_values=predicted, predicted_support=5.0, zeta=0.1,
+        predicted_alpha_ww=2.0, measured_tail_alpha=None, measured_rank_exponent=None, gamma=1.0,
+    )  # fmt: skip
+    # the network's would-be zeros at 1e-5 of the top value do not count as support
+    close = Spectrum(kind="eig_S", values=[1.02, 0.51, 0.24, 0.1, 0.052, 1e-5, 1e-6, 0, 0, 0])
+    far = Spectrum(kind="eig_S", values=[1.6, 0.9, 0.5, 0.3, 0.2, 0.15, 0.1, 0.08, 0.05, 0.02])
+    rule = VerdictRule(kind="spectrum", allowance=0.10)
+    (ok,) = spectrum_verdicts(rule, "s", 1, [(run, [close], theory)])
+    assert ok.agrees and "support 5.0 vs predicted 5.0" in ok.why
+    (bad,) = spectrum_verdicts(rule, "s", 1, [(run, [far], theory)])
+    assert not bad.agrees and "outside" in bad.why
