@@ -345,48 +345,51 @@ def fit_power_law(x: ArrayLike, y: ArrayLike, *, loss: Loss = "huber") -> tuple[
 # plateau
 
 
+def _plateau_projection(
+    uc: Array, inv_y: Array, betas: Array
+) -> tuple[Array, Array, Array]:
+    """(R_inf, C, squared residual) of the NNLS 1 ~ (R_inf, C) . (1/y, x^-beta/y) for every
+    beta at once (``uc``: centred log x, ``inv_y``: 1/y). With two unknowns the solution is
+    the unconstrained one when both are >= 0, else the better of the two one-variable fits
+    (clamped at 0): what scipy's nnls returns, to round-off."""
+    e = np.exp(-betas[:, None] * uc[None, :]) * inv_y[None, :]  # (K, n)
+    g11 = float(inv_y @ inv_y)
+    g12 = e @ inv_y
+    g22 = np.einsum("kn,kn->k", e, e)
+    t1 = float(inv_y.sum())
+    t2 = e.sum(axis=1)
+    det = g11 * g22 - g12 * g12
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_u = (g22 * t1 - g12 * t2) / det
+        c_u = (g11 * t2 - g12 * t1) / det
+    both = (det > 0) & (r_u >= 0) & (c_u >= 0)
+    r_only = max(t1 / g11, 0.0)  # C = 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c_only = np.maximum(np.where(g22 > 0, t2 / g22, 0.0), 0.0)  # R_inf = 0
+    res_r = 1.0 - r_only * inv_y[None, :]
+    rss_r = np.full(len(betas), float(res_r[0] @ res_r[0]))
+    res_c = 1.0 - c_only[:, None] * e
+    rss_c = np.einsum("kn,kn->k", res_c, res_c)
+    r = np.where(rss_r <= rss_c, r_only, 0.0)
+    c = np.where(rss_r <= rss_c, 0.0, c_only)
+    r = np.where(both, r_u, r)
+    c = np.where(both, c_u, c)
+    res = 1.0 - r[:, None] * inv_y[None, :] - c[:, None] * e
+    return r, c, np.einsum("kn,kn->k", res, res)
+
+
 def plateau_form(x: Array, y: Array, loss: Loss = "huber") -> FormFit:
     """R = R_inf + C x^-beta: variable projection over beta, NNLS for (R_inf, C)."""
     u, v = np.log(x), np.log(y)
     ubar = float(u.mean())
     uc = u - ubar  # x / x_ref with x_ref the geometric mean: keeps x^-beta of order 1
     inv_y = 1.0 / y
-    ones = np.ones_like(y)
-
-    def project_many(betas: Array) -> tuple[Array, Array, Array]:
-        """NNLS of 1 ~ (R_inf, C) . (1/y, x^-beta/y) for every beta at once: with two
-        unknowns the solution is the unconstrained one when both are >= 0, else the better
-        of the two one-variable fits (clamped at 0) -- exactly what nnls returns."""
-        e = np.exp(-betas[:, None] * uc[None, :]) * inv_y[None, :]  # (K, n)
-        g11 = float(inv_y @ inv_y)
-        g12 = e @ inv_y
-        g22 = np.einsum("kn,kn->k", e, e)
-        t1 = float(inv_y.sum())
-        t2 = e.sum(axis=1)
-        det = g11 * g22 - g12 * g12
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r_u = (g22 * t1 - g12 * t2) / det
-            c_u = (g11 * t2 - g12 * t1) / det
-        both = (det > 0) & (r_u >= 0) & (c_u >= 0)
-        r_only = max(t1 / g11, 0.0)  # C = 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            c_only = np.maximum(np.where(g22 > 0, t2 / g22, 0.0), 0.0)  # R_inf = 0
-        res_r = ones[None, :] - r_only * inv_y[None, :]
-        rss_r = np.full(len(betas), float(res_r[0] @ res_r[0]))
-        res_c = ones[None, :] - c_only[:, None] * e
-        rss_c = np.einsum("kn,kn->k", res_c, res_c)
-        r = np.where(rss_r <= rss_c, r_only, 0.0)
-        c = np.where(rss_r <= rss_c, 0.0, c_only)
-        r = np.where(both, r_u, r)
-        c = np.where(both, c_u, c)
-        res = ones[None, :] - r[:, None] * inv_y[None, :] - c[:, None] * e
-        return r, c, np.einsum("kn,kn->k", res, res)
 
     def project(beta: float) -> tuple[float, float, float]:
-        r, c, rss = project_many(np.array([beta]))
+        r, c, rss = _plateau_projection(uc, inv_y, np.array([beta]))
         return float(r[0]), float(c[0]), float(rss[0])
 
-    profile = project_many(np.asarray(BETA_GRID, dtype=np.float64))[2]
+    profile = _plateau_projection(uc, inv_y, np.asarray(BETA_GRID, dtype=np.float64))[2]
     i = int(np.argmin(profile))
     lo = float(BETA_GRID[max(i - 1, 0)])
     hi = float(BETA_GRID[min(i + 1, len(BETA_GRID) - 1)])

@@ -381,3 +381,27 @@ def test_many_seeds_use_the_cluster_robust_interval_of_the_bootstraps_width() ->
     )  # fmt: skip
     b_lo, b_hi = np.percentile([r[-1] for r in boot], [2.5, 97.5])
     assert 1 / 1.3 < (hi - lo) / (b_hi - b_lo) < 1.3
+
+
+def test_the_plateau_projection_is_scipys_nnls_for_every_exponent() -> None:
+    from scipy.optimize import nnls
+
+    from service.fitting.forms import _plateau_projection
+
+    rng = np.random.default_rng(3)
+    betas = np.geomspace(1e-3, 12.0, 9)
+    for trial in range(60):  # plateau data, pure power laws and noise: every NNLS branch
+        x = np.geomspace(10.0, 1e5, int(rng.integers(10, 120)))
+        beta0 = rng.uniform(0.1, 2.0)
+        clean = [0.05 + x**-beta0, x**-beta0, np.ones_like(x)][trial % 3]
+        y = clean * np.exp(0.2 * rng.standard_normal(x.size))
+        u = np.log(x)
+        uc, inv_y = u - u.mean(), 1.0 / y
+        r, c, rss = _plateau_projection(uc, inv_y, betas)
+        for k, b in enumerate(betas):
+            (r0, c0), norm = nnls(
+                np.column_stack([inv_y, np.exp(-b * uc) * inv_y]), np.ones_like(y)
+            )
+            # tolerance: round-off of the 2x2 normal equations (1e-9 relative)
+            assert rss[k] == pytest.approx(norm**2, rel=1e-9, abs=1e-12)
+            assert (r[k], c[k]) == pytest.approx((r0, c0), rel=1e-6, abs=1e-9)
