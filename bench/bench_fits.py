@@ -136,20 +136,14 @@ def main() -> None:
     print(f"broken power laws ({args.trials}): broken chosen {detected}, break within 1.5x"
           f" {located}: detection_rate = {out['detection_rate']:.3f} (target >= 0.80)")  # fmt: skip
 
-    covered = 0
-    for _ in range(args.trials):
-        _, ok = pure_trial(rng, (3, 5))
-        covered += ok
-    out["coverage"] = covered / args.trials
-    print(f"3-5 seeds ({args.trials}): interval holds beta {covered}: coverage ="
-          f" {out['coverage']:.3f} (target >= 0.93)")  # fmt: skip
-    covered = 0
-    for _ in range(args.trials):
-        _, ok = pure_trial(rng, (30, 100))
-        covered += ok
-    out["coverage_many_seeds"] = covered / args.trials
-    print(f"30-100 seeds ({args.trials}, cluster-robust interval): interval holds beta {covered}:"
-          f" coverage = {out['coverage_many_seeds']:.3f} (target >= 0.93)")  # fmt: skip
+    for key, seeds, what in (
+        ("coverage", (3, 5), "3-5 seeds"),
+        ("coverage_many_seeds", (30, 100), "30-100 seeds, cluster-robust interval"),
+    ):
+        covered = sum(pure_trial(rng, seeds)[1] for _ in range(args.trials))
+        out[key] = covered / args.trials
+        print(f"{what} ({args.trials}): interval holds beta {covered}: coverage ="
+              f" {out[key]:.3f} (target >= 0.93)")  # fmt: skip
     out["fit_seconds"] = time.perf_counter() - started
 
     if not args.no_query:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from cli import output as out
 from cli.output import progress_bar
-from cli.runtime import build_runtime, serving
+from cli.runtime import build_runtime, embedded_server
 from service.auth import AUTH_OFF_NOTICE, bind_refusal
 from service.config import get_settings
 from service.logs import configure_logging
@@ -184,11 +184,8 @@ def demo_command(args: argparse.Namespace) -> int:
     settings = get_settings().model_copy(update={"auth": "off"})
     print(f"scalesweep demo: database {settings.database_url}, local Ray", file=sys.stderr)
     print("scalesweep demo: authentication off for this loopback-only demo server", file=sys.stderr)
-    rt = build_runtime(settings)
-    assert rt.app is not None
-    rt.start_runner_thread()
     try:
-        with serving(rt.app, port=args.port) as url:
+        with embedded_server(settings, port=args.port) as url:
             print(f"scalesweep demo: server at {url}", file=sys.stderr)
             with Client(url) as client:
                 submitted = [client.submit(spec) for spec in DEMO_SWEEPS]
@@ -202,6 +199,4 @@ def demo_command(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"scalesweep demo: {exc}", file=sys.stderr)
         return 1
-    finally:
-        rt.close()
     return 0

@@ -432,24 +432,13 @@ def phase_figure(sweep: SweepRecord, phase: PhaseDiagram) -> Figure:
                 color=COLORS[0],
                 label="measured (95% interval)",
             )
-        se = [f for f in fams if f.se_exponent is not None]
-        if se:
-            ax.plot(
-                [f.decay for f in se],
-                [float(f.se_exponent or 0.0) for f in se],
-                "--x",
-                color=COLORS[1],
-                label="state evolution",
-            )
-        heur = [f for f in fams if f.heuristic_exponent is not None]
-        if heur:
-            ax.plot(
-                [f.decay for f in heur],
-                [float(f.heuristic_exponent or 0.0) for f in heur],
-                ":",
-                color=COLORS[2],
-                label="heuristic (asymptotic)",
-            )
+        for attr, style, color, label in (
+            ("se_exponent", "--x", COLORS[1], "state evolution"),
+            ("heuristic_exponent", ":", COLORS[2], "heuristic (asymptotic)"),
+        ):
+            pts = [(f.decay, getattr(f, attr)) for f in fams if getattr(f, attr) is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, color=color, label=label)
         ax.set_xlabel(
             r"$l$ in $\lambda = \lambda_0\,%s^{-l}$" % ("n" if phase.x == "n" else r"\alpha")
         )

@@ -20,6 +20,7 @@ from typing import Any
 from cli import figures
 from cli import output as out
 from cli.output import progress_bar
+from cli.runtime import embedded_server
 from service.analysis.verdict import (
     GroupVerdict,
     Verdict,
@@ -31,7 +32,7 @@ from service.analysis.verdict import (
     tail_verdicts,
 )
 from service.client import Client
-from service.config import Settings
+from service.config import Settings, get_settings
 from service.errors import SpecError
 from service.examples import Example, all_examples, find_example
 from service.records import SweepRecord
@@ -199,32 +200,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     folder = args.out or Path(example.name)
     with ExitStack() as stack:
         url = args.server
-        if url is None:
-            url = stack.enter_context(_embedded_server(no_ray=args.no_ray))
+        if url is None:  # loopback only, for this command's own client: no tokens
+            settings = get_settings().model_copy(update={"auth": "off"})
+            url = stack.enter_context(embedded_server(settings, no_ray=args.no_ray))
         c = stack.enter_context(Client(url, token=Settings().api_token if args.server else None))
         verdict = run_example(c, example, args.scale, folder)
     print(verdict_table(verdict))
     print(f"\nfigures and verdict.json in {folder}/")
     return 0 if verdict.agrees else 1
-
-
-def _embedded_server(*, no_ray: bool = False) -> Any:
-    """A server with its runner on SQLite and local Ray, as ``scalesweep demo`` runs."""
-    from contextlib import contextmanager
-
-    from cli.runtime import build_runtime, serving
-    from service.config import get_settings
-
-    @contextmanager
-    def run() -> Any:
-        settings = get_settings().model_copy(update={"auth": "off"})  # loopback only
-        rt = build_runtime(settings, no_ray=no_ray)
-        assert rt.app is not None
-        rt.start_runner_thread()
-        try:
-            with serving(rt.app) as url:
-                yield url
-        finally:
-            rt.close()
-
-    return run()

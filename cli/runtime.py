@@ -196,6 +196,21 @@ def serving(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str
         thread.join(timeout=30)
 
 
+@contextmanager
+def embedded_server(settings: Settings, *, no_ray: bool = False, port: int = 0) -> Iterator[str]:
+    """A whole server on loopback for its own client (``demo``, ``reproduce``): the runtime
+    with its runner thread (local Ray, or in-process with ``no_ray``) under uvicorn; yields
+    the base URL and takes everything down in order on exit."""
+    rt = build_runtime(settings, no_ray=no_ray)
+    assert rt.app is not None
+    rt.start_runner_thread()
+    try:
+        with serving(rt.app, port=port) as url:
+            yield url
+    finally:
+        rt.close()
+
+
 def runner_main(argv: list[str] | None = None) -> int:
     """``python -m workers``: the runner process of a team deployment.
 

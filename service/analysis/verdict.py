@@ -91,6 +91,39 @@ def _expected(rule: VerdictRule, sweep_name: str, group: dict[str, float | None]
     return None
 
 
+def _group_verdict(
+    rule: VerdictRule,
+    sweep_id: int,
+    sweep_name: str,
+    group: dict[str, float | None],
+    *,
+    agrees: bool,
+    why: str,
+    measured: float | None = None,
+    ci: tuple[float, float] | None = None,
+    se: float | None = None,
+    heuristic: float | None = None,
+    form: str | None = None,
+) -> GroupVerdict:
+    """One group's verdict, marked (with THEORY.md's reason) when the example does not
+    expect this group to agree."""
+    reason = _expected(rule, sweep_name, group)
+    if reason is not None:
+        why = f"{why}; not expected to agree here: {reason}"
+    return GroupVerdict(
+        sweep_id=sweep_id,
+        group=f"{sweep_name}: {_label(group)}",
+        measured_exponent=measured,
+        ci=ci,
+        se_exponent=se,
+        heuristic_exponent=heuristic,
+        form=form,
+        agrees=agrees,
+        expected=reason is None,
+        why=why,
+    )
+
+
 def _exponent_verdict(
     rule: VerdictRule,
     sweep_id: int,
@@ -122,21 +155,10 @@ def _exponent_verdict(
                 else ""
             )
         )
-    reason = _expected(rule, sweep_name, group)
-    if reason is not None:
-        why = f"{why}; not expected to agree here: {reason}"
-    return GroupVerdict(
-        sweep_id=sweep_id,
-        group=f"{sweep_name}: {_label(group)}",
-        measured_exponent=measured,
-        ci=ci,
-        se_exponent=se,
-        heuristic_exponent=heuristic,
-        form=form,
-        agrees=agrees,
-        expected=reason is None,
-        why=why,
-    )
+    return _group_verdict(
+        rule, sweep_id, sweep_name, group, agrees=agrees, why=why, measured=measured, ci=ci,
+        se=se, heuristic=heuristic, form=form,
+    )  # fmt: skip
 
 
 def phase_verdicts(rule: VerdictRule, sweep_name: str, phase: PhaseDiagram) -> list[GroupVerdict]:
@@ -211,16 +233,11 @@ def curve_verdicts(rule: VerdictRule, sweep_name: str, theory: TheoryReport) -> 
         agrees = n_cmp > 0 and n_ok == n_cmp
         why = (f"{n_ok} of {n_cmp} grid points within tolerance; worst {worst[1]}" if worst
                else "no grid point with both a measurement and a prediction")  # fmt: skip
-        reason = _expected(rule, sweep_name, g.group)
-        if reason is not None:
-            why = f"{why}; not expected to agree here: {reason}"
-        ci = None
         out.append(
-            GroupVerdict(
-                sweep_id=theory.sweep_id, group=f"{sweep_name}: {_label(g.group)}",
-                measured_exponent=g.measured_exponent, ci=ci, se_exponent=g.predicted_exponent,
+            _group_verdict(
+                rule, theory.sweep_id, sweep_name, g.group, agrees=agrees, why=why,
+                measured=g.measured_exponent, se=g.predicted_exponent,
                 form="power_law" if g.measured_exponent is not None else None,
-                agrees=agrees, expected=reason is None, why=why,
             )
         )  # fmt: skip
     return out
@@ -301,14 +318,10 @@ def spectrum_verdicts(
             f" {'within' if ok_spike else 'outside'} {tol:.0%})"
         )
         group: dict[str, float | None] = {"weight_decay": lam, "d": float(d)}
-        reason = _expected(rule, sweep_name, group)
-        if reason is not None:
-            why = f"{why}; not expected to agree here: {reason}"
         out.append(
-            GroupVerdict(
-                sweep_id=sweep_id, group=f"{sweep_name}: {_label(group)}",
-                measured_exponent=None, ci=None, se_exponent=None, form="spectrum",
-                agrees=ok_support and ok_spike, expected=reason is None, why=why,
+            _group_verdict(
+                rule, sweep_id, sweep_name, group, agrees=ok_support and ok_spike, why=why,
+                form="spectrum",
             )
         )  # fmt: skip
     return out

@@ -345,9 +345,7 @@ def fit_power_law(x: ArrayLike, y: ArrayLike, *, loss: Loss = "huber") -> tuple[
 # plateau
 
 
-def _plateau_projection(
-    uc: Array, inv_y: Array, betas: Array
-) -> tuple[Array, Array, Array]:
+def _plateau_projection(uc: Array, inv_y: Array, betas: Array) -> tuple[Array, Array, Array]:
     """(R_inf, C, squared residual) of the NNLS 1 ~ (R_inf, C) . (1/y, x^-beta/y) for every
     beta at once (``uc``: centred log x, ``inv_y``: 1/y). With two unknowns the solution is
     the unconstrained one when both are >= 0, else the better of the two one-variable fits

@@ -13,7 +13,7 @@ import pytest
 
 from cli.main import main
 from cli.reproduce_commands import run_example, verdict_table
-from cli.runtime import build_runtime, serving
+from cli.runtime import embedded_server
 from service.client import Client
 from service.config import Settings
 from service.examples import Example, all_examples
@@ -28,14 +28,8 @@ GROUP_KEYS = {"group", "measured_exponent", "ci", "se_exponent", "heuristic_expo
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = tmp_path_factory.mktemp("reproduce") / "scalesweep.db"
     settings = Settings(_env_file=None, database_url=f"sqlite:///{db}", auth="off")  # type: ignore[call-arg]
-    rt = build_runtime(settings, no_ray=True)
-    assert rt.app is not None
-    rt.start_runner_thread()
-    try:
-        with serving(rt.app) as url:
-            yield url
-    finally:
-        rt.close()
+    with embedded_server(settings, no_ray=True) as url:
+        yield url
 
 
 def test_list_shows_every_example(capsys: pytest.CaptureFixture[str]) -> None:
