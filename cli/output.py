@@ -3,8 +3,6 @@ answers of the queries as tables, token lists, and the progress bar."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -15,6 +13,7 @@ import pydantic
 
 from service.analysis.reports import ExponentReport, PhaseDiagram, SpectraSummary, TheoryReport
 from service.client import Progress
+from service.export import csv_chunks, row_of
 from service.records import RunRecord, SweepRecord
 from service.results import RunResult
 from service.spec import RunConfig
@@ -22,22 +21,8 @@ from service.spec import RunConfig
 if TYPE_CHECKING:
     from service.storage.tokens import TokenRow
 
-CONFIG_COLUMNS = ("model", "d", "n", "weight_decay", "gamma", "noise", "seed", "optimizer")
-METRIC_COLUMNS = (
-    "excess_risk",
-    "train_loss",
-    "objective",
-    "grad_norm",
-    "converged",
-    "steps",
-    "stop_reason",
-    "wall_time_s",
-    "device",
-    "test_error",
-)
-COLUMNS = ("id", "index", "status", *CONFIG_COLUMNS, *METRIC_COLUMNS, "attempts", "error")
 TABLE_COLUMNS = (
-    "id",
+    "run_id",
     "status",
     "d",
     "n",
@@ -90,37 +75,9 @@ def sweeps_table(sweeps: Sequence[SweepRecord]) -> str:
     return table(header, rows) + f"\n{len(sweeps)} sweeps\n"
 
 
-def run_row(run: RunRecord) -> dict[str, Any]:
-    """A flat row: identity, config fields, metrics (DESIGN.md field names)."""
-    c = run.config
-    row: dict[str, Any] = {
-        "id": run.id,
-        "index": run.index,
-        "status": run.status,
-        "model": c.model,
-        "d": c.d,
-        "n": c.n,
-        "weight_decay": c.weight_decay,
-        "gamma": c.teacher.gamma,
-        "noise": c.teacher.noise,
-        "seed": c.seed,
-        "optimizer": c.training.optimizer,
-        "attempts": run.attempts,
-        "error": run.error,
-    }
-    metrics = run.metrics.model_dump() if run.metrics else {}
-    row.update({k: metrics.get(k) for k in METRIC_COLUMNS})
-    return row
-
-
 def runs_csv(runs: Sequence[RunRecord]) -> str:
-    """CSV with a header line; empty cells for missing values."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for run in runs:
-        writer.writerow({k: "" if v is None else v for k, v in run_row(run).items()})
-    return buf.getvalue()
+    """Every run as CSV with the export's columns (``service.export``: the DESIGN names)."""
+    return "".join(csv_chunks(runs))
 
 
 def runs_json(runs: Sequence[RunRecord]) -> str:
@@ -146,7 +103,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def runs_table(runs: Sequence[RunRecord]) -> str:
     """An aligned text table of the main columns."""
-    rows = [[_cell(run_row(r)[k]) for k in TABLE_COLUMNS] for r in runs]
+    rows = [[_cell(row_of(r)[k]) for k in TABLE_COLUMNS] for r in runs]
     return table(TABLE_COLUMNS, rows) + f"{len(runs)} runs\n"
 
 
