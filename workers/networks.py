@@ -13,7 +13,9 @@ vector per network (the L-BFGS history, the line searches, the stop rules work p
 Both objectives are ``F = (1/2n) sum (y - f)^2 + (lam/2) ||P||^2`` and come with their exact
 gradient (:meth:`BatchedNets.evaluate`, written out: one forward matmul and one backward
 matmul, no autograd graph). The samples are processed in chunks of at most ``chunk_rows``
-rows, so the intermediates of a step never exceed a chunk (memory: the data plus a chunk).
+rows, so the intermediates of a step never exceed a chunk (memory: the data plus a chunk). On a
+CPU a chunk is sized to stay in cache (:data:`CPU_CHUNK_BYTES`): the forward matmul's output
+is then read back by the backward matmul from cache rather than from memory.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ Evaluation = tuple[Tensor, Tensor, Tensor]
 """(F (K,), mean squared error (K,), gradient (K, p))."""
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
-"""Largest intermediate of one chunk of an evaluation."""
+"""Largest intermediate of one chunk of an evaluation (on a GPU: fewer, larger kernels)."""
+CPU_CHUNK_BYTES = 2 * 2**20
+"""The intermediate of one chunk on a CPU, sized for its caches. Measured on a 2-core
+machine (one evaluation of 16 float32 quadratic nets, d = 200, n = 8,000): 0.58 of the
+float32 matmul peak with one 8,000-row chunk, 0.82-0.84 with 1-4 MiB chunks, 0.68 with
+256 KiB; one float64 net at d = 400, n = 26,515: 0.36 -> 0.50."""
 
 
 def init_values(rng: np.random.Generator, init_scale: float, shape: tuple[int, ...]) -> Array:
@@ -52,7 +59,8 @@ class BatchedNets(ABC):
         self.d = d
         self.device = device
         self.dtype = dtype
-        self.chunk_bytes = chunk_bytes or DEFAULT_CHUNK_BYTES
+        default = CPU_CHUNK_BYTES if device.type == "cpu" else DEFAULT_CHUNK_BYTES
+        self.chunk_bytes = chunk_bytes or default
 
     @abstractmethod
     def evaluate(self, p: Tensor, x: Tensor, y: Tensor, lam: Tensor) -> Evaluation:
@@ -124,9 +132,18 @@ class QuadraticNets(BatchedNets):
         self.width = width
         self.n_params = width * d
         s = torch.ones(width, dtype=dtype, device=device)
-        if second_layer == "signed":
-            s[(width + 1) // 2 :] = -1.0
+        self.positive = (width + 1) // 2 if second_layer == "signed" else width
+        """The rows with s_j = +1 come first; the rest have s_j = -1."""
+        s[self.positive :] = -1.0
         self.s = s
+
+    def _signed_squares(self, z: Tensor) -> Tensor:
+        """sum_j s_j z_j^2 over the last axis, as squared norms (no (k, c, m) temporary)."""
+        h = self.positive
+        out = torch.linalg.vector_norm(z[..., :h], dim=-1).square_()
+        if h < self.width:
+            out -= torch.linalg.vector_norm(z[..., h:], dim=-1).square_()
+        return out
 
     def evaluate(self, p: Tensor, x: Tensor, y: Tensor, lam: Tensor) -> Evaluation:
         k, n, d = x.shape
@@ -141,7 +158,7 @@ class QuadraticNets(BatchedNets):
         for i in range(0, n, step):
             xc = x[:, i : i + step]
             z = torch.bmm(xc, w.transpose(1, 2))  # (k, c, m): the forward matmul
-            r = y[:, i : i + step] - (z * z @ s - bias)
+            r = y[:, i : i + step] - (self._signed_squares(z) - bias)
             sq += (r * r).sum(dim=1)
             g_sum -= r.sum(dim=1)
             z.mul_(r.unsqueeze(-1))  # in place: (z * r), the chunk's only other intermediate

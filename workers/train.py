@@ -70,7 +70,7 @@ from torch import Tensor
 
 from workers.certificate import Certificate
 from workers.data import Dataset
-from workers.networks import BatchedNets
+from workers.networks import BatchedNets, Evaluation
 from workers.problems import Problem
 
 Array = NDArray[np.float64]
@@ -90,6 +90,8 @@ HISTORY_BYTES = 32 * 2**20
 CERTIFICATE_FIRST_WAIT = 5
 CERTIFICATE_MAX_WAIT = 640
 POLISH_SLACK = 1e-12
+GATHER_FRACTION = 0.5
+"""An evaluation of at most this share of the slots gathers them and evaluates them alone."""
 
 
 @dataclass
@@ -225,7 +227,7 @@ class _Batch:
         self.polish_slack = max(POLISH_SLACK, 100.0 * self.eps)
         for i in range(k):
             self._fill(i)
-        self._evaluate_all()
+        self._evaluate_current(self.active())
 
     # -- slots ------------------------------------------------------------------------------
 
@@ -257,11 +259,40 @@ class _Batch:
             grad_factor=math.sqrt(tr.tol),
         )
 
-    def _evaluate_all(self) -> None:
-        self.f, self.mse, self.g = self.nets.evaluate(self.p, self.x, self.y, self.lam)
-        for s in self.slots:
-            if s is not None:
-                s.evaluations += 1
+    def _evaluate(self, p: Tensor, rows: list[int]) -> tuple[Tensor, Evaluation]:
+        """F, mse and gradient at ``p`` of the slots ``rows`` (counted as their evaluations),
+        with the mask of those rows; the other rows of the result are unspecified. Up to
+        :data:`GATHER_FRACTION` of the slots are gathered and evaluated alone (a line search
+        that backtracks for a few slots, a corrected or refilled slot); more, and the whole
+        batch is evaluated (a gather copies the rows' data)."""
+        for i in rows:
+            slot = self.slots[i]
+            assert slot is not None
+            slot.evaluations += 1
+        mask = torch.zeros(self.size, dtype=torch.bool, device=self.device)
+        mask[rows] = True
+        if len(rows) > GATHER_FRACTION * self.size:
+            return mask, self.nets.evaluate(p, self.x, self.y, self.lam)
+        idx = torch.as_tensor(rows, device=self.device)
+        part = self.nets.evaluate(
+            p.index_select(0, idx),
+            self.x.index_select(0, idx),
+            self.y.index_select(0, idx),
+            self.lam.index_select(0, idx),
+        )
+        full = []
+        for t in part:
+            out = torch.full((self.size, *t.shape[1:]), math.nan, dtype=t.dtype, device=t.device)
+            out[idx] = t
+            full.append(out)
+        return mask, (full[0], full[1], full[2])
+
+    def _evaluate_current(self, rows: list[int]) -> None:
+        """Evaluate these slots at their current parameters (new runs, corrected points)."""
+        mask, (f, mse, g) = self._evaluate(self.p, rows)
+        self.f = torch.where(mask, f, self.f)
+        self.mse = torch.where(mask, mse, self.mse)
+        self.g = torch.where(mask[:, None], g, self.g)
 
     def active(self) -> list[int]:
         """The slots that hold a run."""
@@ -316,7 +347,7 @@ class _Batch:
                 if self.slots[i] is not None:
                     refilled.append(i)
         if refilled:
-            self._evaluate_all()
+            self._evaluate_current(refilled)
         return refilled
 
     def _rules(
@@ -370,7 +401,7 @@ class _Batch:
             self.opt.reset(i, new_run=False)
             slot.corrections += 1
             slot.prev_f, slot.calm, slot.corrected = None, 0, True
-            self._evaluate_all()  # the corrected point is the slot's new current point
+            self._evaluate_current([i])  # the corrected point is the slot's new current point
         slot.wait = min(2 * slot.wait, CERTIFICATE_MAX_WAIT)
         slot.next_certificate = slot.k + slot.wait
         return False
@@ -453,9 +484,7 @@ class _Batch:
         direction, t, search = self.opt.direction(self.p, self.g, self.slots)
         if not search:  # fixed steps (gd with lr, adam): no line search
             trial = self.p + t[:, None] * direction
-            f, mse, g = self.nets.evaluate(trial, self.x, self.y, self.lam)
-            accepted = torch.ones(self.size, dtype=torch.bool, device=self.device)
-            self._count(live)
+            accepted, (f, mse, g) = self._evaluate(trial, live)
         else:
             trial, f, mse, g, accepted, t = self._line_search(direction, t, live)
         self.opt.accepted(self.p, trial, self.g, g, accepted, t, self.slots)
@@ -490,27 +519,23 @@ class _Batch:
         )
         done = torch.zeros(self.size, dtype=torch.bool, device=self.device)
         trial, f, mse, g = self.p.clone(), self.f.clone(), self.mse.clone(), self.g.clone()
+        rows = live
         for _ in range(MAX_HALVINGS):
             cand = self.p + t[:, None] * direction
-            cf, cmse, cg = self.nets.evaluate(cand, self.x, self.y, self.lam)
-            self._count(live)
+            evaluated, (cf, cmse, cg) = self._evaluate(cand, rows)
             armijo = cf <= self.f + ARMIJO_C * t * slope + slack
-            ok = ~done & torch.isfinite(cf) & (armijo | unit)
+            ok = evaluated & ~done & torch.isfinite(cf) & (armijo | unit)
             trial = torch.where(ok[:, None], cand, trial)
             g = torch.where(ok[:, None], cg, g)
             f = torch.where(ok, cf, f)
             mse = torch.where(ok, cmse, mse)
             done |= ok
-            if bool(done[live].all()):
+            finished = done.cpu().numpy()
+            rows = [i for i in live if not finished[i]]
+            if not rows:
                 break
             t = torch.where(done, t, 0.5 * t)
         return trial, f, mse, g, done, t
-
-    def _count(self, live: list[int]) -> None:
-        for i in live:
-            slot = self.slots[i]
-            assert slot is not None
-            slot.evaluations += 1
 
 
 class _Optimizer:

@@ -11,7 +11,8 @@ Two reasons to put several runs in one Ray task:
   work (:func:`estimate_batch_cost_s`: the per-step overhead is paid once per batch) and
   ``task_memory_mb`` of data. A group larger than one task is split evenly, and over at
   least as many tasks as the cluster runs at once (``spread``) while each keeps
-  :data:`MIN_SPREAD_RUNS` runs, so a sweep uses every worker.
+  :data:`MIN_SPREAD_RUNS` runs, so a sweep uses every worker; the parts are dealt
+  round-robin, so that each holds a share of every weight decay.
 
 Convex runs, and network runs with batching off, are packed as tiny runs or go alone. Runs
 for different devices never share a task.
@@ -143,8 +144,10 @@ def _split_batch(group: list[Claim], rules: PackingRules, spread: int) -> list[l
     ):
         fit += 1
     parts = max(math.ceil(len(group) / fit), min(spread, len(group) // MIN_SPREAD_RUNS))
-    size = math.ceil(len(group) / parts)
-    return [group[i : i + size] for i in range(0, len(group), size)]
+    # dealt round-robin: claims come in grid order (a weight decay's seeds together), and the
+    # runs of one weight decay cost alike, so contiguous parts would give one worker all the
+    # slow runs (measured: 8.3 s vs 4.1 s for the two halves of a d = 30 sweep)
+    return [group[i::parts] for i in range(parts)]
 
 
 def _pack_loose(claims: Sequence[Claim], rules: PackingRules) -> list[list[Claim]]:

@@ -18,7 +18,7 @@ from service.spec import RunConfig, TeacherSpec, TrainingSpec
 from workers.certificate import Certificate
 from workers.data import Dataset
 from workers.problems import Problem, problem_for
-from workers.train import TrainOutcome, TrainRequest, resolve_device, train_batch
+from workers.train import TrainOutcome, TrainRequest, _Batch, resolve_device, train_batch
 
 
 @pytest.fixture(autouse=True)
@@ -282,3 +282,21 @@ def test_cuda_training_matches_cpu() -> None:
     # both certified (relative duality gap 1e-8) and the same optimum (1e-9 relative)
     assert _certificate(problem, out_gpu, data).gap <= 1e-8
     assert out_gpu.objective == pytest.approx(out_cpu.objective, rel=1e-9)
+
+
+@pytest.mark.parametrize("model", ["diagonal", "quadratic"])
+def test_a_subset_of_slots_is_evaluated_alone_and_counted_alone(model: str) -> None:
+    """What a line search that backtracks for one slot evaluates: that slot's rows (gathered),
+    equal to the same rows of a whole-batch evaluation (1e-12 relative), counted for it only."""
+    d, n = (20, 30) if model == "diagonal" else (5, 40)
+    requests = [_request(_cfg(model, d, n, 0.05, seed=s)) for s in range(4)]
+    batch = _Batch(requests, torch.device("cpu"), 4, lambda run, out: None)
+    before = [s.evaluations for s in batch.slots if s is not None]
+    trial = batch.p + 0.01 * torch.randn_like(batch.p, dtype=batch.p.dtype)
+    mask, (f, mse, g) = batch._evaluate(trial, [2])
+    whole = batch.nets.evaluate(trial, batch.x, batch.y, batch.lam)
+    assert mask.tolist() == [False, False, True, False]
+    for part, full in zip((f, mse, g), whole, strict=True):
+        torch.testing.assert_close(part[2], full[2], rtol=1e-12, atol=0.0)
+    after = [s.evaluations for s in batch.slots if s is not None]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [0, 0, 1, 0]

@@ -198,6 +198,11 @@ def test_batching_packs_the_runs_of_one_shape_together_and_spreads_them() -> Non
     assert all(len(s) == 1 for s in shapes)  # one shape per task
     assert sorted(len(t) for t in tasks) == [1, 2, 32, 32]
     assert sorted(c.run_id for t in tasks for c in t) == list(range(67))  # each run once
+    # each half of the sweep holds 8 seeds of every weight decay (runs of one weight decay
+    # cost alike: contiguous halves would give one worker all the slow ones)
+    for task in (t for t in tasks if len(t) == 32):
+        lams = [c.config.weight_decay for c in task]
+        assert sorted(lams.count(lam) for lam in set(lams)) == [8, 8, 8, 8]
     # many workers: the 64 runs spread over them, at least 4 runs a task
     assert sorted(len(t) for t in pack(claims[:64], rules, spread=16)) == [4] * 16
     assert len(pack(claims[:64], rules, spread=100)) == 16
