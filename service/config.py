@@ -5,7 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +36,8 @@ class Settings(BaseSettings):
     max_attempts: PositiveInt = 3
     """Retry budget of a run whose worker was lost."""
     runner_poll_s: PositiveFloat = 0.2
+    runner_flush_s: NonNegativeFloat = 0.5
+    """Results are written at least this often while tasks are in flight (0: as they come)."""
     pack_below_s: PositiveFloat = 0.5
     """Runs expected to take less than this are packed several per Ray task."""
     batching: Literal["on", "off"] = "on"

@@ -75,8 +75,8 @@ class Runner:
     schedules); a packed task of many tiny runs counts once. ``run_batch`` executes a task
     (one run or several). ``runner_lease_s`` (default ``settings.lease_s``) is how long a
     dead runner blocks a successor; ``check_every_s`` paces requeueing and cancellation
-    checks; results are written when ``flush_every_s`` has passed, ``max_write_batch`` are
-    waiting, or nothing is in flight.
+    checks; results are written when ``flush_every_s`` (default ``settings.runner_flush_s``)
+    has passed, ``max_write_batch`` are waiting, or nothing is in flight.
     """
 
     def __init__(
@@ -89,7 +89,7 @@ class Runner:
         runner_id: str | None = None,
         runner_lease_s: float | None = None,
         check_every_s: float | None = None,
-        flush_every_s: float = 0.5,
+        flush_every_s: float | None = None,
         max_write_batch: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -107,7 +107,9 @@ class Runner:
         self._check_every_s = (
             check_every_s if check_every_s is not None else min(1.0, self._lease_s / 4)
         )
-        self._flush_every_s = flush_every_s
+        self._flush_every_s = (
+            flush_every_s if flush_every_s is not None else settings.runner_flush_s
+        )
         self._max_write_batch = max_write_batch
         self._clock = clock
         self._inflight: dict[int, str] = {}  # run id -> config hash
