@@ -86,8 +86,9 @@ def slots_for(problem: Problem, n_runs: int, device: torch.device, budget: TaskB
     c = problem.cfg
     dtype = torch_dtype(c.training.dtype)
     bits = torch.finfo(dtype).bits
-    p = 2 * c.d if c.model == "diagonal" else c.width * c.d
-    per_run = device_bytes(c.model, c.n, c.d, c.width, bits, history_size(p, dtype))
+    nets = problem.nets(torch.device("cpu"), dtype)
+    history = history_size(nets.n_params, dtype, nets.preconditioned)
+    per_run = device_bytes(c.model, c.n, c.d, c.width, bits, history)
     room = max(per_run, task_memory_bytes(device, budget) - DEFAULT_CHUNK_BYTES)
     return max(1, min(MAX_SLOTS, n_runs, room // per_run))
 

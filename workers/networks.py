@@ -52,6 +52,8 @@ class BatchedNets(ABC):
     """K networks of one shape on one device and dtype (see the module docstring)."""
 
     n_params: int
+    preconditioned = False
+    """Whether :meth:`precondition` gives L-BFGS its initial inverse Hessian."""
 
     def __init__(
         self, d: int, *, device: torch.device, dtype: torch.dtype, chunk_bytes: int | None = None
@@ -75,6 +77,16 @@ class BatchedNets(ABC):
     def unpack(self, row: Array) -> dict[str, Array]:
         """A row of P as named float64 parameters."""
 
+    def data_curvature(self, x: Tensor) -> Tensor | None:
+        """Per-network statistics of the data that :meth:`precondition` needs (None: this
+        network has no preconditioner), computed once when a run takes its slot."""
+        return None
+
+    def precondition(self, p: Tensor, lam: Tensor, curvature: Tensor, v: Tensor) -> Tensor:
+        """``H0 v``: L-BFGS's initial inverse Hessian at ``p``, applied to ``v`` of shape
+        (K, p) or (K, h, p) (only called when :meth:`data_curvature` is not None)."""
+        raise NotImplementedError
+
     def chunk_rows(self, k: int, n: int, width: int) -> int:
         """Rows per chunk so that a (k, rows, width) intermediate fits in chunk_bytes."""
         per_row = max(1, k * width * torch.finfo(self.dtype).bits // 8)
@@ -87,6 +99,8 @@ class BatchedNets(ABC):
 
 class DiagonalNets(BatchedNets):
     """f(x) = sum_i a_i w_i x_i (THEORY.md 1.A); a row of P is ``[a, w]``."""
+
+    preconditioned = True
 
     def __init__(self, d: int, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(d, device=device, dtype=dtype)
@@ -108,6 +122,33 @@ class DiagonalNets(BatchedNets):
         grad = torch.cat([g_theta * w + lam[:, None] * a, g_theta * a + lam[:, None] * w], dim=1)
         mse = sq / n
         return 0.5 * mse + lam * self.penalty(p), mse, grad
+
+    def data_curvature(self, x: Tensor) -> Tensor:
+        """diag(X'X)/n per network, (K, d)."""
+        return (x * x).mean(dim=1)
+
+    def precondition(self, p: Tensor, lam: Tensor, curvature: Tensor, v: Tensor) -> Tensor:
+        """The inverse of the Gauss-Newton part of each coordinate's 2 x 2 Hessian block.
+
+        For coordinate i with ``u = (w_i, a_i)`` and ``q = (X'X)_ii / n`` the block of the
+        Hessian of F in (a_i, w_i) is ``lam I + q u u'`` plus the sign-indefinite
+        ``[[0, c], [c, 0]]`` (c the coordinate's correlation with the residual), left out so
+        that H0 stays positive definite. Its inverse is elementwise (Sherman-Morrison):
+        ``(v - q (u.v) u / (lam + q |u|^2)) / lam``. Why: a coordinate's curvature ranges
+        from lam (at 0) to q theta_i, a spread plain L-BFGS (H0 = gamma I) learns only
+        through its history; measured on the diagonal net d = 500, n = 128, lam = 1e-3
+        (6 seeds, no corrections), steps to a 1e-6 gap fell from 2,170-4,460 to 470-890,
+        while the full 2 x 2 blocks (with c, eigenvalues floored) gave 880-1,530.
+        ``lam = 0`` would make H0 singular: those networks are not preconditioned."""
+        k, d = v.shape[0], self.d
+        lead = (k,) + (1,) * (v.dim() - 2)
+        u = p.view(k, 2, d).flip(1).view(*lead, 2, d)  # (w_i, a_i): d theta_i / d(a_i, w_i)
+        q = curvature.view(*lead, d)
+        lam_b = lam.view(*lead, 1, 1)
+        pairs = v.view(*v.shape[:-1], 2, d)
+        c = q * (u * pairs).sum(dim=-2) / (lam.view(*lead, 1) + q * (u * u).sum(dim=-2))
+        out = (pairs - c.unsqueeze(-2) * u) / lam_b
+        return out.view(v.shape)
 
     def pack(self, params: dict[str, Array]) -> Array:
         return np.concatenate([params["a"], params["w"]])
@@ -140,7 +181,7 @@ class QuadraticNets(BatchedNets):
     def _signed_squares(self, z: Tensor) -> Tensor:
         """sum_j s_j z_j^2 over the last axis, as squared norms (no (k, c, m) temporary)."""
         h = self.positive
-        out = torch.linalg.vector_norm(z[..., :h], dim=-1).square_()
+        out: Tensor = torch.linalg.vector_norm(z[..., :h], dim=-1).square_()
         if h < self.width:
             out -= torch.linalg.vector_norm(z[..., h:], dim=-1).square_()
         return out

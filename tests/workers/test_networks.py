@@ -117,6 +117,33 @@ def test_diagonal_networks_are_linear_in_theta() -> None:
     np.testing.assert_array_equal(back["w"], w)
 
 
+def test_the_diagonal_preconditioner_inverts_each_coordinates_gauss_newton_block() -> None:
+    """H0 v against the explicit inverse of blockdiag(lam I + q_i u_i u_i'), u_i = (w_i, a_i),
+    for a gradient (K, p) and a history (K, h, p); 1e-12 relative."""
+    d, k, h = 7, 3, 4
+    nets = DiagonalNets(d, device=CPU, dtype=F64)
+    assert nets.preconditioned and not QuadraticNets(3, 3, device=CPU, dtype=F64).preconditioned
+    rng = np.random.default_rng(8)
+    p = torch.as_tensor(rng.normal(size=(k, 2 * d)))
+    x = torch.as_tensor(rng.standard_normal((k, 40, d)))
+    q = nets.data_curvature(x)
+    torch.testing.assert_close(q, (x * x).sum(dim=1) / 40, rtol=1e-12, atol=0.0)
+    lam = torch.tensor([1e-3, 0.1, 2.0], dtype=F64)
+    v = torch.as_tensor(rng.normal(size=(k, h, 2 * d)))
+    expected = torch.zeros_like(v)
+    for j in range(k):
+        a, w = p[j, :d], p[j, d:]
+        block = torch.zeros(2 * d, 2 * d, dtype=F64)
+        idx = torch.arange(d)
+        block[idx, idx] = lam[j] + q[j] * w * w
+        block[idx + d, idx + d] = lam[j] + q[j] * a * a
+        block[idx, idx + d] = block[idx + d, idx] = q[j] * a * w
+        expected[j] = torch.linalg.solve(block, v[j].T).T
+    torch.testing.assert_close(nets.precondition(p, lam, q, v), expected, rtol=1e-12, atol=0.0)
+    first = nets.precondition(p, lam, q, v[:, 0])
+    torch.testing.assert_close(first, expected[:, 0], rtol=1e-12, atol=0.0)
+
+
 def _cfg(model: str, seed: int = 0, **training: object) -> RunConfig:
     signed = training.get("second_layer") == "signed"
     return RunConfig(

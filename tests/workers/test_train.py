@@ -220,15 +220,19 @@ def test_the_d30_sweep_reaches_its_certified_minimum_in_a_predictable_number_of_
     assert out.steps <= 300  # measured 91-133 on every seed
 
 
-def test_a_diagonal_net_with_n_much_below_d_is_certified() -> None:
-    # d = 500, n = 128, lambda = 1e-3 stopped uncertified after 20,000 steps before
-    cfg = _cfg("diagonal", 500, 128, 1e-3, seed=0, max_steps=20_000)
+@pytest.mark.parametrize("seed", range(4))
+def test_a_diagonal_net_with_n_much_below_d_is_certified_in_a_predictable_number_of_steps(
+    seed: int,
+) -> None:
+    # d = 500, n = 128, lambda = 1e-3 stopped uncertified after 20,000 steps before the
+    # support corrections, and took 1,203-2,454 steps on these seeds with them before the
+    # preconditioner (workers.networks.DiagonalNets.precondition): 263-412 since
+    cfg = _cfg("diagonal", 500, 128, 1e-3, seed=seed, max_steps=1000)
     cfg = cfg.model_copy(update={"teacher": TeacherSpec(gamma=1.0, noise=0.01)})
     problem, data, out = _train(cfg, certified=True)
     cert = problem.certificate(data, problem.estimate(out.params))
     print(f"\ndiagonal: {out.steps} steps, {out.corrections} corrections, gap {cert.gap:.1e}")
     assert out.stop_reason == "gradient" and cert.gap <= 1e-6
-    assert out.corrections >= 1  # it was corrected, not just slow
 
 
 # --------------------------------------------------------------------------------------
