@@ -29,6 +29,8 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
+from workers.tensors import mv, vm
+
 Array = NDArray[np.float64]
 Evaluation = tuple[Tensor, Tensor, Tensor]
 """(F (K,), mean squared error (K,), gradient (K, p))."""
@@ -109,15 +111,15 @@ class DiagonalNets(BatchedNets):
     def evaluate(self, p: Tensor, x: Tensor, y: Tensor, lam: Tensor) -> Evaluation:
         k, n, d = x.shape
         a, w = p[:, :d], p[:, d:]
-        theta = (a * w).unsqueeze(-1)  # (k, d, 1)
+        theta = a * w  # (k, d)
         corr = torch.zeros(k, d, dtype=p.dtype, device=p.device)
         sq = torch.zeros(k, dtype=p.dtype, device=p.device)
         step = self.chunk_rows(k, n, 1)
         for i in range(0, n, step):
             xc = x[:, i : i + step]
-            r = y[:, i : i + step] - torch.bmm(xc, theta).squeeze(-1)
+            r = y[:, i : i + step] - mv(xc, theta)
             sq += (r * r).sum(dim=1)
-            corr += torch.bmm(r.unsqueeze(1), xc).squeeze(1)  # X' r, (k, d)
+            corr += vm(r, xc)  # X' r, (k, d)
         g_theta = -corr / n
         grad = torch.cat([g_theta * w + lam[:, None] * a, g_theta * a + lam[:, None] * w], dim=1)
         mse = sq / n

@@ -75,6 +75,7 @@ from workers.certificate import Certificate
 from workers.data import Dataset
 from workers.networks import BatchedNets, Evaluation
 from workers.problems import Problem
+from workers.tensors import mv, vm
 
 Array = NDArray[np.float64]
 Params = dict[str, Array]
@@ -701,13 +702,13 @@ class _Optimizer:
             h0_g = h0(g)
             h0_y = h0(self.y)
             y_h0_y = torch.bmm(self.y, h0_y.transpose(1, 2))
-        u = torch.bmm(self.s, g.unsqueeze(-1))  # S' g, (k, h, 1)
-        v = torch.bmm(h0_y, g.unsqueeze(-1))  # Y' H0 g (H0 symmetric)
+        u = mv(self.s, g).unsqueeze(-1)  # S' g, (k, h, 1)
+        v = mv(h0_y, g).unsqueeze(-1)  # Y' H0 g (H0 symmetric)
         r_u = torch.linalg.solve_triangular(r, u, upper=True)
-        inner = dg[:, :, None] * r_u + torch.bmm(y_h0_y, r_u) - v
+        inner = dg[:, :, None] * r_u + mv(y_h0_y, r_u.squeeze(-1)).unsqueeze(-1) - v
         top = torch.linalg.solve_triangular(r.transpose(1, 2), inner, upper=False)
-        out = h0_g + torch.bmm(self.s.transpose(1, 2), top).squeeze(-1)
-        out -= torch.bmm(h0_y.transpose(1, 2), r_u).squeeze(-1)
+        out = h0_g + vm(top.squeeze(-1), self.s)
+        out -= vm(r_u.squeeze(-1), h0_y)
         return out
 
     def accepted(
@@ -751,9 +752,9 @@ class _Optimizer:
         self.s[idx, pos] = s_vec[store]
         self.y[idx, pos] = y_vec[store]
         # dot products with the whole (new) history of every slot, then the stored rows
-        s_y = torch.bmm(self.y, s_vec.unsqueeze(-1)).squeeze(-1)[store]  # y_j . s_new
-        y_s = torch.bmm(self.s, y_vec.unsqueeze(-1)).squeeze(-1)[store]  # s_i . y_new
-        y_y = torch.bmm(self.y, y_vec.unsqueeze(-1)).squeeze(-1)[store]
+        s_y = mv(self.y, s_vec)[store]  # y_j . s_new
+        y_s = mv(self.s, y_vec)[store]  # s_i . y_new
+        y_y = mv(self.y, y_vec)[store]
         keep = (torch.arange(h, device=s_vec.device)[None, :] <= pos[:, None]).to(s_y.dtype)
         self.sy[idx, pos, :] = s_y * keep
         self.sy[idx, :, pos] = y_s * keep
