@@ -18,7 +18,7 @@ from service.storage import make_store, upgrade_head
 
 pytestmark = pytest.mark.postgres
 
-N_RUNS = 16
+N_RUNS = 32
 LEASE_S = 3.0
 """SCALESWEEP_LEASE_S: the run leases and (python -m workers) the runner lease."""
 
@@ -30,6 +30,7 @@ def _runner(url: str, runner_id: str, out: Path) -> subprocess.Popen[bytes]:
         SCALESWEEP_MAX_INFLIGHT_RUNS="2",
         SCALESWEEP_PACK_BELOW_S="0.001",  # one run per task
         SCALESWEEP_RUNNER_POLL_S="0.05",
+        SCALESWEEP_RUNNER_FLUSH_S="0",  # results visible as they come, not 0.5 s of them at once
         OPENBLAS_NUM_THREADS="1",
     )
     argv = [sys.executable, "-m", "workers", "--no-ray", "--database-url", url]
@@ -47,7 +48,7 @@ def test_the_waiting_runner_takes_over_from_a_killed_holder(
 ) -> None:
     upgrade_head(pg_url)
     store = make_store(pg_url)
-    spec = SweepSpec(  # real runs of about 0.3 s each (convex LASSO, d=1000, n=800)
+    spec = SweepSpec(  # real runs of 0.03-0.05 s each here (convex LASSO, d=1000, n=800)
         model="diagonal",
         grid=Grid(d=[1000], n=[800], weight_decay=[0.01], seed=list(range(N_RUNS))),
         training=TrainingSpec(optimizer="convex"),
