@@ -134,14 +134,18 @@ class DiagonalNets(BatchedNets):
 
         For coordinate i with ``u = (w_i, a_i)`` and ``q = (X'X)_ii / n`` the block of the
         Hessian of F in (a_i, w_i) is ``lam I + q u u'`` plus the sign-indefinite
-        ``[[0, c], [c, 0]]`` (c the coordinate's correlation with the residual), left out so
-        that H0 stays positive definite. Its inverse is elementwise (Sherman-Morrison):
-        ``(v - q (u.v) u / (lam + q |u|^2)) / lam``. Why: a coordinate's curvature ranges
-        from lam (at 0) to q theta_i, a spread plain L-BFGS (H0 = gamma I) learns only
-        through its history; measured on the diagonal net d = 500, n = 128, lam = 1e-3
-        (6 seeds, no corrections), steps to a 1e-6 gap fell from 2,170-4,460 to 470-890,
-        while the full 2 x 2 blocks (with c, eigenvalues floored) gave 880-1,530.
-        ``lam = 0`` would make H0 singular: those networks are not preconditioned."""
+        ``[[0, -c], [-c, 0]]`` (c the coordinate's correlation with the residual), left out
+        so that H0 stays positive definite. Its inverse is elementwise (Sherman-Morrison):
+        ``(v - q (u.v) u / (lam + q |u|^2)) / lam``; L-BFGS scales it by s'y / y'H0y.
+        Why: a coordinate's curvature ranges from lam (at 0) to q theta_i, a spread plain
+        L-BFGS (H0 = gamma I) learns only through its history. Measured (lbfgs, 20 runs:
+        d = 100-1000, n = 50-3000, lam = 1.7e-4 to 1e-2, 2 seeds each): 4.6 s in all against
+        11.0 s, fewer steps on every configuration (e.g. d = 200, n = 1600: 64-76 steps
+        against 369-409); d = 500, n = 128, lam = 1e-3: 370-617 steps against 1,168-2,454.
+        Adding |c| to lam (a majorant of the block) or max(lam, |c|) did worse overall (5.7 s,
+        5.1 s); near lam = 0 with n > d (lam = 1e-6) this H0 takes more steps than plain
+        L-BFGS (995 against 178) but still converges. ``lam = 0`` would make H0 singular:
+        those networks are not preconditioned."""
         k, d = v.shape[0], self.d
         lead = (k,) + (1,) * (v.dim() - 2)
         u = p.view(k, 2, d).flip(1).view(*lead, 2, d)  # (w_i, a_i): d theta_i / d(a_i, w_i)

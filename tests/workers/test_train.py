@@ -226,7 +226,7 @@ def test_a_diagonal_net_with_n_much_below_d_is_certified_in_a_predictable_number
 ) -> None:
     # d = 500, n = 128, lambda = 1e-3 stopped uncertified after 20,000 steps before the
     # support corrections, and took 1,203-2,454 steps on these seeds with them before the
-    # preconditioner (workers.networks.DiagonalNets.precondition): 263-412 since
+    # preconditioner (workers.networks.DiagonalNets.precondition): 372-396 since
     cfg = _cfg("diagonal", 500, 128, 1e-3, seed=seed, max_steps=1000)
     cfg = cfg.model_copy(update={"teacher": TeacherSpec(gamma=1.0, noise=0.01)})
     problem, data, out = _train(cfg, certified=True)
