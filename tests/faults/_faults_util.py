@@ -109,10 +109,15 @@ def audit(url: str, sweep_id: int) -> SweepAudit:
     """Read a sweep's runs, attempts and spectra straight from the database and check what
     must hold in every state: one row per configuration (no duplicate config_hash or
     run_index), ``n_runs`` rows, ``attempts`` equal to the attempt rows (numbered 1..k, at
-    most the last one open, and only while the run is running), one spectrum per kind."""
+    most the last one open, and only while the run is running), one spectrum per kind. On
+    PostgreSQL the reads are one REPEATABLE READ snapshot, so it may run while others write."""
     engine = make_engine(url)
+    # one snapshot for the four reads: under READ COMMITTED a run read as "running" can have
+    # its attempt read as finished a statement later, while a runner keeps writing (SQLite:
+    # the tests audit it only when nothing writes)
+    snapshot = {"isolation_level": "REPEATABLE READ"} if url.startswith("postgresql") else {}
     try:
-        with engine.connect() as conn:
+        with engine.connect().execution_options(**snapshot) as conn, conn.begin():
             sweep = conn.execute(
                 select(Sweep.status, Sweep.n_runs).where(Sweep.id == sweep_id)
             ).one()
