@@ -15,7 +15,7 @@ LOCK := requirements.lock
 LOCK_VENV := .lock-venv
 TEST_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: venv demo test test-random lint bench lock clean
+.PHONY: venv demo test test-random lint bench bench-gpu lock clean
 
 venv: $(STAMP)
 
@@ -49,6 +49,11 @@ test-random: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_scale.py --quick
+
+# On a machine with CUDA: the GPU tests (marked gpu), then the GPU figures of bench_scale.
+bench-gpu: $(STAMP)
+	$(VENV)/bin/pytest -q -p no:randomly -m gpu tests
+	$(PY) bench/bench_scale.py --gpu-only --quick
 
 # Resolve pyproject's ranges afresh in a throw-away venv (torch first, as above) and pin
 # everything that got installed, except torch itself and the project.

@@ -28,7 +28,9 @@ and noisy: nothing here is an assertion). It prints a report and ends with one J
   on the GPU.
 
 Run: ``.venv/bin/python bench/bench_scale.py`` (``--quick``: under 15 minutes on 2 cores;
-the network's d = 400 run is then stopped after 5 minutes and reported as not converged).
+the network's d = 400 run is then stopped after 5 minutes and reported as not converged);
+``--gpu-only``: section 6 alone (``make bench-gpu`` runs it after the CUDA tests: the short
+script for a GPU machine).
 """
 
 from __future__ import annotations
@@ -396,9 +398,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--child", nargs=3, metavar=("OPTIMIZER", "N", "TIMEOUT_S"))
+    ap.add_argument(
+        "--gpu-only",
+        action="store_true",
+        help="only the GPU figures (section 6); exit 1 without CUDA",
+    )
     args = ap.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), float(args.child[2]))
+        return
+    if args.gpu_only:
+        if not torch.cuda.is_available():
+            sys.exit("bench_scale --gpu-only: CUDA is not available here")
+        print(json.dumps(gpu_figures(args.quick), sort_keys=True))
         return
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     out: dict[str, Any] = {}
