@@ -539,8 +539,14 @@ class _Batch:
         curvature, p, lam = self.curvature, self.p, self.lam
         if self.opt.kind != "lbfgs" or curvature is None or not bool((lam > 0).any()):
             return None
-        safe = torch.where(lam > 0, lam, torch.ones_like(lam))
-        return lambda v: self.nets.precondition(p, safe, curvature, v)
+        on = lam > 0
+        safe = torch.where(on, lam, torch.ones_like(lam))
+
+        def h0(v: Tensor) -> Tensor:
+            keep = on.view((-1,) + (1,) * (v.dim() - 1))
+            return torch.where(keep, self.nets.precondition(p, safe, curvature, v), v)
+
+        return h0
 
     def _line_search(
         self, direction: Tensor, t: Tensor, live: list[int]

@@ -74,6 +74,20 @@ def test_a_mixed_batch_gives_each_run_what_it_gets_alone() -> None:
         _check_same(alone, together)
 
 
+def test_a_mixed_diagonal_batch_with_and_without_weight_decay_gives_what_each_gets_alone() -> None:
+    """The preconditioned nets (diagonal): lam = 0 slots keep plain L-BFGS in the batch."""
+    cfgs = [
+        _cfg(lam, seed).model_copy(update={"model": "diagonal", "d": 20, "n": 60})
+        for seed, lam in enumerate((0.0, 0.01, 0.0, 0.1))
+    ]
+    batched = run_batch(cfgs)
+    assert [r.status for r in batched] == ["succeeded"] * 4
+    for alone, together in zip(
+        run_batch(cfgs, batching.TaskBudget(batched=False)), batched, strict=True
+    ):
+        _check_same(alone, together)
+
+
 def test_slots_follow_the_task_memory_and_batching_off_is_one_slot() -> None:
     from workers.problems import problem_for
 

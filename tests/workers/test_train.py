@@ -304,3 +304,23 @@ def test_a_subset_of_slots_is_evaluated_alone_and_counted_alone(model: str) -> N
         torch.testing.assert_close(part[2], full[2], rtol=1e-12, atol=0.0)
     after = [s.evaluations for s in batch.slots if s is not None]
     assert [a - b for a, b in zip(after, before, strict=True)] == [0, 0, 1, 0]
+
+
+def test_the_preconditioner_applies_to_penalised_slots_only() -> None:
+    """In a batch mixing lam = 0 with lam > 0, a lam = 0 slot keeps L-BFGS's plain H0 (as it
+    has alone: a preconditioner of lam = 0 would be singular); the others get the nets'."""
+    requests = [
+        _request(_cfg("diagonal", 20, 30, lam, seed=s)) for s, lam in enumerate((0.0, 0.05))
+    ]
+    batch = _Batch(requests, torch.device("cpu"), 2, lambda run, out: None)
+    h0 = batch._h0()
+    assert h0 is not None and batch.curvature is not None
+    v = torch.randn(2, 3, batch.nets.n_params, dtype=batch.p.dtype)
+    out = h0(v)
+    torch.testing.assert_close(out[0], v[0], rtol=0.0, atol=0.0)
+    lam = torch.where(batch.lam > 0, batch.lam, torch.ones_like(batch.lam))
+    want = batch.nets.precondition(batch.p, lam, batch.curvature, v)
+    torch.testing.assert_close(out[1], want[1], rtol=1e-12, atol=0.0)
+    # all slots unpenalised: no preconditioner at all
+    alone = _Batch(requests[:1], torch.device("cpu"), 1, lambda run, out: None)
+    assert alone._h0() is None
