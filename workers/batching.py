@@ -88,7 +88,7 @@ def slots_for(problem: Problem, n_runs: int, device: torch.device, budget: TaskB
     bits = torch.finfo(dtype).bits
     nets = problem.nets(torch.device("cpu"), dtype)
     history = history_size(nets.n_params, dtype, nets.preconditioned)
-    per_run = device_bytes(c.model, c.n, c.d, c.width, bits, history)
+    per_run = device_bytes(c.n, c.d, nets.n_params, bits, history)
     room = max(per_run, task_memory_bytes(device, budget) - DEFAULT_CHUNK_BYTES)
     return max(1, min(MAX_SLOTS, n_runs, room // per_run))
 

@@ -231,7 +231,8 @@ class _Batch:
         self.x, self.y, self.lam = zeros(k, n, d), zeros(k, n), zeros(k)
         self.p, self.good_p, self.best_p, self.g = (zeros(k, p) for _ in range(4))
         self.f, self.mse = zeros(k), zeros(k)
-        self.curvature: Tensor | None = None  # the nets' data statistics for H0, per slot
+        # the nets' data statistics for their preconditioner, per slot
+        self.curvature = zeros(k, d) if self.nets.preconditioned else None
         self.opt = _Optimizer(
             self.tr.optimizer,
             self.tr.lr is not None,
@@ -259,13 +260,8 @@ class _Batch:
         req = self.requests[run]
         prob, data = req.problem, req.data
         self.x[i].copy_(torch.as_tensor(data.x))
-        stats = self.nets.data_curvature(self.x[i : i + 1])
-        if stats is not None:
-            if self.curvature is None:
-                self.curvature = torch.zeros(
-                    self.size, stats.shape[1], dtype=self.dtype, device=self.device
-                )
-            self.curvature[i] = stats[0]
+        if self.curvature is not None:
+            self.curvature[i] = self.nets.data_curvature(self.x[i : i + 1])[0]
         self.y[i].copy_(torch.as_tensor(data.y))
         self.lam[i] = float(prob.cfg.weight_decay)
         start = req.start if req.start is not None else prob.init_params()
@@ -534,8 +530,8 @@ class _Batch:
                 slot.search_failed = True
 
     def _h0(self) -> Callable[[Tensor], Tensor] | None:
-        """L-BFGS's initial inverse Hessian at the current point, where the nets have one
-        (:meth:`BatchedNets.precondition`; slots with lam = 0 keep ``gamma I``)."""
+        """P, L-BFGS's initial inverse Hessian at the current point up to its scale, where
+        the nets have one (:meth:`BatchedNets.precondition`; slots with lam = 0 keep I)."""
         curvature, p, lam = self.curvature, self.p, self.lam
         if self.opt.kind != "lbfgs" or curvature is None or not bool((lam > 0).any()):
             return None
@@ -650,7 +646,7 @@ class _Optimizer:
         h0: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, bool]:
         """(direction, initial step per slot, whether to line-search); ``h0``: L-BFGS's
-        initial inverse Hessian (None: ``gamma I``)."""
+        initial inverse Hessian up to its scale (None: I)."""
         k = p.shape[0]
         steps = torch.tensor(
             [s.step_size if s is not None else 0.0 for s in slots], dtype=p.dtype, device=p.device
@@ -690,7 +686,7 @@ class _Optimizer:
         formed here)."""
         k, h = self.count.shape[0], self.h
         if h == 0:
-            return g.clone() if h0 is None else h0(g)
+            return g.clone()
         valid = torch.arange(h, device=g.device)[None, :] < self.count[:, None]  # (k, h)
         eye = torch.eye(h, dtype=g.dtype, device=g.device)
         pad = (~valid).to(g.dtype)
@@ -699,26 +695,26 @@ class _Optimizer:
         ar = torch.arange(k, device=g.device)
         last = (self.count - 1).clamp_min(0)
         sy_last = self.sy[ar, last, last]
+        # P g, P Y and Y'PY (P = I: g, Y and the Y'Y kept up to date)
         if h0 is None:
-            h0_g, h0_y, y_h0_y = g, self.y, self.yy
+            p_g, p_y, y_p_y = g, self.y, self.yy
         else:
-            h0_g, h0_y = h0(g), h0(self.y)
-            y_h0_y = torch.bmm(self.y, h0_y.transpose(1, 2))
-        # H0 scaled by gamma = s'y / y'H0y of the last pair (Oren-Luenberger)
-        yhy_last = y_h0_y[ar, last, last]
+            p_g, p_y = h0(g), h0(self.y)
+            y_p_y = torch.bmm(self.y, p_y.transpose(1, 2))
+        # H0 = gamma P, gamma = s'y / y'Py of the last pair (Oren-Luenberger); gamma scales
+        # the small products below, not the (k, h, p) history
+        ypy_last = y_p_y[ar, last, last]
         gamma = torch.where(
-            (self.count > 0) & (yhy_last > 0), sy_last / yhy_last.clamp_min(1e-300), 1.0
+            (self.count > 0) & (ypy_last > 0), sy_last / ypy_last.clamp_min(1e-300), 1.0
         )
-        h0_g = gamma[:, None] * h0_g
-        h0_y = gamma[:, None, None] * h0_y  # (k, h, p)
-        y_h0_y = gamma[:, None, None] * y_h0_y
         u = mv(self.s, g).unsqueeze(-1)  # S' g, (k, h, 1)
-        v = mv(h0_y, g).unsqueeze(-1)  # Y' H0 g (H0 symmetric)
+        v = gamma[:, None, None] * mv(p_y, g).unsqueeze(-1)  # Y' H0 g (H0 symmetric)
         r_u = torch.linalg.solve_triangular(r, u, upper=True)
-        inner = dg[:, :, None] * r_u + mv(y_h0_y, r_u.squeeze(-1)).unsqueeze(-1) - v
+        y_h0_y_r_u = gamma[:, None, None] * mv(y_p_y, r_u.squeeze(-1)).unsqueeze(-1)
+        inner = dg[:, :, None] * r_u + y_h0_y_r_u - v
         top = torch.linalg.solve_triangular(r.transpose(1, 2), inner, upper=False)
-        out = h0_g + vm(top.squeeze(-1), self.s)
-        out -= vm(r_u.squeeze(-1), h0_y)
+        out = vm(top.squeeze(-1), self.s)
+        out += gamma[:, None] * (p_g - vm(r_u.squeeze(-1), p_y))
         return out
 
     def accepted(
