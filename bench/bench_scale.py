@@ -180,7 +180,8 @@ def loop_flops(device: torch.device, runs: int, d: int, n: int, steps: int) -> d
         requests.append(TrainRequest(problem=problem, data=data, tolerance=0.0))
 
     def timed(max_steps: int) -> tuple[float, int]:
-        """Best wall time of two batches of ``max_steps`` steps, and their evaluations."""
+        """Best wall time of two batches of ``max_steps`` steps (the first one warms torch
+        up), and their evaluations."""
         short = [TrainRequest(r.problem, r.data, 0.0, max_steps=max_steps) for r in requests]
         best, evaluations = float("inf"), 0
         for _ in range(2):
@@ -190,9 +191,6 @@ def loop_flops(device: torch.device, runs: int, d: int, n: int, steps: int) -> d
             evaluations = sum(o.evaluations for o in outcomes)
         return best, evaluations
 
-    train_batch(
-        [TrainRequest(r.problem, r.data, 0.0, max_steps=2) for r in requests], device=device
-    )
     # the loop alone: a batch of 1 step subtracted from one of 1 + steps (copying the data
     # in, the first evaluation and the outcomes out are the same in both)
     wall_1, evals_1 = timed(1)
