@@ -14,28 +14,38 @@ import argparse
 import json
 import sys
 from contextlib import ExitStack
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from cli import figures
 from cli import output as out
+from cli.client_commands import client
 from cli.output import progress_bar
 from cli.runtime import embedded_server
+from service.analysis.reports import (
+    ExponentReport,
+    PhaseDiagram,
+    SpectraSummary,
+    SpectrumTheory,
+    TheoryReport,
+)
 from service.analysis.verdict import (
     GroupVerdict,
     Verdict,
     combine,
     curve_verdicts,
-    exponent_verdicts,
+    grid_point,
     phase_verdicts,
     spectrum_verdicts,
     tail_verdicts,
 )
 from service.client import Client
-from service.config import Settings, get_settings
+from service.config import get_settings
 from service.errors import SpecError
 from service.examples import Example, all_examples, find_example
-from service.records import SweepRecord
+from service.records import RunRecord, SweepRecord
+from service.results import Spectrum
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,58 +76,80 @@ def example_rows(examples: list[Example]) -> list[dict[str, Any]]:
     ]
 
 
-def judge(c: Client, example: Example, sweeps: list[SweepRecord], scale: str) -> Verdict:
+class SweepAnswers:
+    """One finished sweep and the server's answers about it, each fetched once (the
+    verdict and the figures read the same reports)."""
+
+    def __init__(self, c: Client, sweep: SweepRecord, example: Example) -> None:
+        self.c, self.sweep, self.rule = c, sweep, example.verdict
+        self.name = sweep.name or f"sweep {sweep.id}"
+
+    @cached_property
+    def theory(self) -> TheoryReport:
+        return self.c.theory(self.sweep.id, x=self.rule.x, by=self.rule.by)
+
+    @cached_property
+    def exponents(self) -> ExponentReport:
+        return self.c.exponents(self.sweep.id, x=self.rule.x, by=self.rule.by)
+
+    @cached_property
+    def phase(self) -> PhaseDiagram:
+        return self.c.phase_diagram(self.sweep.id)
+
+    @cached_property
+    def spectra_summary(self) -> SpectraSummary:
+        return self.c.spectra_summary(self.sweep.id)
+
+    @cached_property
+    def runs(self) -> list[RunRecord]:
+        return list(self.c.list_runs(self.sweep.id))
+
+    @cached_property
+    def spectra(self) -> list[tuple[RunRecord, list[Spectrum], SpectrumTheory | None]]:
+        """Every succeeded run with its spectra and their predicted counterparts."""
+        return [
+            (run, *self.c.spectra_with_theory(run.id))
+            for run in self.runs
+            if run.status == "succeeded"
+        ]
+
+
+def judge(example: Example, answers: list[SweepAnswers], scale: str) -> Verdict:
     """The verdict of finished sweeps, by the example's rule."""
     rule = example.verdict
     groups: list[GroupVerdict] = []
-    for sw in sweeps:
-        name = sw.name or f"sweep {sw.id}"
+    for a in answers:
         if rule.kind == "phase":
-            groups += phase_verdicts(rule, name, c.phase_diagram(sw.id))
-        elif rule.kind == "exponents":
-            ex = c.exponents(sw.id, x=rule.x, by=rule.by)
-            groups += exponent_verdicts(rule, name, ex, c.theory(sw.id, x=rule.x, by=rule.by))
+            groups += phase_verdicts(rule, a.name, a.phase)
         elif rule.kind == "curve":
-            groups += curve_verdicts(rule, name, c.theory(sw.id, x=rule.x, by=rule.by))
+            groups += curve_verdicts(rule, a.name, a.theory)
         elif rule.kind == "tails":
-            groups += tail_verdicts(rule, name, c.spectra_summary(sw.id))
+            groups += tail_verdicts(rule, a.name, a.spectra_summary)
         else:
-            runs = [
-                (run, *c.spectra_with_theory(run.id))
-                for run in c.list_runs(sw.id, status="succeeded")
-            ]
-            groups += spectrum_verdicts(rule, name, sw.id, runs)
-    return combine(example, scale, groups, [s.id for s in sweeps])
+            groups += spectrum_verdicts(rule, a.name, a.sweep.id, a.spectra)
+    return combine(example, scale, groups, [a.sweep.id for a in answers])
 
 
-def write_figures(
-    c: Client, example: Example, sweeps: list[SweepRecord], folder: Path
-) -> list[Path]:
+def write_figures(example: Example, answers: list[SweepAnswers], folder: Path) -> list[Path]:
     """The example's figures for each sweep, as PNG and PDF."""
-    rule = example.verdict
     written: list[Path] = []
-    for sw in sweeps:
+    for a in answers:
+        sw = a.sweep
         for kind in example.figures:
             if kind == "risk":
-                fig = figures.risk_figure(
-                    sw, list(c.list_runs(sw.id)), c.exponents(sw.id, x=rule.x, by=rule.by),
-                    c.theory(sw.id, x=rule.x, by=rule.by),
-                )  # fmt: skip
+                fig = figures.risk_figure(sw, a.runs, a.exponents, a.theory)
             elif kind == "theory":
-                fig = figures.theory_figure(sw, c.theory(sw.id, x=rule.x, by=rule.by))
+                fig = figures.theory_figure(sw, a.theory)
             elif kind == "phase":
-                fig = figures.phase_figure(sw, c.phase_diagram(sw.id))
+                fig = figures.phase_figure(sw, a.phase)
             elif kind == "tails":
-                fig = figures.tails_figure(sw, c.spectra_summary(sw.id))
-            else:  # one run per weight decay: the first seed's spectrum against the SE's
-                seen: set[float] = set()
-                for run in c.list_runs(sw.id, status="succeeded"):
-                    if run.config.weight_decay in seen:
+                fig = figures.tails_figure(sw, a.spectra_summary)
+            else:  # one run per grid point: its first seed's spectrum against the SE's
+                drawn: set[tuple[int, int, float, float, float]] = set()
+                for run, spectra, theory in a.spectra:
+                    if not spectra or grid_point(run.config) in drawn:
                         continue
-                    seen.add(run.config.weight_decay)
-                    spectra, theory = c.spectra_with_theory(run.id)
-                    if not spectra:
-                        continue
+                    drawn.add(grid_point(run.config))
                     fig = figures.spectrum_figure(run, spectra, theory)
                     for suffix in (".png", ".pdf"):
                         name = f"spectrum-sweep{sw.id}-run{run.id}{suffix}"
@@ -161,10 +193,11 @@ def run_example(c: Client, example: Example, scale: str, folder: Path) -> Verdic
         print(f"sweep {sub.id}: {spec.name} ({sub.n_runs} runs)", file=sys.stderr)
         sweeps.append(c.wait_for(sub.id, progress_bar(sys.stderr)))
         print(file=sys.stderr)
-    verdict = judge(c, example, sweeps, scale)
+    answers = [SweepAnswers(c, sw, example) for sw in sweeps]
+    verdict = judge(example, answers, scale)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "verdict.json").write_text(verdict.model_dump_json(indent=2) + "\n")
-    for path in write_figures(c, example, sweeps, folder):
+    for path in write_figures(example, answers, folder):
         print(f"wrote {path}", file=sys.stderr)
     return verdict
 
@@ -185,7 +218,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 "phenomenon",
             ]
             table = [[r["name"], r["model"], str(r["runs_small"]),
-                      _num(r["minutes_small"]) if r["minutes_small"] else "-",
+                      _num(r["minutes_small"]),
                       str(r["runs_paper"]), r["phenomenon"]] for r in rows]  # fmt: skip
             print(out.table(header, table))
         return 0
@@ -198,13 +231,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     folder = args.out or Path(example.name)
-    with ExitStack() as stack:
-        url = args.server
-        if url is None:  # loopback only, for this command's own client: no tokens
-            settings = get_settings().model_copy(update={"auth": "off"})
-            url = stack.enter_context(embedded_server(settings, no_ray=args.no_ray))
-        c = stack.enter_context(Client(url, token=Settings().api_token if args.server else None))
-        verdict = run_example(c, example, args.scale, folder)
+    try:
+        with ExitStack() as stack:
+            if args.server:  # a team's server, with SCALESWEEP_API_TOKEN
+                c = stack.enter_context(client(args))
+            else:  # loopback only, for this command's own client: no tokens
+                settings = get_settings().model_copy(update={"auth": "off"})
+                url = stack.enter_context(embedded_server(settings, no_ray=args.no_ray))
+                c = stack.enter_context(Client(url))
+            verdict = run_example(c, example, args.scale, folder)
+    except RuntimeError as exc:  # the embedded server did not start
+        print(f"scalesweep reproduce: {exc}", file=sys.stderr)
+        return 1
     print(verdict_table(verdict))
     print(f"\nfigures and verdict.json in {folder}/")
     return 0 if verdict.agrees else 1

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from service.errors import SpecError
-from service.spec import Model, SweepSpec
+from service.spec import Model, SweepSpec, expand
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 """The repository's ``examples/`` folder (beside the packages)."""
 Scale = Literal["tiny", "small", "paper"]
-VerdictKind = Literal["phase", "exponents", "curve", "tails", "spectrum"]
+VerdictKind = Literal["phase", "curve", "tails", "spectrum"]
 
 
 class _Frozen(BaseModel):
@@ -42,8 +42,6 @@ class VerdictRule(_Frozen):
 
     * ``phase``: the phase diagram's families (measured exponent with its 95% interval, the
       SE exponent of the same form over the same window, the heuristic one);
-    * ``exponents``: the exponents report's groups against the SE curve fitted with the same
-      form over the same window;
     * ``curve``: the measured mean excess risk at every grid point against the SE value
       (``allowance`` relative, plus three standard errors of the mean);
     * ``tails``: the heavy-tail exponent of the trained weights against 1 + 1/gamma;
@@ -51,11 +49,10 @@ class VerdictRule(_Frozen):
       the number of non-zero values against the predicted support, and the largest values
       (the spikes) against the predicted ones, within ``allowance`` (+ 6/d with ``finite_d``).
 
-    Exponents agree when the SE value lies inside the measured 95% interval widened by
-    ``allowance`` (absolute) and, with ``finite_d``, by the quadratic model's finite-d
-    allowance of THEORY.md 5.3 (R_sim / R_SE = 1 + c/d, c between 2 and 6 across regimes, so
-    at most (6 - 2)/d in log R across the window, i.e. 4 / (d ln(x_max / x_min)) on the
-    exponent, and 6/d on R itself for ``curve``).
+    Exponents (``phase``, ``tails``) agree when the SE value lies inside the measured 95%
+    interval widened by ``allowance`` (absolute). ``finite_d`` (``curve`` and ``spectrum``
+    only) adds the quadratic model's finite-d excess of THEORY.md 5.3, R_sim / R_SE = 1 + c/d
+    with c at most 6, to the relative allowance: 6/d.
     """
 
     kind: VerdictKind
@@ -64,6 +61,14 @@ class VerdictRule(_Frozen):
     allowance: Annotated[float, Field(ge=0, le=1)] = 0.05
     finite_d: bool = False
     expect_disagree: list[Disagreement] = []
+
+    @model_validator(mode="after")
+    def _finite_d_on_values(self) -> VerdictRule:
+        if self.finite_d and self.kind not in ("curve", "spectrum"):
+            raise ValueError(
+                f"finite_d applies to the curve and spectrum verdicts, not to {self.kind!r}"
+            )
+        return self
 
 
 class Example(_Frozen):
@@ -92,7 +97,6 @@ class Example(_Frozen):
 
     def runs(self, scale: Scale) -> int:
         """How many runs the scale's sweeps expand to."""
-        from service.spec import expand
 
         return sum(sum(1 for _ in expand(s)) for s in self.scales[scale])
 
@@ -117,8 +121,9 @@ def all_examples(folder: Path = EXAMPLES_DIR) -> list[Example]:
 
 def find_example(name: str, folder: Path = EXAMPLES_DIR) -> Example:
     """The example called ``name`` (``SpecError`` listing the known ones otherwise)."""
-    for example in all_examples(folder):
+    examples = all_examples(folder)
+    for example in examples:
         if example.name == name:
             return example
-    known = ", ".join(e.name for e in all_examples(folder))
+    known = ", ".join(e.name for e in examples)
     raise SpecError(f"no example {name!r}; known: {known}", field="example")

@@ -7,12 +7,23 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
+import numpy as np
+
 from service.errors import SpecError
 from service.records import RunPoint
 from service.spec import samples_per_unit
 
 X_AXES = ("n", "alpha", "d", "weight_decay", "gamma", "noise")
 BY_AXES = (*X_AXES, "link_power")
+
+
+def mean_se(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and standard error of the mean (None where there are too few values)."""
+    if not values:
+        return None, None
+    mean = float(np.mean(values))
+    se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
+    return mean, se
 
 
 def axis_value(p: RunPoint, axis: str) -> float | None:

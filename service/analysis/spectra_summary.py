@@ -4,13 +4,12 @@ the trained weights beside the excess risk, and one run's spectrum beside its SE
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 
-from service.analysis.grouping import usable
+from service.analysis.grouping import mean_se, usable
 from service.analysis.reports import SpectraPoint, SpectraSummary, SpectrumTheory
 from service.records import RunPoint, RunRecord, SpectrumPoint
 from service.results import Spectrum
@@ -20,14 +19,6 @@ from service.theory import predict, predicted_alpha_ww, predicted_spectrum
 def main_kind(model: str) -> str:
     """The spectrum the paper's link is about: eig(S) (quadratic) or |theta| (diagonal)."""
     return "eig_S" if model == "quadratic" else "abs_theta"
-
-
-def _mean_se(values: Sequence[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    mean = float(np.mean(values))
-    se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
-    return mean, se
 
 
 def sweep_spectra_summary(
@@ -52,9 +43,9 @@ def sweep_spectra_summary(
         alphas = [t.tail_alpha for t in tails if t.tail_alpha is not None]
         ranks = [t.rank_exponent for t in tails if t.rank_exponent is not None]
         ntail = [float(t.n_tail) for t in tails if t.n_tail is not None]
-        r_mean, r_se = _mean_se(risks)
-        a_mean, a_se = _mean_se(alphas)
-        k_mean, k_se = _mean_se(ranks)
+        r_mean, r_se = mean_se(risks)
+        a_mean, a_se = mean_se(alphas)
+        k_mean, k_se = mean_se(ranks)
         out.append(
             SpectraPoint(
                 d=int(d),  # type: ignore[call-overload]

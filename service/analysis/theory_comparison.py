@@ -10,13 +10,19 @@ x x' - I data sits above the SE by about c/d, which is reported rather than hidd
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 
-from service.analysis.grouping import axis_value, check_axes, default_by, group_points, usable
+from service.analysis.grouping import (
+    axis_value,
+    check_axes,
+    default_by,
+    group_points,
+    mean_se,
+    usable,
+)
 from service.analysis.reports import GroupTheory, PointTheory, TheoryReport
 from service.errors import FitError
 from service.fitting import fit_power_law
@@ -71,8 +77,7 @@ def sweep_theory(
         pred, err = _prediction(p0)
         preds[key] = pred
         risks = [float(m.excess_risk) for m in members if usable(m)]  # type: ignore[arg-type]
-        mean = float(np.mean(risks)) if risks else None
-        se = float(np.std(risks, ddof=1) / math.sqrt(len(risks))) if len(risks) > 1 else None
+        mean, se = mean_se(risks)
         rel = (mean - pred.excess_risk) / pred.excess_risk if (pred and mean is not None) else None
         out.append(
             PointTheory(

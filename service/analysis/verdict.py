@@ -16,9 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.analysis.phase_diagram import same_form_exponent
+from service.analysis.grouping import mean_se
 from service.analysis.reports import (
-    ExponentReport,
     PhaseDiagram,
     Report,
     SpectraSummary,
@@ -28,9 +27,12 @@ from service.analysis.reports import (
 from service.examples import Example, VerdictRule
 from service.records import RunRecord
 from service.results import Spectrum
+from service.spec import RunConfig
 
-FINITE_D_C_MIN, FINITE_D_C_MAX = 2.0, 6.0
-"""THEORY.md 5.3: R_sim / R_SE = 1 + c/d for the network's x x' - I data, c in [2, 6]."""
+FINITE_D_C_MAX = 6.0
+"""THEORY.md 5.3: R_sim / R_SE = 1 + c/d for the network's x x' - I data, c at most 6."""
+Z95 = 1.96
+"""The two-sided 95% quantile of the normal distribution."""
 SE_OF_MEAN = 3.0
 """``curve``: a grid point agrees within this many standard errors of its seed mean."""
 
@@ -68,12 +70,15 @@ def _label(group: dict[str, float | None]) -> str:
     )
 
 
-def _finite_d_exponent(
-    rule: VerdictRule, d: int | None, window: tuple[float, float] | None
-) -> float:
-    if not rule.finite_d or not d or not window or window[1] <= window[0]:
-        return 0.0
-    return (FINITE_D_C_MAX - FINITE_D_C_MIN) / (d * math.log(window[1] / window[0]))
+def grid_point(cfg: RunConfig) -> tuple[int, int, float, float, float]:
+    """What runs share when they differ only by seed: (d, n, weight decay, gamma, noise)."""
+    return (cfg.d, cfg.n, cfg.weight_decay, cfg.teacher.gamma, cfg.teacher.noise)
+
+
+def _tolerance(rule: VerdictRule, d: int) -> float:
+    """The relative allowance on R or on a spectrum at dimension d: the rule's, plus the
+    finite-d excess of THEORY.md 5.3 (at most 6/d) with ``finite_d``."""
+    return rule.allowance + (FINITE_D_C_MAX / d if rule.finite_d else 0.0)
 
 
 def _expected(rule: VerdictRule, sweep_name: str, group: dict[str, float | None]) -> str | None:
@@ -135,25 +140,17 @@ def _exponent_verdict(
     form: str | None,
     *,
     heuristic: float | None = None,
-    d: int | None = None,
-    window: tuple[float, float] | None = None,
     error: str | None = None,
 ) -> GroupVerdict:
-    widen = rule.allowance + _finite_d_exponent(rule, d, window)
+    widen = rule.allowance
     if measured is None or ci is None or se is None:
         agrees, why = False, f"no comparison: {error or 'no measured or SE exponent'}"
     else:
-        lo, hi = ci[0] - widen, ci[1] + widen
-        agrees = lo <= se <= hi
+        agrees = ci[0] - widen <= se <= ci[1] + widen
         rel = "inside" if agrees else "outside"
         why = (
             f"SE {se:.3f} {rel} the measured 95% interval [{ci[0]:.3f}, {ci[1]:.3f}]"
             f" widened by {widen:.3f}"
-            + (
-                f" (finite-d allowance {widen - rule.allowance:.3f}, THEORY 5.3)"
-                if widen > rule.allowance
-                else ""
-            )
         )
     return _group_verdict(
         rule, sweep_id, sweep_name, group, agrees=agrees, why=why, measured=measured, ci=ci,
@@ -169,40 +166,7 @@ def phase_verdicts(rule: VerdictRule, sweep_name: str, phase: PhaseDiagram) -> l
         out.append(
             _exponent_verdict(
                 rule, phase.sweep_id, sweep_name, group, f.measured_exponent, f.measured_ci,
-                f.se_exponent, f.measured_form, heuristic=f.heuristic_exponent,
-                window=f.x_window, error=f.error,
-            )
-        )  # fmt: skip
-    return out
-
-
-def _d_of(theory: TheoryReport, group: dict[str, float | None]) -> int | None:
-    ds = {p.d for p in theory.points if all(getattr(p, k, None) == v for k, v in group.items())}
-    return max(ds) if ds else None
-
-
-def exponent_verdicts(
-    rule: VerdictRule, sweep_name: str, exponents: ExponentReport, theory: TheoryReport
-) -> list[GroupVerdict]:
-    """The exponents report's groups against the SE curve with the same form and window."""
-    out = []
-    for g in exponents.groups:
-        key = tuple(g.group.get(a) for a in exponents.by)
-        curve = {
-            float(getattr(p, exponents.x)): float(p.predicted["excess_risk"])  # type: ignore[arg-type, index]
-            for p in theory.points
-            if tuple(getattr(p, a) for a in exponents.by) == key
-            and p.predicted
-            and isinstance(p.predicted.get("excess_risk"), float)
-        }
-        window = (min(curve), max(curve)) if curve else None
-        se = (
-            same_form_exponent(g.form, len(g.breaks), curve) if g.form and len(curve) >= 3 else None
-        )
-        out.append(
-            _exponent_verdict(
-                rule, exponents.sweep_id, sweep_name, g.group, g.exponent, g.exponent_ci, se,
-                g.form, d=_d_of(theory, g.group), window=window, error=g.error,
+                f.se_exponent, f.measured_form, heuristic=f.heuristic_exponent, error=f.error,
             )
         )  # fmt: skip
     return out
@@ -222,7 +186,7 @@ def curve_verdicts(rule: VerdictRule, sweep_name: str, theory: TheoryReport) -> 
             if not isinstance(pred, float) or pred <= 0 or p.measured_mean is None:
                 continue
             n_cmp += 1
-            tol = rule.allowance + (FINITE_D_C_MAX / p.d if rule.finite_d else 0.0)
+            tol = _tolerance(rule, p.d)
             se_rel = SE_OF_MEAN * (p.measured_se or 0.0) / pred
             ratio = p.measured_mean / pred
             excess = abs(ratio - 1.0) - tol - se_rel
@@ -256,18 +220,14 @@ def tail_verdicts(
         by_gamma.setdefault(p.gamma, []).append((p.tail_alpha_mean, p.tail_alpha_se or 0.0))
         predicted[p.gamma] = p.predicted_alpha_ww
     for gamma, vals in sorted(by_gamma.items()):
-        means = np.array([m for m, _ in vals])
-        mean = float(np.mean(means))
-        spread = (
-            float(np.std(means, ddof=1) / math.sqrt(len(means)))
-            if len(means) > 1
-            else float(vals[0][1])
-        )
-        ci = (mean - 1.96 * spread, mean + 1.96 * spread)
+        mean, spread = mean_se([m for m, _ in vals])  # over grid points; one: its own SE
+        assert mean is not None
+        spread = spread if spread is not None else vals[0][1]
+        ci = (mean - Z95 * spread, mean + Z95 * spread)
         out.append(
             _exponent_verdict(
                 rule, summary.sweep_id, sweep_name, {"gamma": gamma}, mean, ci, predicted[gamma],
-                "tail", heuristic=1.0 + 1.0 / gamma,
+                "tail",
             )
         )  # fmt: skip
     return out
@@ -288,9 +248,10 @@ def spectrum_verdicts(
     sweep_id: int,
     runs: Sequence[tuple[RunRecord, Sequence[Spectrum], SpectrumTheory | None]],
 ) -> list[GroupVerdict]:
-    """Per weight decay (and d): the runs' spectra against the predicted spectrum, averaged
-    over seeds: the support (values above ZERO of the largest) and the SPIKES largest."""
-    by_group: dict[tuple[float, int], list[tuple[float, float, float]]] = {}
+    """Per grid point (d, n, weight decay, teacher): the runs' spectra against the predicted
+    spectrum, averaged over seeds: the support (values above ZERO of the largest) and the
+    SPIKES largest."""
+    by_group: dict[tuple[int, int, float, float, float], list[tuple[float, float, float]]] = {}
     for run, spectra, theory in runs:
         if theory is None or not spectra:
             continue
@@ -302,13 +263,14 @@ def spectrum_verdicts(
         support = float(np.count_nonzero(vals > ZERO * vals[0]))
         k = min(SPIKES, int(support), int(np.count_nonzero(pred > 0)))
         spike = float(np.median(np.abs(vals[:k] / pred[:k] - 1.0))) if k else math.inf
-        key = (run.config.weight_decay, run.config.d)
-        by_group.setdefault(key, []).append((support, theory.predicted_support, spike))
+        by_group.setdefault(grid_point(run.config), []).append(
+            (support, theory.predicted_support, spike)
+        )
     out = []
-    for (lam, d), rows in sorted(by_group.items()):
+    for (d, n, lam, gamma, noise), rows in sorted(by_group.items()):
         arr = np.array(rows)
         support, predicted, spike = (float(v) for v in arr.mean(axis=0))
-        tol = rule.allowance + (FINITE_D_C_MAX / d if rule.finite_d else 0.0)
+        tol = _tolerance(rule, d)
         ok_support = abs(support - predicted) <= tol * predicted + 1.0
         ok_spike = spike <= tol
         why = (
@@ -317,7 +279,9 @@ def spectrum_verdicts(
             f" values differ from the predicted ones by {spike:.1%} (median;"
             f" {'within' if ok_spike else 'outside'} {tol:.0%})"
         )
-        group: dict[str, float | None] = {"weight_decay": lam, "d": float(d)}
+        group: dict[str, float | None] = {
+            "weight_decay": lam, "d": float(d), "n": float(n), "gamma": gamma, "noise": noise,
+        }  # fmt: skip
         out.append(
             _group_verdict(
                 rule, sweep_id, sweep_name, group, agrees=ok_support and ok_spike, why=why,

@@ -58,9 +58,12 @@ def test_each_example_runs_end_to_end_at_tiny_scale(
     for g in written["groups"]:
         assert GROUP_KEYS <= set(g)
         assert isinstance(g["agrees"], bool) and g["why"]
-    assert written["agrees"] == verdict.agrees
-    expected = [g for g in verdict.groups if g.expected]
-    assert verdict.agrees == (bool(expected) and all(g.agrees for g in expected))
+    # every group was really compared: a measurement met a prediction (the tiny scales are
+    # too small to ask that they agree)
+    for g in verdict.groups:
+        assert not g.why.startswith(("no comparison", "no grid point")), g
+        if example.verdict.kind in ("phase", "tails"):
+            assert g.measured_exponent is not None and g.se_exponent is not None, g
     for kind in example.figures:
         for suffix in (".png", ".pdf"):
             files = list(tmp_path.glob(f"{kind}-sweep*{suffix}"))
