@@ -14,7 +14,7 @@ the exponents query fits a group (seeds pooled, bootstrap over seeds, 200 replic
   (target >= 0.93); ``coverage_many_seeds`` the same with 30-100 seeds (the cluster-robust
   interval);
 * ``query_p50_ms``, ``query_p95_ms``: the uncached exponents query over a 10,000-run sweep on
-  PostgreSQL (``bench/bench_queries.py --uncached-only``; target p95 < 300 ms), unless
+  PostgreSQL (``bench/bench_queries.py --json``; target p95 < 300 ms), unless
   ``--no-query``.
 
 Run: ``.venv/bin/python bench/bench_fits.py [--trials 200] [--seed 0] [--no-query]``; the last

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import pydantic
 
-from service.analysis.reports import ExponentReport, PhaseDiagram, SpectraSummary, TheoryReport
+from service.analysis.reports import (
+    ExponentReport,
+    GroupFit,
+    PhaseDiagram,
+    SpectraSummary,
+    TheoryReport,
+)
 from service.client import Progress
 from service.export import csv_chunks, row_of
 from service.records import RunRecord, SweepRecord
@@ -103,7 +109,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def runs_table(runs: Sequence[RunRecord]) -> str:
     """An aligned text table of the main columns."""
-    rows = [[_cell(row_of(r)[k]) for k in TABLE_COLUMNS] for r in runs]
+    rows = [[_cell(row[k]) for k in TABLE_COLUMNS] for row in map(row_of, runs)]
     return table(TABLE_COLUMNS, rows) + f"{len(runs)} runs\n"
 
 
@@ -133,10 +139,19 @@ def exponent_table(report: ExponentReport) -> str:
             ]
         )
     title = (
-        f"sweep {report.sweep_id}: R ~ C {report.x}^-exponent; form chosen by {report.selection};"
-        f" CI: bootstrap over seeds ({report.bootstrap} replicates, seed {report.bootstrap_seed})\n"
+        f"sweep {report.sweep_id}: R ~ C {report.x}^-exponent; form chosen by {report.selection}\n"
     )
-    return title + (table(header, rows) if rows else "no runs\n")
+
+    def label(g: GroupFit) -> str:
+        return ", ".join(f"{a}={_cell(g.group[a])}" for a in report.by) or "all"
+
+    by_method: dict[str, list[str]] = {}
+    for g in report.groups:
+        if g.ci_method:
+            by_method.setdefault(g.ci_method, []).append(label(g))
+    notes = [f"CI of {'; '.join(labels)}: {m}" for m, labels in by_method.items()]
+    notes += [f"{label(g)}: {n}" for g in report.groups for n in g.selection_notes]
+    return title + (table(header, rows) if rows else "no runs\n") + "".join(f"{n}\n" for n in notes)
 
 
 def theory_table(report: TheoryReport) -> str:

@@ -81,6 +81,7 @@ def fit_group(
         segments=list(fit.segments),
         goodness=fit.goodness,
         candidates=dict(fit.candidates),
+        selection_notes=list(fit.notes),
     )
     return gf.model_copy(update={"curve": fitted_curve(gf)}), fit.selection
 

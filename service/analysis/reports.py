@@ -33,7 +33,7 @@ class GroupFit(Report):
     exponent: float | None = None
     """beta of R ~ C x^-beta (broken form: the last segment's, at the largest x)."""
     exponent_ci: tuple[float, float] | None = None
-    """95% interval from a bootstrap over seeds."""
+    """95% interval (how: ``ci_method``)."""
     ci_method: str | None = None
     """How the interval was made (bootstrap unit, small-sample widening, fallbacks)."""
     prefactor: float | None = None
@@ -48,6 +48,9 @@ class GroupFit(Report):
     """Root-mean-square log error of the chosen form on the points."""
     candidates: dict[str, float] = {}
     """Score of every form tried (lower is better)."""
+    selection_notes: list[str] = []
+    """What this group's selection left out and why (forms not fitted, forms the data do not
+    support); the report's ``selection`` is the rule every group followed."""
     n_points: int
     """Distinct x values used."""
     n_runs: int

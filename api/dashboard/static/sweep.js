@@ -152,11 +152,14 @@
       { key: "n_runs", label: "runs used", num: true },
       { key: "n_left_out", label: "left out", num: true },
       { key: "n_pending", label: "pending", num: true },
-      { key: "error", label: "note", wrap: true, render: (g) => g.error || "" },
+      { key: "ci_method", label: "interval from", wrap: true, render: (g) => g.ci_method || "" },
+      { key: "error", label: "note", wrap: true,
+        value: (g) => g.error || (g.selection_notes || []).join("; "),
+        render: (g) => g.error || (g.selection_notes || []).join("; ") },
     ];
     return el("div", {}, dataTable(cols, exponents.groups, { id: "exponents-table", pageSize: 25 }),
-      el("p", { class: "note" }, `Selection: ${exponents.selection}. Intervals: bootstrap over seeds ` +
-        `(${exponents.bootstrap} replicates, seed ${exponents.bootstrap_seed}).`));
+      el("p", { class: "note" }, `Selection: ${exponents.selection} (bootstrap seed ` +
+        `${exponents.bootstrap_seed}).`));
   }
 
   function theoryTable(theory) {

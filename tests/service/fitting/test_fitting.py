@@ -96,14 +96,47 @@ def test_selection_on_data_where_it_is_not_a_tie(seed: int) -> None:
         assert fit.form == form, fit.candidates
         others = [v for k, v in fit.candidates.items() if not k.startswith(form)]
         own = min(v for k, v in fit.candidates.items() if k.startswith(form))
-        if form == "power_law":  # the others must not beat it: not even close to the margin
-            # (forms that could not gain the margin even with a perfect fit are not fitted)
+        if form == "power_law":  # the others fitted must not beat it; the rest could not
+            # gain the margin even with a perfect fit, and the fit says it skipped them
             assert not others or min(others) > own
+            assert len(others) + len(fit.notes) > 0 and all("not fitted" in n for n in fit.notes)
             continue
         assert min(others) > own + 10  # AICc units: far from a tie
     brk = fit_scaling(x, noisy(rng, cases["broken_power_law"], 0.01), g, bootstrap=0)
     assert len(brk.breaks) == 1
     assert [s.exponent for s in brk.segments] == pytest.approx([0.4, 1.2], abs=0.05)  # 1 % noise
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_forms_that_cannot_gain_the_margin_are_skipped_without_changing_the_choice(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The skip is exact: fitting every form gives the same choice and exponent (1e-12)."""
+    from service.fitting import scaling
+
+    rng = np.random.default_rng(seed)
+    x, g = seeded(X8, 3)
+    data = [3.0 * x**-0.5, 0.01 + 5.0 * x**-0.7, broken_truth(x, 10**3.3, 0.4, 1.2)]
+    ys = [noisy(rng, clean, s) for clean in data for s in (0.01, 0.2)]
+    skipped = [fit_scaling(x, y, g, bootstrap=0) for y in ys]
+    monkeypatch.setattr(scaling, "_hopeless", lambda *a, **k: set())
+    for y, fit in zip(ys, skipped, strict=True):
+        full = fit_scaling(x, y, g, bootstrap=0)
+        assert (full.form, len(full.breaks)) == (fit.form, len(fit.breaks))
+        assert full.exponent == pytest.approx(fit.exponent, rel=1e-12)
+    assert any(f.notes for f in skipped)  # something was skipped
+
+
+def test_a_form_the_data_do_not_support_gives_way_and_is_named() -> None:
+    from service.fitting.scaling import _choose
+
+    scores = {"power_law": 0.0, "plateau": -50.0, "broken_power_law_1": -40.0}
+    params = {"power_law": 2, "plateau": 3, "broken_power_law_1": 4}
+    assert _choose(scores, params, "aicc") == "plateau"
+    assert _choose(scores, params, "aicc", exclude={"plateau"}) == "broken_power_law_1"
+    assert _choose(scores, params, "aicc", exclude={"plateau", "broken_power_law_1"}) == "power_law"
+    with pytest.raises(FitError, match="no form the data support"):
+        _choose({"plateau": -50.0}, params, "aicc", exclude={"plateau"})
 
 
 # --------------------------------------------------------------------------------------
