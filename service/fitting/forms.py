@@ -79,6 +79,8 @@ class FormFit:
     """Asymptotic standard error of ``exponent`` (0.0 when it cannot be estimated)."""
     params: tuple[float, ...]
     """Parameters in the form used by ``log_predict``."""
+    huber_threshold: float | None = None
+    """The Huber threshold of a linear Huber fit (power law), for its sandwich interval."""
 
     def log_predict(self, x: Array) -> Array:
         """log of the fitted model at x."""
@@ -184,8 +186,9 @@ def _huber_newton(design: Array, v: Array, coef: Array, scale: float) -> Array |
     return None
 
 
-def _linear_fit(design: Array, v: Array, loss: Loss) -> Array:
-    """Coefficients of v ~ design, least squares or Huber (started from least squares).
+def _linear_fit(design: Array, v: Array, loss: Loss) -> tuple[Array, float | None]:
+    """Coefficients of v ~ design, least squares or Huber (started from least squares), and
+    the Huber threshold used (None for least squares).
 
     Huber: active-set Newton (``_huber_newton``), which lands on the same convex optimum as
     ``least_squares(loss="huber")`` (agreement ~1e-12 measured, tests/service/test_fitting.py)
@@ -193,15 +196,13 @@ def _linear_fit(design: Array, v: Array, loss: Loss) -> Array:
     """
     coef: Array = np.asarray(np.linalg.lstsq(design, v, rcond=None)[0], dtype=np.float64)
     if loss == "l2":
-        return coef
+        return coef, None
     resid = v - design @ coef
     scale = huber_scale(resid)
     if np.all(np.abs(resid) <= scale):
-        return coef  # inside the quadratic zone the L2 optimum is the Huber optimum
+        return coef, scale  # inside the quadratic zone the L2 optimum is the Huber optimum
     fast = _huber_newton(design, v, coef, scale)
-    if fast is not None:
-        return fast
-    return _huber_scipy(design, v, coef, scale)
+    return (fast if fast is not None else _huber_scipy(design, v, coef, scale)), scale
 
 
 def _huber_scipy(design: Array, v: Array, coef: Array, scale: float) -> Array:
@@ -229,7 +230,7 @@ def power_law_form(x: Array, y: Array, loss: Loss = "huber") -> FormFit:
     u, v = np.log(x), np.log(y)
     ubar = float(u.mean())
     design = np.column_stack([np.ones_like(u), u - ubar])
-    b, s = _linear_fit(design, v, loss)
+    (b, s), threshold = _linear_fit(design, v, loss)
     resid = v - (b + s * (u - ubar))
     log_c = float(b - s * ubar)
     se = _se(design, resid, np.array([0.0, 1.0]))
@@ -244,6 +245,7 @@ def power_law_form(x: Array, y: Array, loss: Loss = "huber") -> FormFit:
         resid=resid,
         exponent_se=se,
         params=(log_c, -float(s)),
+        huber_threshold=threshold,
     )
 
 
@@ -622,7 +624,7 @@ def broken_form(x: Array, y: Array, n_breaks: int, loss: Loss = "huber") -> Form
             break
 
     design = _hinge(uc, t)
-    coef = _linear_fit(design, v, loss)
+    coef, _ = _linear_fit(design, v, loss)
     resid = v - design @ coef
     b, s0, d = float(coef[0]), float(coef[1]), coef[2:]
     slopes = s0 + np.concatenate([[0.0], np.cumsum(d)])

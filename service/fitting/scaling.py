@@ -84,7 +84,6 @@ from service.fitting.forms import (
     Loss,
     broken_form,
     check_xy,
-    huber_scale,
     plateau_form,
     power_law_exponents,
     power_law_form,
@@ -242,7 +241,7 @@ LARGE_G = 30
 
 
 def _cluster_interval(
-    chosen: FormFit, xa: Array, ya: Array, members: list[NDArray[np.intp]], loss: Loss
+    chosen: FormFit, xa: Array, members: list[NDArray[np.intp]]
 ) -> tuple[tuple[float, float], str]:
     """The power law's 95 % interval from the cluster-robust sandwich over seeds.
 
@@ -255,9 +254,8 @@ def _cluster_interval(
     u = np.log(xa)
     z = np.column_stack([np.ones_like(u), u - u.mean()])
     r = chosen.resid
-    if loss == "huber":
-        ols = np.linalg.lstsq(z, np.log(ya), rcond=None)[0]
-        c = huber_scale(np.log(ya) - z @ ols)  # the threshold the Huber fit used
+    c = chosen.huber_threshold
+    if c is not None:  # the Huber fit's own threshold
         psi, dpsi = np.clip(r, -c, c), (np.abs(r) <= c).astype(np.float64)
     else:
         psi, dpsi = r, np.ones_like(r)
@@ -403,9 +401,8 @@ def _replicate_exponents(
     bootstrap: int,
     seed: int,
     loss: Loss,
-) -> list[tuple[float, ...]]:
-    """The chosen form's segment exponents (smallest x first; the last is ``exponent``) on
-    each bootstrap replicate that can be fitted.
+) -> list[float]:
+    """The chosen form's exponent on each bootstrap replicate that can be fitted.
 
     ``members``: the observations of each seed (resampled whole) or None (single points).
     """
@@ -427,13 +424,13 @@ def _replicate_exponents(
     batch = np.full(len(replicates), np.nan)
     if vectorised:
         batch = power_law_exponents([xa[i] for i in replicates], [ya[i] for i in replicates], loss)
-    exps: list[tuple[float, ...]] = []
+    exps: list[float] = []
     for idx, e in zip(replicates, batch, strict=True):
         if math.isfinite(e):
-            exps.append((float(e),))
+            exps.append(float(e))
             continue
         try:
-            exps.append(fitter(xa[idx], ya[idx], loss).exponents)
+            exps.append(fitter(xa[idx], ya[idx], loss).exponent)
         except (FitError, ValueError, np.linalg.LinAlgError):
             continue
     return exps
@@ -448,8 +445,9 @@ def _interval(
     n_units: int,
     dof: int,
     small_sample: bool,
-) -> tuple[tuple[float, float], str]:
-    """The 95 % interval and how it was made (module docstring, "Interval")."""
+) -> tuple[tuple[float, float], str, int]:
+    """The 95 % interval, how it was made (module docstring, "Interval") and how many
+    bootstrap replicates it used (0: none)."""
     if bootstrap > 0 and len(exps) >= max(2, MIN_VALID_FRACTION * bootstrap):
         lo, hi, mid = (float(q) for q in np.percentile(np.array(exps), [2.5, 97.5, 50.0]))
         method = f"percentile bootstrap over {unit} ({len(exps)} replicates)"
@@ -457,13 +455,12 @@ def _interval(
             w = _widening(n_units, dof)
             lo, hi = mid - w * (mid - lo), mid + w * (hi - mid)
             method += f", widened x{w:.3f} about the median for {n_units} {unit}"
-        return (lo, hi), method
+        return (lo, hi), method, len(exps)
+    valid = f"bootstrap over {unit}: {len(exps)} of {bootstrap} valid"
     if chosen.exponent_se > 0:
         half = 1.96 * chosen.exponent_se
-        valid = f"bootstrap over {unit}: {len(exps)} of {bootstrap} valid"
-        return (chosen.exponent - half, chosen.exponent + half), f"asymptotic normal ({valid})"
-    valid = f"bootstrap over {unit}: {len(exps)} of {bootstrap} valid"
-    return (chosen.exponent, chosen.exponent), f"none: degenerate ({valid})"
+        return (chosen.exponent - half, chosen.exponent + half), f"asymptotic normal ({valid})", 0
+    return (chosen.exponent, chosen.exponent), f"none: degenerate ({valid})", 0
 
 
 def fit_scaling(
@@ -525,17 +522,16 @@ def fit_scaling(
     if preferred != chosen_key:
         notes.append(f"{chosen_key} instead of {preferred}: {unsupported[preferred]}")
     fitter = next(f for k, _, f in cands if k == chosen_key)
-    exps: list[float] = []
+    used = 0  # bootstrap replicates behind the interval
     if chosen_key == "power_law" and members is not None and len(members) >= LARGE_G:
-        ci, ci_method = _cluster_interval(chosen, xa, ya, members, loss)
+        ci, ci_method = _cluster_interval(chosen, xa, members)
     else:
-        reps = _replicate_exponents(
+        exps = _replicate_exponents(
             xa, ya, members, n_params[chosen_key], fitter, chosen_key == "power_law",
             bootstrap=bootstrap, seed=seed, loss=loss,
         )  # fmt: skip
-        exps = [r[-1] for r in reps]
         n_units = len(members) if members is not None else int(xa.size)
-        ci, ci_method = _interval(
+        ci, ci_method, used = _interval(
             chosen,
             exps,
             bootstrap=bootstrap,
@@ -561,6 +557,6 @@ def fit_scaling(
         notes=notes,
         candidates=scores,
         goodness=float(np.sqrt(np.mean(chosen.resid**2))),
-        bootstrap=len(exps) if "percentile" in ci_method else 0,
+        bootstrap=used,
         bootstrap_seed=seed,
     )
