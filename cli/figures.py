@@ -510,14 +510,8 @@ def tails_figure(sweep: SweepRecord, summary: SpectraSummary) -> Figure:
                 label=f"$\\gamma$={gamma:g}",
             )
         if pts:
-            lo = min(
-                min(p.predicted_alpha_ww for p in pts),
-                min(float(p.tail_alpha_mean or 0) for p in pts),
-            )
-            hi = max(
-                max(p.predicted_alpha_ww for p in pts),
-                max(float(p.tail_alpha_mean or 0) for p in pts),
-            )
+            vals = [v for p in pts for v in (p.predicted_alpha_ww, p.tail_alpha_mean) if v]
+            lo, hi = min(vals), max(vals)
             left.plot([lo, hi], [lo, hi], "k:", linewidth=0.8, label="measured = 1 + 1/$\\gamma$")
         left.set_xlabel(r"predicted $1 + 1/\gamma$")
         left.set_ylabel(r"measured tail exponent $\alpha$")
