@@ -16,6 +16,8 @@ and noisy: nothing here is an assertion). It prints a report and ends with one J
   d = 30, n = 1800, lambda = 0.03 and 16 of diagonal d = 500, n = 128, lambda = 1e-3 (targets
   <= 2 and <= 5); ``batched_ratio_median``: the same with the 16 seeds trained as one batch
   (the batch's wall time / 16); all on one core (one torch and one BLAS thread);
+* ``diagonal_grid_speedup``: the diagonal net's preconditioned L-BFGS against plain L-BFGS
+  (the preconditioner switched off) on 20 runs, d = 100-1000, n = 50-3000 (no target);
 * ``d400_seconds``, ``d400_matmuls``: one quadratic run at d = 400, n = 26,515,
   lambda = 0.0869, gamma = 0.6, noise = 0.25 to its certified minimum, in seconds and in
   units of one (n x d) @ (d x d) float64 matmul timed here (target <= 1000), for ``convex``
@@ -280,6 +282,43 @@ def _ratios(cfgs: list[RunConfig]) -> dict[str, Any]:
     }
 
 
+DIAGONAL_GRID = [
+    (200, 50, 1e-3), (200, 100, 0.01), (200, 400, 0.003), (200, 1600, 0.001), (500, 128, 1e-3),
+    (200, 100, 5e-3), (400, 200, 2.5e-3), (100, 1000, 5e-4), (1000, 500, 1e-3), (300, 3000, 1.7e-4),
+]  # fmt: skip
+"""(d, n, lambda) of the diagonal grid: n below and above d, lambda 1.7e-4 to 1e-2."""
+
+
+def diagonal_grid() -> dict[str, Any]:
+    """The diagonal net's preconditioned L-BFGS against plain L-BFGS (the same code with the
+    nets' preconditioner switched off) on DIAGONAL_GRID x 2 seeds, runs alone, one core."""
+    from workers.networks import DiagonalNets
+
+    cfgs = [
+        RunConfig(
+            model="diagonal", d=d, n=n, weight_decay=lam, seed=seed,
+            teacher=TeacherSpec(gamma=1.0, noise=0.1),
+            training=TrainingSpec(optimizer="lbfgs", device="cpu", max_steps=6000),
+        )
+        for d, n, lam in DIAGONAL_GRID
+        for seed in (0, 1)
+    ]  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out: dict[str, Any] = {}
+    try:
+        for name, on in (("plain", False), ("preconditioned", True)):
+            DiagonalNets.preconditioned = on
+            results = [run_one(c) for c in cfgs]
+            out[f"seconds_{name}"] = sum(r.metrics.wall_time_s for r in results if r.metrics)
+            out[f"steps_{name}"] = [r.metrics.steps if r.metrics else None for r in results]
+            out[f"certified_{name}"] = sum(r.status == "succeeded" for r in results)
+    finally:
+        DiagonalNets.preconditioned = True
+        torch.set_num_threads(threads)
+    return out
+
+
 # -- 4. d = 400, each run in its own process ---------------------------------------------------
 
 
@@ -457,6 +496,15 @@ def main() -> None:
         f" {out['ratio_p95']:.2f} (target <= 5), batched_ratio_median ="
         f" {out['batched_ratio_median']:.2f}, not certified: {out['not_certified']}"
     )
+    grid = diagonal_grid()
+    out["diagonal_grid_speedup"] = grid["seconds_plain"] / grid["seconds_preconditioned"]
+    for name in ("plain", "preconditioned"):
+        print(
+            f"diagonal grid, {name:<14}: {grid[f'seconds_{name}']:5.1f} s,"
+            f" {grid[f'certified_{name}']}/{len(grid[f'steps_{name}'])} certified,"
+            f" steps {grid[f'steps_{name}']}"
+        )
+    print(f"diagonal_grid_speedup = {out['diagonal_grid_speedup']:.2f} (preconditioned L-BFGS)")
 
     print("\n== 4. d = 400, n = 26,515 (each run in its own process, 2 BLAS threads)")
     os.environ["OPENBLAS_NUM_THREADS"] = str(NUM_CPUS)
