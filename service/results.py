@@ -41,6 +41,13 @@ class TailFit(_Model):
     alpha_ci: tuple[float, float]
     """95% bootstrap interval (percentile), xmin re-chosen in every replicate."""
     n_bootstrap: int
+    p_value: float | None = None
+    """Goodness of fit: Clauset et al.'s bootstrap p-value of the KS distance (a fit with
+    p < 0.1 is refused, so a stored fit has p >= 0.1; None: not tested)."""
+    n_gof: int = 0
+    """Synthetic data sets behind ``p_value``."""
+    floor: float = 0.0
+    """Only values above this (the certificate's resolution) were fitted."""
 
 
 class RankFit(_Model):
@@ -56,10 +63,15 @@ class RankFit(_Model):
 class Spectrum(_Model):
     """One spectrum of the trained weights, sorted in decreasing order."""
 
-    kind: Literal["eig_S", "sv_W", "abs_theta"]
-    """eig_S: eigenvalues of S = W' diag(s) W; sv_W: singular values of W;
-    abs_theta: |a * w| of the diagonal net."""
+    kind: Literal["eig_S", "sv_W", "abs_theta", "eig_S_raw", "sv_W_raw", "abs_theta_raw"]
+    """Of the certified minimum (workers.screening: what the certificate proves zero is
+    zero): eig_S, eigenvalues of S = W' diag(s) W; sv_W, singular values of W; abs_theta,
+    |a * w| of the diagonal net. ``<kind>_raw``: the same of the trained parameters as they
+    are (the optimiser's residue included), not fitted."""
     values: list[float]
+    resolution: float | None = None
+    """The certificate's resolution: a value at or below it may be zero at the minimum, and
+    is not fitted (None: not computed)."""
     tail_fit: TailFit | None = None
     tail_fit_error: str | None = None
     """Why there is no tail fit (e.g. fewer than 10 positive values)."""
@@ -99,9 +111,25 @@ class RunMetrics(_Model):
     duality_gap: float
     """Relative duality gap (P - D)/|P| of the equivalent convex problem at the solution."""
     support: int
-    """Non-zero coefficients (diagonal) or numerical rank of S (quadratic)."""
+    """Non-zero coefficients (diagonal) or rank of S (quadratic) of the certified minimum:
+    what ``support_method`` proves zero is zero (the raw trained weights are in the spectra
+    ``<kind>_raw``)."""
     penalty_norm: float
-    """l1 norm of theta (diagonal) or nuclear norm of S (quadratic)."""
+    """l1 norm of theta (diagonal) or nuclear norm of S (quadratic) of the certified minimum."""
+    support_method: str | None = None
+    """The estimator behind ``support``, ``penalty_norm`` and the spectra (None: a run stored
+    before screening, whose support counted values above 1e-10 (diagonal) / 1e-8
+    (quadratic) of the largest)."""
+    screened: int | None = None
+    """Coordinates / eigen-directions the certificate proves zero at the minimum."""
+    resolution: float | None = None
+    """The certificate's resolution: a value of the certified solution at or below it may be
+    zero at the minimum (not fitted); None: not computed."""
+    unique_minimizer: bool | None = None
+    """False when the objective has many global minima (weight_decay = 0 with fewer samples
+    than parameters): the certificate holds for all of them, the risk is the optimiser's."""
+    minimizer_note: str | None = None
+    """Why the minimiser is not unique."""
     batch_size: int | None = None
     """Runs trained together in the batch this run trained in (1: alone; None: convex)."""
     corrections: int | None = None

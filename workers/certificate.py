@@ -19,7 +19,7 @@ tightens it further with a warm-started convex solve.) All arithmetic is float64
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,6 +45,9 @@ class Certificate:
 
     primal: float
     dual: float
+    point: Array | None = field(default=None, compare=False, repr=False)
+    """The dual-feasible point u with D(u) = dual (the scaled residual; None: not kept).
+    Gap-safe screening (:mod:`workers.screening`) centres its sphere on it."""
 
     @property
     def gap(self) -> float:
@@ -55,11 +58,13 @@ class Certificate:
 
     def with_primal(self, primal: float) -> Certificate:
         """The same dual bound for another primal value (the network's own objective)."""
-        return Certificate(primal, self.dual)
+        return Certificate(primal, self.dual, self.point)
 
-    def with_dual(self, dual: float) -> Certificate:
-        """The better of this dual bound and ``dual``."""
-        return Certificate(self.primal, max(self.dual, dual))
+    def with_dual(self, dual: float, point: Array | None = None) -> Certificate:
+        """The better of this dual bound and ``dual`` (attained at ``point``)."""
+        if dual > self.dual:
+            return Certificate(self.primal, dual, point)
+        return self
 
 
 def _dual_value(r: Array, y: Array, n: int, scale: float) -> float:
@@ -76,9 +81,9 @@ def lasso_certificate(x: Array, y: Array, theta: Array, lam: float) -> Certifica
         # Unpenalised least squares: the dual point is the residual projected on null(X').
         coef, *_ = np.linalg.lstsq(x, r, rcond=None)
         r_dual = r - x @ coef
-        return Certificate(primal, _dual_value(r_dual, y, n, 1.0))
+        return Certificate(primal, _dual_value(r_dual, y, n, 1.0), r_dual)
     scale = 1.0 if corr <= lam else lam / corr
-    return Certificate(primal, _dual_value(r, y, n, scale))
+    return Certificate(primal, _dual_value(r, y, n, scale), scale * r)
 
 
 def sensing_certificate(
@@ -113,4 +118,4 @@ def sensing_certificate(
         scale = 0.0
     else:
         scale = half / top
-    return Certificate(primal, _dual_value(r, y, n, scale))
+    return Certificate(primal, _dual_value(r, y, n, scale), scale * r)

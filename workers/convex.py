@@ -82,6 +82,8 @@ class ConvexSolution:
     iterations: int
     stop_reason: StopReason
     wall_time_s: float
+    dual_point: Array | None = None
+    """The dual-feasible point of the last certificate (workers.certificate.Certificate)."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ def _fista(
         iterations=it,
         stop_reason=stop,
         wall_time_s=time.perf_counter() - started,
+        dual_point=cert.point,
     )
 
 

@@ -35,6 +35,7 @@ from workers.certificate import CERTIFIED, Certificate
 from workers.data import Dataset
 from workers.problems import Estimate, Problem, Teacher, problem_for
 from workers.rng import stream
+from workers.screening import METHOD as SUPPORT_METHOD
 from workers.train import Params, TrainOutcome
 
 Array = NDArray[np.float64]
@@ -67,7 +68,7 @@ class _Solved:
     stop_reason: StopReason
     device: str
     curve: list[CurvePoint]
-    gap: float
+    cert: Certificate
     batch_size: int = 1
     corrections: int = 0
 
@@ -133,7 +134,9 @@ def _solve_convex(problem: Problem, data: Dataset, deadline: float | None) -> _S
         )
     reason: StopReason = "duality_gap" if sol.stop_reason == "duality_gap" else "max_steps"
     est = problem.convex_estimate(sol.solution)
-    return _Solved(est, sol.objective, sol.residual, sol.iterations, reason, "cpu", [], sol.gap)
+    dual = sol.objective - sol.gap * abs(sol.objective)
+    cert = Certificate(sol.objective, dual, sol.dual_point)
+    return _Solved(est, sol.objective, sol.residual, sol.iterations, reason, "cpu", [], cert)
 
 
 def _curve_hook(run: _Run) -> tuple[Callable[[int, float, Params], None] | None, int]:
@@ -165,7 +168,7 @@ def _network_solved(run: _Run, out: TrainOutcome) -> _Solved:
     est = run.problem.estimate(out.params)
     # a run stopped by its step budget is not converged whatever the gap: report the free
     # residual-based bound instead of tightening it
-    gap = run.certificate.of(est, tight=out.stop_reason != "max_steps").gap
+    cert = run.certificate.of(est, tight=out.stop_reason != "max_steps")
     return _Solved(
         est,
         out.objective,
@@ -174,7 +177,7 @@ def _network_solved(run: _Run, out: TrainOutcome) -> _Solved:
         out.stop_reason,
         out.device,
         run.curve,
-        gap,
+        cert,
         batch_size=out.batch_size,
         corrections=out.corrections,
     )
@@ -185,11 +188,11 @@ def _result(run: _Run, solved: _Solved) -> RunResult:
     cfg, problem, teacher, data = run.cfg, run.problem, run.teacher, run.data
     assert problem is not None and teacher is not None and data is not None
     est = solved.est
-    converged = (
-        solved.stop_reason in ("gradient", "objective", "duality_gap") and solved.gap <= CERTIFIED
-    )
+    gap = solved.cert.gap
+    converged = solved.stop_reason in ("gradient", "objective", "duality_gap") and gap <= CERTIFIED
     resid = data.y - problem.predict(data.x, est.solution)
-    support, pen = problem.support(est.solution)
+    certified = problem.certified(data, est, solved.cert)
+    unique, minimizer_note = problem.unique_minimizer()
     terr, terr_se = (None, None)
     if cfg.measure.test_samples:
         terr, terr_se = test_error(problem, est, teacher, cfg.measure.test_samples)
@@ -205,18 +208,24 @@ def _result(run: _Run, solved: _Solved) -> RunResult:
         device=solved.device,
         test_error=terr,
         test_error_se=terr_se,
-        duality_gap=solved.gap,
-        support=support,
-        penalty_norm=pen,
+        duality_gap=gap,
+        support=certified.support,
+        penalty_norm=certified.penalty_norm,
+        support_method=SUPPORT_METHOD,
+        screened=certified.screened,
+        resolution=certified.resolution,
+        unique_minimizer=unique,
+        minimizer_note=minimizer_note,
         batch_size=solved.batch_size,
         corrections=solved.corrections,
     )
-    spectra = problem.spectra(est, stream(cfg.seed, "bootstrap")) if cfg.measure.spectrum else []
+    rng = stream(cfg.seed, "bootstrap")
+    spectra = problem.spectra(est, certified, rng) if cfg.measure.spectrum else []
     error = None
     if not converged:
         error = (
             f"did not converge: stopped on {solved.stop_reason} after {solved.steps} "
-            f"steps with relative duality gap {solved.gap:.3g} (needs <= {CERTIFIED:g})"
+            f"steps with relative duality gap {gap:.3g} (needs <= {CERTIFIED:g})"
         )
     return RunResult(
         config_hash=cfg.config_hash(),

@@ -86,6 +86,7 @@ def spectrum_row(run_id: int, s: Spectrum) -> dict[str, Any]:
         "kind": s.kind,
         "n_values": len(s.values),
         "values": encode_values(s.values),
+        "resolution": s.resolution,
         "tail_alpha": s.tail_fit.alpha if s.tail_fit is not None else None,
         "tail_fit": s.tail_fit.model_dump(mode="json") if s.tail_fit is not None else None,
         "tail_fit_error": s.tail_fit_error,
@@ -99,6 +100,7 @@ def spectrum_from_row(row: Mapping[Any, Any]) -> Spectrum:
     return Spectrum(
         kind=row["kind"],
         values=decode_values(row["values"]),
+        resolution=row.get("resolution"),
         tail_fit=TailFit.model_validate(row["tail_fit"]) if row["tail_fit"] is not None else None,
         tail_fit_error=row["tail_fit_error"],
         rank_fit=RankFit.model_validate(row["rank_fit"]) if row["rank_fit"] is not None else None,

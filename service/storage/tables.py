@@ -156,6 +156,7 @@ class SpectrumRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     n_values: Mapped[int] = mapped_column(Integer)
     values: Mapped[bytes] = mapped_column(LargeBinary)
+    resolution: Mapped[float | None] = mapped_column(Double, nullable=True)
     tail_alpha: Mapped[float | None] = mapped_column(Double, nullable=True)
     tail_fit: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     tail_fit_error: Mapped[str | None] = mapped_column(Text, nullable=True)

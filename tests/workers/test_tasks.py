@@ -37,7 +37,13 @@ def test_run_one_succeeds_and_is_certified(model: str, optimizer: str) -> None:
     assert np.isfinite([m.excess_risk, m.train_loss, m.objective, m.grad_norm]).all()
     assert res.config_hash == cfg.config_hash()
     kinds = {s.kind for s in res.spectra}
-    assert kinds == ({"abs_theta"} if model == "diagonal" else {"eig_S", "sv_W"})
+    certified = {"abs_theta"} if model == "diagonal" else {"eig_S", "sv_W"}
+    # a network also keeps its raw trained values; a convex solution has no other values
+    raw = {f"{k}_raw" for k in certified} if optimizer != "convex" else set()
+    assert kinds == certified | raw
+    assert m.support_method is not None and "gap-safe" in m.support_method
+    assert m.screened is not None and m.support + m.screened <= cfg.d
+    assert m.unique_minimizer is True
 
 
 @pytest.mark.parametrize("model", ["diagonal", "quadratic"])

@@ -17,7 +17,7 @@ comes from a network (its objective then has the network's penalty, not the conv
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from workers.convex import ConvexSolution
 from workers.data import Dataset, sample
 from workers.networks import BatchedNets
 from workers.rng import stream
+from workers.screening import CertifiedSolution
 
 Array = NDArray[np.float64]
 
@@ -39,6 +40,9 @@ ConvexSolver = Callable[..., ConvexSolution]
 """``solve(x, y, lam, *, tol, max_iter, start=None, deadline=None)`` (workers.convex)."""
 WARM_SOLVE_ITERATIONS = 300
 """At most this many proximal-gradient iterations to tighten a certificate's dual bound."""
+SCREEN_SOLVE_ITERATIONS = 300
+"""At most this many proximal-gradient iterations to sharpen an undecided screening."""
+SCREEN_SOLVE_TOL = 1e-13
 TIGHTEN_BELOW = 1e-3
 """The warm solve is tried only when the free bound's gap is below this: farther away the
 candidate itself is not near the minimum, and the solve would not certify it."""
@@ -107,8 +111,11 @@ class Problem(ABC):
         """Exact excess risk E(f - f*)^2 of a solution (THEORY.md section 1)."""
 
     @abstractmethod
-    def support(self, solution: Array) -> tuple[int, float]:
-        """(non-zero coefficients or numerical rank, l1 or nuclear norm)."""
+    def screen(
+        self, data: Dataset, solution: Array, certs: Sequence[Certificate]
+    ) -> CertifiedSolution:
+        """Gap-safe screening of a candidate with the best of these certificates
+        (:mod:`workers.screening`)."""
 
     @abstractmethod
     def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
@@ -123,10 +130,37 @@ class Problem(ABC):
         """An :class:`Estimate` of a convex solver's solution (a factor added where needed)."""
 
     @abstractmethod
-    def spectra(self, est: Estimate, rng: np.random.Generator) -> list[Spectrum]:
-        """The spectra of the trained weights with their tail and rank fits."""
+    def spectra(
+        self, est: Estimate, certified: CertifiedSolution, rng: np.random.Generator
+    ) -> list[Spectrum]:
+        """The spectra of the certified minimum with their tail and rank fits, and the raw
+        ones of the trained weights (:mod:`workers.spectra`)."""
+
+    @property
+    @abstractmethod
+    def convex_dimension(self) -> int:
+        """Parameters of the convex problem: d (theta) or d(d+1)/2 (symmetric S)."""
 
     # -- shared ---------------------------------------------------------------------------
+
+    def unique_minimizer(self) -> tuple[bool, str | None]:
+        """Whether the objective has one minimiser, and why not when it has many.
+
+        With lam > 0 the LASSO's minimiser is unique for data in general position, which
+        Gaussian inputs are with probability 1 (Tibshirani 2013); the trace-penalised sensing
+        problem is treated alike. With lam = 0 and fewer samples than parameters of the convex
+        problem every interpolating solution is a minimiser: the certificate (a gap of 0)
+        holds for all of them, and which one training finds -- hence its risk -- is the
+        optimiser's implicit bias, not the objective's."""
+        cfg = self.cfg
+        p = self.convex_dimension
+        if cfg.weight_decay == 0 and cfg.n < p:
+            return False, (
+                f"not unique: weight_decay = 0 and n = {cfg.n} < {p} parameters of the convex "
+                "problem, so every interpolating solution is a global minimum; the risk reflects "
+                "the optimiser's implicit bias, not the objective (left out of fits unless asked)"
+            )
+        return True, None
 
     def shape(self) -> tuple[object, ...]:
         """What runs must share to train in one batch (:meth:`RunConfig.batch_shape`)."""
@@ -155,6 +189,26 @@ class Problem(ABC):
         r = data.y - self.predict(data.x, est.solution)
         return float(r @ r / (2 * self.cfg.n) + self.cfg.weight_decay / 2 * est.squared_norm)
 
+    def certified(self, data: Dataset, est: Estimate, cert: Certificate) -> CertifiedSolution:
+        """What the certificate ``cert`` of ``est`` proves about the minimum: the estimate with
+        every coordinate / eigen-direction proven zero set to zero, its support and the
+        resolution of its values (:mod:`workers.screening`).
+
+        When some kept value is within the resolution of zero (a near-threshold direction the
+        sphere could not decide), a short warm-started convex solve from the certified
+        solution supplies a better dual point and primal bound, and the test is run again; the
+        estimate itself stays the network's."""
+        out = self.screen(data, est.solution, [cert])
+        if out.ambiguous and self.cfg.weight_decay > 0:
+            sol = self.solve_convex(
+                data, tol=SCREEN_SOLVE_TOL, max_iter=SCREEN_SOLVE_ITERATIONS, start=out.solution
+            )
+            dual = sol.objective - sol.gap * abs(sol.objective)
+            out = self.screen(
+                data, est.solution, [cert, Certificate(sol.objective, dual, sol.dual_point)]
+            )
+        return out
+
     def certificate(self, data: Dataset, est: Estimate, *, tight: bool = True) -> Certificate:
         """Primal: the estimate's objective (:meth:`objective`); dual: the residual-based
         bound, and (``tight``) a warm-started convex solve's bound when that one is loose.
@@ -169,5 +223,5 @@ class Problem(ABC):
             sol = self.solve_convex(
                 data, tol=1e-2 * floor, max_iter=WARM_SOLVE_ITERATIONS, start=est.solution
             )
-            cert = cert.with_dual(sol.objective - sol.gap * abs(sol.objective))
+            cert = cert.with_dual(sol.objective - sol.gap * abs(sol.objective), sol.dual_point)
         return cert

@@ -7,6 +7,7 @@ lam ||theta||_1`` at ``theta = a * w``; ``R = ||theta - theta*||^2``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ from workers.data import Dataset
 from workers.networks import DiagonalNets, init_values
 from workers.problems.base import Array, ConvexSolver, Estimate, Problem, Teacher
 from workers.rng import stream
+from workers.screening import CertifiedSolution, screen_lasso
 from workers.spectra import diagonal_spectra
 
 
@@ -75,13 +77,17 @@ class DiagonalProblem(Problem):
         diff = solution - teacher.target
         return float(diff @ diff)
 
-    def support(self, solution: Array) -> tuple[int, float]:
-        a = np.abs(solution)
-        top = max(float(a.max(initial=0.0)), 1e-300)
-        return int(np.count_nonzero(a > 1e-10 * top)), float(a.sum())
+    def screen(
+        self, data: Dataset, solution: Array, certs: Sequence[Certificate]
+    ) -> CertifiedSolution:
+        return screen_lasso(data.x, data.y, solution, self.cfg.weight_decay, certs)
 
     def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
         return lasso_certificate(data.x, data.y, solution, self.cfg.weight_decay)
+
+    @property
+    def convex_dimension(self) -> int:
+        return self.cfg.d
 
     def convex_solver(self) -> ConvexSolver:
         return solve_lasso
@@ -89,5 +95,10 @@ class DiagonalProblem(Problem):
     def convex_estimate(self, solution: Array) -> Estimate:
         return Estimate(solution=solution)
 
-    def spectra(self, est: Estimate, rng: np.random.Generator) -> list[Spectrum]:
-        return diagonal_spectra(est.solution, rng=rng)
+    def spectra(
+        self, est: Estimate, certified: CertifiedSolution, rng: np.random.Generator
+    ) -> list[Spectrum]:
+        raw = est.solution if est.squared_norm is not None else None  # a network's own values
+        return diagonal_spectra(
+            certified.solution, rng=rng, resolution=certified.resolution, raw=raw
+        )

@@ -9,6 +9,7 @@ second layer) or nuclear-norm sensing (signed); ``R = 2||S - S*||_F^2``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,6 +26,7 @@ from workers.networks import QuadraticNets, init_values
 from workers.operators import quadratic_form
 from workers.problems.base import Array, ConvexSolver, Estimate, Problem, Teacher
 from workers.rng import stream
+from workers.screening import CertifiedSolution, screen_sensing
 from workers.spectra import quadratic_spectra
 
 
@@ -107,13 +109,18 @@ class QuadraticProblem(Problem):
         diff = solution - teacher.target
         return float(2.0 * np.sum(diff * diff))
 
-    def support(self, solution: Array) -> tuple[int, float]:
-        ev = np.abs(np.linalg.eigvalsh(solution))
-        top = max(float(ev.max(initial=0.0)), 1e-300)
-        return int(np.count_nonzero(ev > 1e-8 * top)), float(ev.sum())
+    def screen(
+        self, data: Dataset, solution: Array, certs: Sequence[Certificate]
+    ) -> CertifiedSolution:
+        lam = self.cfg.weight_decay
+        return screen_sensing(data.x, data.y, solution, lam, self.psd, certs)
 
     def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
         return sensing_certificate(data.x, data.y, solution, self.cfg.weight_decay, self.psd)
+
+    @property
+    def convex_dimension(self) -> int:
+        return self.cfg.d * (self.cfg.d + 1) // 2
 
     def convex_solver(self) -> ConvexSolver:
         return partial(solve_sensing, psd=self.psd)
@@ -121,6 +128,15 @@ class QuadraticProblem(Problem):
     def convex_estimate(self, solution: Array) -> Estimate:
         return Estimate(solution=solution, factor=factor_of(solution))
 
-    def spectra(self, est: Estimate, rng: np.random.Generator) -> list[Spectrum]:
-        factor = est.factor if est.factor is not None else factor_of(est.solution)
-        return quadratic_spectra(est.solution, factor, rng=rng)
+    def spectra(
+        self, est: Estimate, certified: CertifiedSolution, rng: np.random.Generator
+    ) -> list[Spectrum]:
+        network = est.squared_norm is not None  # raw values: a network's own weights
+        return quadratic_spectra(
+            certified.solution,
+            rng=rng,
+            resolution=certified.resolution,
+            width=self.cfg.width,
+            raw_s=est.solution if network else None,
+            raw_w=est.factor if network else None,
+        )
