@@ -119,10 +119,10 @@ def result(
 SMALL_SPEC: dict[str, Any] = {
     "name": "small",
     "model": "diagonal",
-    "grid": {"d": [8], "n": [16, 32, 64], "weight_decay": [0.01, 0.1], "seed": [0, 1]},
+    "grid": {"d": [8], "n": [16, 32, 64, 128], "weight_decay": [0.01, 0.1], "seed": [0, 1]},
 }
 """A sweep body of :data:`SMALL_SPEC_RUNS` runs, as a client submits it."""
-SMALL_SPEC_RUNS = 12
+SMALL_SPEC_RUNS = 16
 
 
 def diagonal_spec(**grid: Any) -> SweepSpec:

@@ -18,11 +18,24 @@ from service.analysis.curves import fitted_curve
 from service.analysis.grouping import axis_value, check_axes, default_by, group_points, usable
 from service.analysis.reports import ExponentReport, GroupFit
 from service.errors import FitError
-from service.fitting import fit_scaling
+from service.fitting import fit_broken, fit_plateau, fit_power_law, fit_scaling
 from service.records import RunPoint
 
 BOOTSTRAP = 200
 BOOTSTRAP_SEED = 0
+ESTIMATOR = (
+    "one estimator everywhere (exponents, theory, phase diagram, verdicts, dashboard, "
+    "figures): the form chosen by service.fitting.fit_scaling, fitted to log R of every "
+    "usable run with the seeds pooled (Huber loss), i.e. the exponent of the geometric mean "
+    "of R over seeds; 95% interval from a bootstrap over seeds. The state-evolution exponent "
+    "is the same form fitted to the state-evolution curve at the same x"
+)
+"""Why the mean of log R and not the log of the mean R: the seed scatter of R is
+multiplicative (8-30 % per seed, THEORY.md 8.8) and shrinks with n, so each seed is one
+observation of log R with roughly constant variance; a bootstrap over seeds resamples
+exactly those observations; one outlying seed moves the Huber fit little; and the state
+evolution predicts the concentrated value of R, of which the geometric and the arithmetic
+mean differ by a constant factor (1 + O(CV^2)) that does not change an exponent."""
 
 
 def fit_group(
@@ -109,3 +122,18 @@ def sweep_exponents(
         bootstrap_seed=BOOTSTRAP_SEED,
         groups=fits,
     )
+
+
+def same_form_exponent(form: str, n_breaks: int, curve: dict[float, float]) -> float | None:
+    """The exponent of the state-evolution ``curve`` ({x: R}) fitted with the measured fit's
+    form and loss (the last segment's for a broken form; None if it cannot be fitted)."""
+    xs = np.array(sorted(curve))
+    ys = np.array([curve[v] for v in xs])
+    try:
+        if form == "plateau":
+            return fit_plateau(xs, ys)[2]
+        if form == "broken_power_law" and n_breaks > 0:
+            return fit_broken(xs, ys, n_breaks)[1][-1]
+        return fit_power_law(xs, ys)[0]
+    except (FitError, ValueError, np.linalg.LinAlgError):
+        return None

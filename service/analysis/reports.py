@@ -105,13 +105,21 @@ class PointTheory(Report):
 
 
 class GroupTheory(Report):
-    """Measured and predicted exponents of one group over the same x-window."""
+    """Measured and predicted exponents of one group over the same x-window: the measured one
+    is the exponents query's (one estimator, ``TheoryReport.estimator``), the predicted one
+    the state-evolution curve at the same x fitted with the same form."""
 
     group: dict[str, float | None]
     x_window: tuple[float, float] | None
     measured_exponent: float | None
+    measured_ci: tuple[float, float] | None = None
+    """95% interval of the measured exponent (the exponents query's)."""
+    form: str | None = None
+    """The form the measured fit chose; the predicted exponent is fitted with it."""
     predicted_exponent: float | None
     n_points: int
+    n_runs: int = 0
+    n_left_out: int = 0
     error: str | None = None
 
 
@@ -123,6 +131,8 @@ class TheoryReport(Report):
     by: list[str]
     points: list[PointTheory]
     groups: list[GroupTheory]
+    estimator: str = ""
+    """How a group's measured exponent is estimated (the same in every answer)."""
     note: str | None = None
 
 
@@ -145,9 +155,12 @@ class FamilyPhase(Report):
     """None where lambda grows with n (``regime`` "growing weight decay")."""
     heuristic_regime: str
     regime: str | None
-    """plateau, bias-dominated, tuned, noise fitting, parametric/interpolation."""
+    """parametric, noise fitting (interpolation without noise), plateau, tuned,
+    bias-dominated or towards noise fitting (``PhaseDiagram.regime_rule``)."""
     df_over_n: float | None
     """Predicted df/n at the largest n of the window."""
+    kappa_slope: float | None = None
+    """d log(zeta/tau) / d log n over the window (zeta/sigma for the quadratic model)."""
     x_window: tuple[float, float] | None
     n_runs: int
     n_left_out: int

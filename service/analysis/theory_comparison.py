@@ -2,10 +2,11 @@
 
 Per grid point (every axis but the seed): the SE prediction (THEORY.md sections 0-4: R, tau
 or sigma, zeta, df, predicted support, train MSE) next to the measured mean and standard
-error over seeds and their relative difference. Per group (the ``by`` axes): the exponent of
-the measured curve and of the predicted curve, both fitted as pure power laws over the same
-x-window. Quadratic points carry the finite-d note of THEORY.md 5.3: the network's
-x x' - I data sits above the SE by about c/d, which is reported rather than hidden.
+error over seeds and their relative difference. Per group (the ``by`` axes): the measured
+exponent of the exponents query (one estimator: :data:`service.analysis.exponents.ESTIMATOR`)
+and the state-evolution curve at the same x fitted with the same form. Quadratic points
+carry the finite-d note of THEORY.md 5.3: the network's x x' - I data sits above the SE by
+about c/d, which is reported rather than hidden.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-import numpy as np
-
+from service.analysis.exponents import BOOTSTRAP, ESTIMATOR, fit_group, same_form_exponent
 from service.analysis.grouping import (
     axis_value,
     check_axes,
@@ -24,8 +24,6 @@ from service.analysis.grouping import (
     usable,
 )
 from service.analysis.reports import GroupTheory, PointTheory, TheoryReport
-from service.errors import FitError
-from service.fitting import fit_power_law
 from service.records import RunPoint
 from service.spec import samples_per_unit
 from service.theory import Prediction, predict
@@ -62,7 +60,12 @@ def _point_key(p: RunPoint) -> tuple[object, ...]:
 
 
 def sweep_theory(
-    sweep_id: int, points: Sequence[RunPoint], *, x: str = "n", by: Sequence[str] | None = None
+    sweep_id: int,
+    points: Sequence[RunPoint],
+    *,
+    x: str = "n",
+    by: Sequence[str] | None = None,
+    bootstrap: int = BOOTSTRAP,
 ) -> TheoryReport:
     """SE predictions next to the measured means, per grid point and per group."""
     check_axes(x, by)
@@ -98,7 +101,7 @@ def sweep_theory(
                 rel_diff=rel,
             )
         )
-    groups = [_group_theory(x, g, m, preds) for g, m in group_points(points, axes)]
+    groups = [_group_theory(x, g, m, preds, bootstrap) for g, m in group_points(points, axes)]
     note = None
     if any(p.model == "quadratic" for p in points):
         note = (
@@ -106,7 +109,9 @@ def sweep_theory(
             "(c ~ 2-3 variance-dominated, 3-5 thresholding, 5-6 pure trace bias; THEORY.md 5.3); "
             "each point's finite_size_note says which applies"
         )
-    return TheoryReport(sweep_id=sweep_id, x=x, by=axes, points=out, groups=groups, note=note)
+    return TheoryReport(
+        sweep_id=sweep_id, x=x, by=axes, points=out, groups=groups, estimator=ESTIMATOR, note=note
+    )
 
 
 def _group_theory(
@@ -114,38 +119,33 @@ def _group_theory(
     group: dict[str, float | None],
     members: Sequence[RunPoint],
     preds: dict[tuple[object, ...], Prediction | None],
+    bootstrap: int,
 ) -> GroupTheory:
-    by_x: dict[float, list[float]] = defaultdict(list)
-    pred_at: dict[float, float] = {}
+    fit, _ = fit_group(x, group, members, bootstrap=bootstrap)
+    curve: dict[float, float] = {}
     for p in members:
         xv = axis_value(p, x)
         pred = preds.get(_point_key(p))
-        if xv is None or xv <= 0 or not usable(p) or pred is None:
-            continue
-        by_x[xv].append(float(p.excess_risk))  # type: ignore[arg-type]
-        pred_at[xv] = pred.excess_risk
-    xs = np.array(sorted(by_x))
-    window = (float(xs[0]), float(xs[-1])) if len(xs) else None
-    beta_m: float | None = None
-    beta_p: float | None = None
-    error: str | None = None
-    if len(xs) < 2:
-        window = None
-        error = f"need at least 2 distinct {x} values with usable runs and a prediction"
-    else:
-        measured = np.array([np.mean(by_x[v]) for v in xs])
-        predicted = np.array([pred_at[v] for v in xs])
-        try:
-            beta_m, _ = fit_power_law(xs, measured)
-            beta_p, _ = fit_power_law(xs, predicted)
-        except FitError as exc:
-            beta_m = beta_p = None
-            error = str(exc)
+        if xv is not None and xv > 0 and usable(p) and pred is not None:
+            curve[xv] = pred.excess_risk
+    window = (min(curve), max(curve)) if curve else None
+    predicted = None
+    error = fit.error
+    if fit.form is not None and curve:
+        predicted = same_form_exponent(fit.form, len(fit.breaks), curve)
+        if predicted is None:
+            error = f"the state-evolution curve cannot be fitted with the form {fit.form}"
+    elif not curve:
+        error = error or f"no {x} value with both a usable run and a prediction"
     return GroupTheory(
         group=group,
         x_window=window,
-        measured_exponent=beta_m,
-        predicted_exponent=beta_p,
-        n_points=len(xs),
+        measured_exponent=fit.exponent,
+        measured_ci=fit.exponent_ci,
+        form=fit.form,
+        predicted_exponent=predicted,
+        n_points=len(curve),
+        n_runs=fit.n_runs,
+        n_left_out=fit.n_left_out,
         error=error,
     )

@@ -78,6 +78,7 @@ from scipy.stats import t as student_t
 
 from service.errors import FitError
 from service.fitting.forms import (
+    BETA_BOUNDS,
     Array,
     FormFit,
     FormName,
@@ -89,6 +90,10 @@ from service.fitting.forms import (
     power_law_form,
 )
 
+SPARE_X = 2
+"""A form with k parameters is fitted only to at least k + SPARE_X distinct x: with k + 1 a
+plateau's three parameters went through four seed means (a README sweep's 1e-3 group:
+beta 2.80 [2.46, 4.06], prefactor 2.6e5) and its interval said nothing of the form."""
 AICC_MARGIN = 10.0
 """AICc gain over the power law that makes another form eligible (module docstring)."""
 CHOICE_MARGIN = 2.0
@@ -147,21 +152,36 @@ def _candidate_keys(forms: Sequence[str], max_breaks: int, n_x: int) -> list[Can
     if unknown:
         raise FitError(f"unknown form(s) {sorted(unknown)}; use {sorted(known)}")
     out: list[Candidate] = []
-    if "power_law" in forms:
+    if "power_law" in forms and n_x >= 2 + SPARE_X:
         out.append(("power_law", 2, power_law_form))
-    if "plateau" in forms and n_x > 3:
+    if "plateau" in forms and n_x >= 3 + SPARE_X:
         out.append(("plateau", 3, plateau_form))
     if "broken_power_law" in forms:
         for k in range(1, max_breaks + 1):
-            if n_x > 2 + 2 * k:
+            if n_x >= 2 + 2 * k + SPARE_X:
 
                 def fitter(x: Array, y: Array, loss: Loss, k: int = k) -> FormFit:
                     return broken_form(x, y, k, loss)
 
                 out.append((f"broken_power_law_{k}", 2 + 2 * k, fitter))
     if not out:
-        raise FitError(f"no form in {list(forms)} can be fitted to {n_x} distinct x")
+        raise FitError(
+            f"too few distinct x to fit: {n_x}; a form with k parameters needs k + {SPARE_X} "
+            f"(a power law {2 + SPARE_X}, a plateau {3 + SPARE_X}, one break {4 + SPARE_X})"
+        )
     return out
+
+
+def _too_few_x(forms: Sequence[str], max_breaks: int, n_x: int) -> list[str]:
+    """A note for each requested form the number of distinct x rules out."""
+    wanted = [("plateau", 3)] if "plateau" in forms else []
+    if "broken_power_law" in forms and max_breaks > 0:
+        wanted.append(("broken_power_law_1", 4))
+    return [
+        f"{key} not tried: {p} parameters need {p + SPARE_X} distinct x, there are {n_x}"
+        for key, p in wanted
+        if n_x < p + SPARE_X
+    ]
 
 
 def _aicc(resid: Array, p: int, corrected: bool = True) -> float:
@@ -210,12 +230,70 @@ MIN_SLOPE_CHANGE = 0.05
 """Adjacent segments whose exponents differ by less than this are one power law."""
 MIN_PLATEAU_FRACTION = 0.05
 """A plateau below this fraction of the smallest observed risk is no plateau (a power law)."""
+FLAT_SLOPE = 0.05
+"""A slope of log R this small is no decay (the phase diagram's number)."""
+FLATTEN_RATIO = 1 / 3
+"""A plateau's data must flatten: the slope over the upper third of the x values at most
+this share of the slope over the lower third (or below FLAT_SLOPE)."""
 SMALL_G = 10
 """Below this many seeds the power law's interval is also the t interval over the seeds'
 own exponents (the union of the two is reported)."""
 
 
-def _unsupported(chosen: FormFit, ya: Array) -> str | None:
+def _slope(xa: Array, ya: Array, keep: NDArray[np.bool_]) -> float:
+    """Least-squares slope of -log y against log x over the observations ``keep``."""
+    u, v = np.log(xa[keep]), np.log(ya[keep])
+    uc = u - u.mean()
+    return -float(uc @ (v - v.mean()) / (uc @ uc))
+
+
+def _not_flat(xa: Array, ya: Array) -> str | None:
+    """Why the data do not flatten (None when they do): over the upper third of the distinct
+    x (at least two) the slope of log R against log x must have fallen to at most
+    FLATTEN_RATIO of its value over the lower third, or below FLAT_SLOPE. A curve that only
+    bends towards a slower power law (the l = 1/2 path of plateau-crossover: local slopes
+    1.10 -> 0.59 over n = 100-1600, R -> 0) is no plateau, whatever a plateau form's
+    extrapolated R_inf says; one that approaches its plateau (R_inf + C x^-beta, the local
+    slope beta / (1 + (x/x*)^beta)) falls by far more over the same window."""
+    xs = np.unique(xa)
+    third = max(2, math.ceil(xs.size / 3))
+    low = _slope(xa, ya, xa <= xs[third - 1])
+    up = _slope(xa, ya, xa >= xs[-third])
+    if up > max(FLAT_SLOPE, FLATTEN_RATIO * low):
+        return (
+            f"the data do not flatten: slope {up:.3f} over the upper third of the x values "
+            f"against {low:.3f} over the lower third (a plateau needs <= "
+            f"max({FLAT_SLOPE:g}, {FLATTEN_RATIO:.3g} x lower))"
+        )
+    return None
+
+
+def _plateau_replicates(fits: Sequence[tuple[float, float | None]]) -> str | None:
+    """Why the bootstrap does not support a plateau (None when it does): R_inf's 95 %
+    interval must exclude 0 (NNLS puts a replicate without a plateau at exactly 0) and the
+    exponent of the approach must stay off the search bounds (an interval reaching them is
+    no interval: the approach is not resolved)."""
+    if not fits:
+        return "no bootstrap replicate of the plateau could be fitted"
+    share = 0.025
+    r_inf = np.array([p or 0.0 for _, p in fits])
+    if np.mean(r_inf <= 0.0) > share:
+        return (
+            f"R_inf's 95 % interval includes 0 ({np.mean(r_inf <= 0.0):.0%} of the bootstrap "
+            "replicates have no plateau)"
+        )
+    beta = np.array([e for e, _ in fits])
+    lo, hi = BETA_BOUNDS
+    at_bound = np.mean((beta <= lo * (1 + 1e-6)) | (beta >= hi * (1 - 1e-6)))
+    if at_bound > share:
+        return (
+            f"the approach to the plateau is not resolved: {at_bound:.0%} of the bootstrap "
+            f"replicates put its exponent at the search bound ({lo:g} or {hi:g})"
+        )
+    return None
+
+
+def _unsupported(chosen: FormFit, xa: Array, ya: Array) -> str | None:
     """Why the data do not support the chosen plateau or break (None when they do).
 
     A plateau must be a visible part of the risk (at least MIN_PLATEAU_FRACTION of the
@@ -227,7 +305,7 @@ def _unsupported(chosen: FormFit, ya: Array) -> str | None:
     if chosen.form == "plateau":
         if (chosen.plateau or 0.0) < MIN_PLATEAU_FRACTION * float(ya.min()):
             return f"plateau below {MIN_PLATEAU_FRACTION:g} of the smallest risk"
-        return None
+        return _not_flat(xa, ya)
     if chosen.form != "broken_power_law":
         return None
     diffs = np.diff(np.array(chosen.exponents))
@@ -390,7 +468,7 @@ def _score(
     return scores, label, method
 
 
-def _replicate_exponents(
+def _replicate_fits(
     xa: Array,
     ya: Array,
     members: list[NDArray[np.intp]] | None,
@@ -401,8 +479,8 @@ def _replicate_exponents(
     bootstrap: int,
     seed: int,
     loss: Loss,
-) -> list[float]:
-    """The chosen form's exponent on each bootstrap replicate that can be fitted.
+) -> list[tuple[float, float | None]]:
+    """The chosen form's (exponent, plateau) on each bootstrap replicate that can be fitted.
 
     ``members``: the observations of each seed (resampled whole) or None (single points).
     """
@@ -416,7 +494,7 @@ def _replicate_exponents(
             idx = np.concatenate([members[i] for i in pick])
         else:
             idx = rng.integers(0, xa.size, size=xa.size)
-        if np.count_nonzero(np.bincount(x_code[idx], minlength=n_x)) <= n_params:
+        if np.count_nonzero(np.bincount(x_code[idx], minlength=n_x)) < n_params + SPARE_X:
             continue
         replicates.append(idx)
     # the power law is refitted on all replicates at once (same fit, vectorised); a
@@ -424,16 +502,17 @@ def _replicate_exponents(
     batch = np.full(len(replicates), np.nan)
     if vectorised:
         batch = power_law_exponents([xa[i] for i in replicates], [ya[i] for i in replicates], loss)
-    exps: list[float] = []
+    out: list[tuple[float, float | None]] = []
     for idx, e in zip(replicates, batch, strict=True):
         if math.isfinite(e):
-            exps.append(float(e))
+            out.append((float(e), None))
             continue
         try:
-            exps.append(fitter(xa[idx], ya[idx], loss).exponent)
+            f = fitter(xa[idx], ya[idx], loss)
         except (FitError, ValueError, np.linalg.LinAlgError):
             continue
-    return exps
+        out.append((f.exponent, f.plateau))
+    return out
 
 
 def _interval(
@@ -477,7 +556,7 @@ def fit_scaling(
     small_sample: bool = True,
 ) -> ScalingFit:
     """Fit R against x (pooled seeds), choose the form, bootstrap the exponent (module doc)."""
-    xa, ya = check_xy(x, y, min_distinct=3)
+    xa, ya = check_xy(x, y, min_distinct=1)  # _candidate_keys says what each form needs
     labels: Array | None = None
     if groups is not None:
         g = np.asarray(groups)
@@ -507,7 +586,7 @@ def fit_scaling(
     bic = {k: _bic(f.resid, n_params[k]) for k, f in fits.items()} if method == "aicc" else None
     if method == "aicc":
         label += " with BIC agreement"
-    notes = []
+    notes = _too_few_x(forms, max_breaks, n_x)
     if skipped:
         notes.append(f"{', '.join(sorted(skipped))} not fitted (no fit could gain {AICC_MARGIN:g})")
     by_seed = labels is not None and len(np.unique(labels)) >= 2
@@ -515,9 +594,18 @@ def fit_scaling(
     if by_seed:
         assert labels is not None
         members = [np.flatnonzero(labels == lab) for lab in np.unique(labels)]
-    unsupported = {k: why for k in scores if (why := _unsupported(fits[k], ya)) is not None}
+    unsupported = {k: why for k in scores if (why := _unsupported(fits[k], xa, ya)) is not None}
     preferred = _choose(scores, n_params, method, bic)
     chosen_key = _choose(scores, n_params, method, bic, exclude=unsupported)
+    reps: list[tuple[float, float | None]] | None = None
+    if chosen_key == "plateau":  # its R_inf and approach must be resolved by the bootstrap
+        reps = _replicate_fits(
+            xa, ya, members, 3, plateau_form, False, bootstrap=bootstrap, seed=seed, loss=loss
+        )
+        why = _plateau_replicates(reps) if bootstrap else None
+        if why is not None:
+            unsupported["plateau"] = why
+            chosen_key, reps = _choose(scores, n_params, method, bic, exclude=unsupported), None
     chosen = fits[chosen_key]
     if preferred != chosen_key:
         notes.append(f"{chosen_key} instead of {preferred}: {unsupported[preferred]}")
@@ -526,14 +614,15 @@ def fit_scaling(
     if chosen_key == "power_law" and members is not None and len(members) >= LARGE_G:
         ci, ci_method = _cluster_interval(chosen, xa, members)
     else:
-        exps = _replicate_exponents(
-            xa, ya, members, n_params[chosen_key], fitter, chosen_key == "power_law",
-            bootstrap=bootstrap, seed=seed, loss=loss,
-        )  # fmt: skip
+        if reps is None:
+            reps = _replicate_fits(
+                xa, ya, members, n_params[chosen_key], fitter, chosen_key == "power_law",
+                bootstrap=bootstrap, seed=seed, loss=loss,
+            )  # fmt: skip
         n_units = len(members) if members is not None else int(xa.size)
         ci, ci_method, used = _interval(
             chosen,
-            exps,
+            [e for e, _ in reps],
             bootstrap=bootstrap,
             unit="seeds" if by_seed else "points",
             n_units=n_units,

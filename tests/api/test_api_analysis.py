@@ -110,13 +110,14 @@ def test_exponents_are_cached_until_a_result_arrives(client: TestClient, store: 
 
 
 def test_theory_next_to_measurement(client: TestClient, store: Store) -> None:
-    sid = submit(client, spec(grid__weight_decay=[0.1]))  # d=8, n in {16, 32, 64}, 2 seeds
+    # d=8, 4 n values (a power law's 2 parameters need k + 2 = 4 distinct x), 2 seeds
+    sid = submit(client, spec(grid__weight_decay=[0.1], grid__n=[16, 32, 64, 128]))
     record_power_law(store, sid, spread=0.01)
     r = client.get(f"/v1/sweeps/{sid}/theory", params={"x": "n"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["by"] == [] and body["note"] is None
-    assert [p["n"] for p in body["points"]] == [16, 32, 64]
+    assert [p["n"] for p in body["points"]] == [16, 32, 64, 128]
     for p in body["points"]:
         want = predict("diagonal", 8, p["n"], 0.1, 1.0, 0.01).excess_risk
         mean = 5.0 / p["n"] * 1.005
@@ -125,16 +126,20 @@ def test_theory_next_to_measurement(client: TestClient, store: Store) -> None:
         assert p["rel_diff"] == pytest.approx((mean - want) / want, rel=1e-9)  # 1e-9 rel
         assert p["n_seeds"] == 2 and p["measured_se"] > 0
     (g,) = body["groups"]
-    assert g["x_window"] == [16.0, 64.0] and g["n_points"] == 3
+    assert g["x_window"] == [16.0, 128.0] and g["n_points"] == 4
     assert g["measured_exponent"] == pytest.approx(1.0, abs=1e-8)  # exact data; 1e-8 abs
-    assert g["predicted_exponent"] is not None
+    assert g["predicted_exponent"] is not None and g["form"] == "power_law"
+    # one estimator: the exponents query's number and interval, not a second fit
+    (ex,) = client.get(f"/v1/sweeps/{sid}/exponents", params={"x": "n", "by": ""}).json()["groups"]
+    assert (g["measured_exponent"], g["measured_ci"]) == (ex["exponent"], ex["exponent_ci"])
 
 
 def test_phase_diagram_over_http(client: TestClient, store: Store) -> None:
     body = spec(link={"weight_decay": {"coef": 0.5, "of": "n", "power": [-1.0, -0.25, -0.5]}})
     del body["grid"]["weight_decay"]
     body["grid"]["d"] = [2000]
-    sid = submit(client, body)  # 3 powers x 3 n x 2 seeds
+    body["grid"]["n"] = [16, 32, 64, 128]
+    sid = submit(client, body)  # 3 powers x 4 n x 2 seeds
     results = []
     for run in store.list_runs(sid, limit=1000).items:
         c = run.config
@@ -151,7 +156,7 @@ def test_phase_diagram_over_http(client: TestClient, store: Store) -> None:
         "bias-dominated",
     ]
     for f in families:
-        assert f["regime"] and f["n_runs"] == 6
+        assert f["regime"] and f["n_runs"] == 8
         # measured R = the SE's R: tolerance 1e-6 absolute on the exponent
         assert f["measured_exponent"] == pytest.approx(f["se_exponent"], abs=1e-6)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.analysis.cache import QueryCache
-from service.analysis.exponents import sweep_exponents
+from service.analysis.exponents import ESTIMATOR, sweep_exponents
 from service.analysis.grouping import check_axes, default_by
 from service.analysis.phase_diagram import sweep_phase_diagram
 from service.analysis.spectra_summary import sweep_spectra_summary
@@ -22,6 +22,7 @@ from service.records import RunPoint, SpectrumPoint
 from service.spec import SweepSpec
 from service.theory import heuristic_exponent, predict
 
+N4 = (100, 200, 400, 800)
 N8 = [100, 268, 720, 1931, 5179, 13895, 37276, 100000]  # ~ geomspace(1e2, 1e5, 8)
 LOG_SPAN = math.log(N8[-1] / N8[0])
 
@@ -226,9 +227,12 @@ def test_theory_report_against_predict() -> None:
     xs = np.array([40.0, 80.0, 160.0, 320.0])
     curve = np.array([predict("diagonal", d, int(n), wd, gamma, noise).excess_risk for n in xs])
     beta_p, _ = fit_power_law(xs, curve)
-    beta_m, _ = fit_power_law(xs, np.array([1.2, 1.2, 1.2, 0.9]) * curve)
+    assert g.form == "power_law"  # 4 distinct n: the only form with k + 2 of them
     assert g.predicted_exponent == pytest.approx(beta_p, rel=1e-10)  # tolerance: 1e-10 rel
-    assert g.measured_exponent == pytest.approx(beta_m, rel=1e-10)  # tolerance: 1e-10 rel
+    # one estimator: the measured exponent is the exponents query's, not a refit of means
+    (ex,) = sweep_exponents(3, points, x="n", by=[]).groups
+    assert g.measured_exponent == ex.exponent and g.measured_ci == ex.exponent_ci  # exact
+    assert rep.estimator == ESTIMATOR and "log R" in rep.estimator
 
 
 def test_theory_quadratic_signed_and_psd() -> None:
@@ -296,7 +300,7 @@ def test_phase_diagram_needs_a_link() -> None:
 
 
 def test_phase_diagram_on_the_se_itself() -> None:
-    diagram = sweep_phase_diagram(4, linked_spec(), se_points(), bootstrap=20)
+    diagram = sweep_phase_diagram(4, linked_spec(), se_points(ns=N4), bootstrap=20)
     assert diagram.sweep_id == 4 and diagram.x == "n" and diagram.regime_rule
     assert [f.power for f in diagram.families] == sorted(POWERS)
     want = {
@@ -306,10 +310,10 @@ def test_phase_diagram_on_the_se_itself() -> None:
     }
     for f in diagram.families:
         assert f.decay == -f.power and f.group["link_power"] == f.power
-        assert f.error is None and f.n_runs == 6 and f.n_left_out == 0
-        assert f.x_window == (100.0, 400.0)
+        assert f.error is None and f.n_runs == 8 and f.n_left_out == 0
+        assert f.x_window == (100.0, 800.0)
         assert f.measured_exponent is not None and f.se_exponent is not None
-        # the measured R is the SE's: same curve, same window (3 n, power law only)
+        # the measured R is the SE's: same curve, same window (4 n, power law only)
         assert f.measured_form == "power_law" and f.se_form == "power_law"
         assert f.measured_exponent == pytest.approx(f.se_exponent, abs=1e-6)  # 1e-6 absolute
         h_exp, h_regime, regime = want[f.decay]
@@ -317,8 +321,11 @@ def test_phase_diagram_on_the_se_itself() -> None:
         assert (f.heuristic_exponent, f.heuristic_regime) == heuristic_exponent(1.0, 0.01, f.decay)
         assert f.regime == regime
         assert f.df_over_n is not None
-        want_df = predict("diagonal", 4000, 400, 0.5 * 400**f.power, 1.0, 0.01).df / 400
+        want_df = predict("diagonal", 4000, 800, 0.5 * 800**f.power, 1.0, 0.01).df / 800
         assert f.df_over_n == pytest.approx(want_df, rel=1e-12)  # tolerance: 1e-12 relative
+        lo, hi = (predict("diagonal", 4000, n, 0.5 * n**f.power, 1.0, 0.01) for n in (100, 800))
+        kappa = math.log((hi.zeta / hi.tau) / (lo.zeta / lo.tau)) / math.log(8)  # type: ignore[operator]
+        assert f.kappa_slope == pytest.approx(kappa, rel=1e-9)  # tolerance: 1e-9 relative
     # noise fitting: lambda ~ 1/n lets df/n approach 1 (THEORY.md 7.1)
     assert diagram.families[0].df_over_n > 0.5  # type: ignore[operator]
 
@@ -329,7 +336,7 @@ def test_phase_diagram_of_a_growing_weight_decay_is_answered_not_a_500() -> None
     points = [
         pt(next(counter), d=400, n=n, weight_decay=0.5 * n**0.5, link_power=0.5, seed=s,
            excess_risk=predict("diagonal", 400, n, 0.5 * n**0.5, 1.0, 0.01).excess_risk)
-        for n in (100, 200, 400)
+        for n in N4
         for s in (0, 1)
     ]  # fmt: skip
     body = {**SPEC, "link": {"weight_decay": {"coef": 0.5, "of": "n", "power": [0.5]}}}
@@ -337,7 +344,8 @@ def test_phase_diagram_of_a_growing_weight_decay_is_answered_not_a_500() -> None
     (family,) = diagram.families
     assert family.decay == -0.5 and family.heuristic_exponent is None
     assert family.heuristic_regime == family.regime == "growing weight decay"
-    assert family.measured_exponent is not None and family.measured_exponent < 0  # R grows
+    # R grows with n, then stays at 1 (every coefficient thresholded): it never decays
+    assert family.measured_exponent is not None and family.measured_exponent <= 1e-9
 
 
 def test_phase_diagram_compares_like_with_like() -> None:
@@ -355,10 +363,16 @@ def test_phase_diagram_compares_like_with_like() -> None:
         assert f.measured_exponent == pytest.approx(f.se_exponent, abs=1e-6)
 
 
-def test_phase_diagram_interpolation_label() -> None:
-    # n above the number of parameters (d = 50) at the largest n
-    diagram = sweep_phase_diagram(1, linked_spec(), se_points(d=50), bootstrap=0)
-    assert {f.regime for f in diagram.families} == {"parametric/interpolation"}
+def test_phase_diagram_regimes_come_from_the_state_evolution() -> None:
+    # d = 50, n up to 800: only the family whose SE learns every coordinate (df/p >= 0.9) is
+    # parametric; n > d alone does not make a family parametric (a d = 400 bias path has
+    # df/n = 0.005 there)
+    diagram = sweep_phase_diagram(1, linked_spec(), se_points(d=50, ns=N4), bootstrap=0)
+    regimes = {f.decay: f.regime for f in diagram.families}
+    assert regimes == {0.25: "bias-dominated", 0.5: "bias-dominated", 1.0: "parametric"}
+    for f in diagram.families:
+        se = predict("diagonal", 50, 800, 0.5 * 800**f.power, 1.0, 0.01)
+        assert (f.regime == "parametric") == (se.df / 50 >= 0.9)
 
 
 # --------------------------------------------------------------------------------------

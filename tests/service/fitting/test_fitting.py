@@ -281,15 +281,18 @@ def test_report_fields_and_fallbacks() -> None:
     assert none.ci_method.startswith("asymptotic") and none.bootstrap == 0
     lo, hi = none.exponent_ci
     assert all(math.isfinite(v) for v in (lo, hi)) and lo < none.exponent < hi
-    exact = fit_scaling(X8[:3], 2.0 * X8[:3] ** -0.5, bootstrap=0)  # 3 points, zero residual
+    exact = fit_scaling(X8[:4], 2.0 * X8[:4] ** -0.5, bootstrap=0)  # 4 points, zero residual
     assert exact.form == "power_law"
     assert all(math.isfinite(v) for v in exact.exponent_ci)
+    with pytest.raises(FitError, match="too few distinct x to fit: 3"):
+        fit_scaling(X8[:3], 2.0 * X8[:3] ** -0.5, bootstrap=0)
 
 
 @pytest.mark.parametrize(
     ("x", "y"),
     [
         ([1.0, 2.0, 2.0, 1.0], [1.0, 0.5, 0.6, 1.1]),  # 2 distinct x
+        ([1.0, 2.0, 3.0], [1.0, 0.5, 0.3]),  # 3 distinct x: a power law needs 4
         ([1.0, 2.0, 3.0], [1.0, 0.0, 0.3]),  # zero y
         ([1.0, 2.0, 3.0], [1.0, -0.5, 0.3]),  # negative y
         ([1.0, 2.0, 3.0], [1.0, float("nan"), 0.3]),  # non-finite y
@@ -407,12 +410,12 @@ def test_many_seeds_use_the_cluster_robust_interval_of_the_bootstraps_width() ->
     assert lo < 0.7 < hi
     from service.fitting import scaling
 
-    boot = scaling._replicate_exponents(
+    boot = scaling._replicate_fits(
         xs, ys, [np.flatnonzero(seeds == g) for g in range(40)], 2,
         lambda a, b, loss: scaling.power_law_form(a, b, loss), True,
         bootstrap=200, seed=0, loss="huber",
     )  # fmt: skip
-    b_lo, b_hi = np.percentile(boot, [2.5, 97.5])
+    b_lo, b_hi = np.percentile([e for e, _ in boot], [2.5, 97.5])
     assert 1 / 1.3 < (hi - lo) / (b_hi - b_lo) < 1.3
 
 
@@ -438,3 +441,48 @@ def test_the_plateau_projection_is_scipys_nnls_for_every_exponent() -> None:
             # tolerance: round-off of the 2x2 normal equations (1e-9 relative)
             assert rss[k] == pytest.approx(norm**2, rel=1e-9, abs=1e-12)
             assert (r[k], c[k]) == pytest.approx((r0, c0), rel=1e-6, abs=1e-9)
+
+
+# --------------------------------------------------------------------------------------
+# forms the data do not support (few x, a curve that does not flatten, R_inf near 0)
+
+
+def test_four_x_values_are_no_plateau() -> None:
+    # the README's quadratic sweep: 4 distinct x, 3 seeds; its 1e-3 group was fitted as a
+    # plateau with beta 2.80 [2.46, 4.06] and a prefactor of 2.6e5
+    rng = np.random.default_rng(3)
+    x, g = seeded(np.array([0.5, 1.0, 2.0, 4.0]), 3)
+    y = noisy(rng, 0.002 + 0.01 * x**-1.9)
+    fit = fit_scaling(x, y, g, bootstrap=50)
+    assert fit.form == "power_law"
+    assert "plateau not tried: 3 parameters need 5 distinct x, there are 4" in fit.notes
+
+
+def test_a_curve_bending_towards_a_slower_power_law_is_no_plateau() -> None:
+    # the state evolution of plateau-crossover's l = 1/2 path (d = 1000, gamma = 1, Delta =
+    # 0.01, lambda = 0.3 n^-1/2): R -> 0, its local slope falls from 1.10 to 0.59
+    n = np.array([100.0, 200.0, 400.0, 800.0, 1600.0])
+    se = np.array([0.12745, 0.05955, 0.03167, 0.01906, 0.01232])
+    x, g = seeded(n, 4)
+    rng = np.random.default_rng(0)
+    picks = [fit_scaling(x, noisy(rng, np.repeat(se, 4), 0.05), g, bootstrap=0).form
+             for _ in range(20)]  # fmt: skip
+    assert "plateau" not in picks, picks
+    exact = fit_scaling(x, np.repeat(se, 4), g, bootstrap=0)
+    assert any("do not flatten" in note for note in exact.notes) or exact.form != "plateau"
+
+
+def test_a_plateau_needs_r_inf_off_zero_and_an_approach_off_the_bounds() -> None:
+    from service.fitting.scaling import _plateau_replicates
+
+    good = [(1.0 + 0.01 * i, 1e-3 * (1 + 0.01 * i)) for i in range(100)]
+    assert _plateau_replicates(good) is None
+    # 3 % of the replicates without a plateau (NNLS puts R_inf at exactly 0)
+    no_floor = good[:97] + [(1.0, 0.0)] * 3
+    why = _plateau_replicates(no_floor)
+    assert why is not None and "R_inf's 95 % interval includes 0" in why
+    # 3 % of the replicates with the approach at the search bound (beta = 12)
+    unresolved = good[:97] + [(12.0, 1e-3)] * 3
+    why = _plateau_replicates(unresolved)
+    assert why is not None and "not resolved" in why
+    assert _plateau_replicates([]) is not None
