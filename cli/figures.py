@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -287,8 +287,14 @@ def risk_figure(
     return fig
 
 
-def theory_figure(sweep: SweepRecord, theory: TheoryReport) -> Figure:
-    """Measured means with error bars against the SE curve per group; ratio below."""
+def theory_figure(
+    sweep: SweepRecord,
+    theory: TheoryReport,
+    allowance: Callable[[PointTheory], tuple[float, float]] | None = None,
+) -> Figure:
+    """Measured means with error bars against the SE curve per group; ratio below, with the
+    band ``1 - below .. 1 + above`` of ``allowance(point)`` (a verdict's relative allowance)
+    where one is given."""
     by, x = theory.by, theory.x
     groups: dict[str, list[PointTheory]] = defaultdict(list)
     for p in theory.points:
@@ -312,7 +318,9 @@ def theory_figure(sweep: SweepRecord, theory: TheoryReport) -> Figure:
             )
             pred = [(float(getattr(p, x)), r) for p in pts if (r := _predicted_r(p)) is not None]
             if pred:
-                top.plot(*zip(*pred, strict=True), "--", color=color, label=f"{label}: SE")
+                top.plot(
+                    *zip(*pred, strict=True), "--", color=color, label=f"{label}: state evolution"
+                )
             ratio = [
                 (float(getattr(p, x)), float(p.measured_mean or 0.0) / r)
                 for p in meas
@@ -320,6 +328,18 @@ def theory_figure(sweep: SweepRecord, theory: TheoryReport) -> Figure:
             ]
             if ratio:
                 bottom.plot(*zip(*ratio, strict=True), "o-", color=color, markersize=3)
+            if allowance is not None and meas:
+                xs = [float(getattr(p, x)) for p in meas]
+                tol = np.array([allowance(p) for p in meas])
+                bottom.fill_between(
+                    xs,
+                    1.0 - tol[:, 0],
+                    1.0 + tol[:, 1],
+                    color=color,
+                    alpha=0.12,
+                    linewidth=0,
+                    label="verdict's allowance" if i == 0 else None,
+                )
         _loglog(top, x)
         top.set_xlabel("")
         top.set_title(f"{sweep.name or f'sweep {sweep.id}'}: measurement and state evolution")
@@ -327,6 +347,8 @@ def theory_figure(sweep: SweepRecord, theory: TheoryReport) -> Figure:
         bottom.set_xscale("log")
         _plain_log_ticks(bottom)
         bottom.axhline(1.0, color="k", linewidth=0.8)
+        if allowance is not None:
+            bottom.legend(frameon=False, fontsize=6, loc="upper right")
         bottom.set_xlabel(AXIS_LABEL.get(x, x))
         bottom.set_ylabel(r"$R / R_{\mathrm{SE}}$")
     return fig
@@ -338,10 +360,14 @@ def spectrum_figure(run: RunRecord, spectra: Sequence[Spectrum], theory: Any = N
         raise ValueError(f"run {run.id} has no stored spectrum")
     s = spectra[0]
     values = np.asarray(s.values, dtype=float)
-    floor = 1e-8 * float(values.max()) if values.size else 0.0
+    # the certified minimum's zeros (and values within the certificate's resolution of zero)
+    # have no place on a log axis
+    floor = max(1e-8 * float(values.max()) if values.size else 0.0, s.resolution or 0.0)
     pos = np.sort(values[values > floor])[::-1]
     if pos.size == 0:
-        raise ValueError(f"run {run.id}: the spectrum has no value above 1e-8 of its largest")
+        raise ValueError(
+            f"run {run.id}: the spectrum has no value above the certificate's resolution"
+        )
     predicted = None
     if theory is not None and getattr(theory, "predicted_values", None):
         pv = np.asarray(theory.predicted_values, dtype=float)
@@ -381,7 +407,7 @@ def spectrum_figure(run: RunRecord, spectra: Sequence[Spectrum], theory: Any = N
             tf = s.tail_fit
             rs = np.arange(1, tf.n_tail + 1)
             tail = tf.xmin * (rs / tf.n_tail) ** (-1.0 / (tf.alpha - 1.0))
-            keep = tail <= 10 * pos[0]  # the fitted law over the measured range only
+            keep = tail <= pos[0]  # the fitted law over the measured values only
             lo, hi = tf.alpha_ci
             rank.plot(
                 rs[keep],
@@ -412,8 +438,9 @@ def spectrum_figure(run: RunRecord, spectra: Sequence[Spectrum], theory: Any = N
     return fig
 
 
-def phase_figure(sweep: SweepRecord, phase: PhaseDiagram) -> Figure:
-    """Measured (95% interval), SE and heuristic exponents against l."""
+def phase_figure(sweep: SweepRecord, phase: PhaseDiagram, allowance: float = 0.0) -> Figure:
+    """Measured (95% interval), SE and heuristic exponents against l; with ``allowance``
+    (a verdict's), the interval widened by it is drawn too, lighter."""
     fams = sorted(phase.families, key=lambda f: f.decay)
     with paper_style():
         fig = Figure(figsize=(4.2, 3.2))
@@ -423,6 +450,18 @@ def phase_figure(sweep: SweepRecord, phase: PhaseDiagram) -> Figure:
             y = np.array([f.measured_exponent for f in meas], dtype=float)
             ci = [f.measured_ci or (v, v) for f, v in zip(meas, y, strict=True)]
             lo, hi = np.array([c[0] for c in ci]), np.array([c[1] for c in ci])
+            if allowance > 0:
+                ax.errorbar(
+                    [f.decay for f in meas],
+                    y,
+                    yerr=[y - lo + allowance, hi - y + allowance],
+                    fmt="none",
+                    capsize=5,
+                    elinewidth=4,
+                    alpha=0.25,
+                    color=COLORS[0],
+                    label=f"widened by the verdict's allowance {allowance:g}",
+                )
             ax.errorbar(
                 [f.decay for f in meas],
                 y,

@@ -155,9 +155,10 @@ def exponent_table(report: ExponentReport) -> str:
 
 
 def theory_table(report: TheoryReport) -> str:
-    """Per grid point: measured mean +- SE next to the SE prediction; then the exponents."""
+    """Per grid point: measured mean +- standard error next to the state evolution's R; then
+    the exponents (one estimator, the same form for both)."""
     header = ["model", "d", "n", "alpha", "lambda", "gamma", "noise", "seeds", "R measured",
-              "+- SE", "R SE-theory", "rel diff", "df", "support", "zeta"]  # fmt: skip
+              "+- std. err.", "R state ev.", "rel diff", "df", "support", "zeta"]  # fmt: skip
     rows = []
     for p in report.points:
         pred = p.predicted or {}
@@ -169,16 +170,20 @@ def theory_table(report: TheoryReport) -> str:
              _cell(pred.get("df")), _cell(pred.get("support")), _cell(pred.get("zeta"))]
         )  # fmt: skip
     text = f"sweep {report.sweep_id}: state evolution vs measurement\n" + table(header, rows)
-    gheader = [*report.by, f"{report.x} window", "measured exponent", "SE exponent", "points"]
+    gheader = [*report.by, f"{report.x} window", "form", "measured exponent", "95% CI",
+               "state ev. exponent", "points"]  # fmt: skip
     grows = []
     for g in report.groups:
         window = f"{g.x_window[0]:.4g}-{g.x_window[1]:.4g}" if g.x_window else "-"
+        ci = f"[{g.measured_ci[0]:.3g}, {g.measured_ci[1]:.3g}]" if g.measured_ci else "-"
         grows.append(
-            [*(_cell(g.group[a]) for a in report.by), window,
-             _cell(g.measured_exponent) if g.error is None else f"- ({g.error})",
+            [*(_cell(g.group[a]) for a in report.by), window, g.form or "-",
+             _cell(g.measured_exponent) if g.error is None else f"- ({g.error})", ci,
              _cell(g.predicted_exponent), str(g.n_points)]
         )  # fmt: skip
-    text += "\nexponents over the same window (pure power laws)\n" + table(gheader, grows)
+    text += "\nexponents over the same window, the same form\n" + table(gheader, grows)
+    if report.estimator:
+        text += f"estimator: {report.estimator}\n"
     if report.note:
         text += f"note: {report.note}\n"
     return text
@@ -186,7 +191,8 @@ def theory_table(report: TheoryReport) -> str:
 
 def phase_table(report: PhaseDiagram) -> str:
     """One line per family (power l of lambda ~ n^-l)."""
-    header = ["l", "measured", "95% CI", "form", "SE", "heuristic", "regime", "df/n", "runs"]
+    header = ["l", "measured", "95% CI", "form", "state ev.", "heuristic", "regime", "df/n",
+              "runs"]  # fmt: skip
     rows = []
     for f in report.families:
         ci = f"[{f.measured_ci[0]:.3g}, {f.measured_ci[1]:.3g}]" if f.measured_ci else "-"
@@ -202,13 +208,14 @@ def phase_table(report: PhaseDiagram) -> str:
 
 def spectra_table(report: SpectraSummary) -> str:
     """Per grid point: excess risk next to the tail and rank exponents."""
-    header = ["d", "n", "lambda", "gamma", "noise", "runs", "R", "tail alpha", "+- SE",
-              "n_tail", "rank exponent", "1+1/gamma"]  # fmt: skip
+    header = ["d", "n", "lambda", "gamma", "noise", "runs", "R", "tail alpha", "+- std. err.",
+              "tail fits", "n_tail", "rank exponent", "1+1/gamma"]  # fmt: skip
     rows = [
         [str(p.d), str(p.n), _cell(p.weight_decay), _cell(p.gamma), _cell(p.noise),
-         str(p.n_runs), _cell(p.excess_risk_mean), _cell(p.tail_alpha_mean),
-         _cell(p.tail_alpha_se), _cell(p.n_tail_mean), _cell(p.rank_exponent_mean),
-         _cell(p.predicted_alpha_ww)]
+         str(p.n_runs), _cell(p.excess_risk_mean),
+         _cell(p.tail_alpha_mean) if p.n_tail_fits else "no fit",
+         _cell(p.tail_alpha_se), f"{p.n_tail_fits} of {p.n_runs}", _cell(p.n_tail_mean),
+         _cell(p.rank_exponent_mean), _cell(p.predicted_alpha_ww)]
         for p in report.points
     ]  # fmt: skip
     return f"sweep {report.sweep_id}: spectra ({report.note})\n" + table(header, rows)

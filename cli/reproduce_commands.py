@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 from contextlib import ExitStack
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from cli.runtime import embedded_server
 from service.analysis.reports import (
     ExponentReport,
     PhaseDiagram,
+    PointTheory,
     SpectraSummary,
     SpectrumTheory,
     TheoryReport,
@@ -33,6 +34,7 @@ from service.analysis.reports import (
 from service.analysis.verdict import (
     GroupVerdict,
     Verdict,
+    allowance_at,
     combine,
     curve_verdicts,
     grid_point,
@@ -43,7 +45,7 @@ from service.analysis.verdict import (
 from service.client import Client
 from service.config import get_settings
 from service.errors import SpecError
-from service.examples import Example, all_examples, find_example
+from service.examples import Example, VerdictRule, all_examples, find_example
 from service.records import RunRecord, SweepRecord
 from service.results import Spectrum
 
@@ -139,9 +141,9 @@ def write_figures(example: Example, answers: list[SweepAnswers], folder: Path) -
             if kind == "risk":
                 fig = figures.risk_figure(sw, a.runs, a.exponents, a.theory)
             elif kind == "theory":
-                fig = figures.theory_figure(sw, a.theory)
+                fig = figures.theory_figure(sw, a.theory, partial(allowance_of, example.verdict))
             elif kind == "phase":
-                fig = figures.phase_figure(sw, a.phase)
+                fig = figures.phase_figure(sw, a.phase, example.verdict.allowance)
             elif kind == "tails":
                 fig = figures.tails_figure(sw, a.spectra_summary)
             else:  # one run per grid point: its first seed's spectrum against the SE's
@@ -160,6 +162,12 @@ def write_figures(example: Example, answers: list[SweepAnswers], folder: Path) -
     return written
 
 
+def allowance_of(rule: VerdictRule, p: PointTheory) -> tuple[float, float]:
+    """The verdict's relative allowance at a grid point, below and above (what the theory
+    figure draws)."""
+    return allowance_at(rule, p.model, p.d, p.n)
+
+
 def verdict_table(verdict: Verdict) -> str:
     """The verdict as a text table."""
     rows = [
@@ -170,14 +178,24 @@ def verdict_table(verdict: Verdict) -> str:
             f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]" if g.ci else "-",
             _num(g.se_exponent),
             _num(g.heuristic_exponent),
+            "yes" if g.raw_agrees else "no",
+            "-" if g.raw_agrees else f"{g.allowance:.3g}",
             ("yes" if g.agrees else "no") + ("" if g.expected else " (not expected)"),
         ]
         for g in verdict.groups
     ]
-    header = ["group", "form", "measured", "95% CI", "SE", "heuristic", "agrees"]
+    header = [
+        "group", "form", "measured", "95% CI", "state ev.", "heuristic", "raw", "allowance",
+        "agrees",
+    ]  # fmt: skip
     lines = [out.table(header, rows)]
     lines += [f"- {g.group}: {g.why}" for g in verdict.groups]
-    lines.append(f"\n{verdict.example} ({verdict.scale}): agrees = {str(verdict.agrees).lower()}")
+    sources = sorted({g.allowance_source for g in verdict.groups if not g.raw_agrees})
+    lines += [f"allowance: {src}" for src in sources if src != "none"]
+    lines.append(
+        f"\n{verdict.example} ({verdict.scale}): agrees = {str(verdict.agrees).lower()}"
+        f" ({verdict.raw_agrees} of {verdict.n_expected} expected groups without any allowance)"
+    )
     return "\n".join(lines)
 
 

@@ -50,17 +50,27 @@ class VerdictRule(_Frozen):
       (the spikes) against the predicted ones, within ``allowance`` (+ 6/d with ``finite_d``).
 
     Exponents (``phase``, ``tails``) agree when the SE value lies inside the measured 95%
-    interval widened by ``allowance`` (absolute). ``finite_d`` (``curve`` and ``spectrum``
-    only) adds the quadratic model's finite-d excess of THEORY.md 5.3, R_sim / R_SE = 1 + c/d
-    with c at most 6, to the relative allowance: 6/d.
+    interval widened by ``allowance`` (absolute), and agree *raw* when it lies inside the
+    interval itself; ``allowance_why`` says where the allowance comes from (every verdict
+    reports it beside the raw agreement). ``finite_d`` (``curve`` and ``spectrum`` only) adds
+    the measured finite-size excess of the network's x x' - I data
+    (:mod:`service.theory.finite_size`) to the relative allowance.
     """
 
     kind: VerdictKind
     x: str = "n"
     by: list[str] | None = None
-    allowance: Annotated[float, Field(ge=0, le=1)] = 0.05
+    allowance: Annotated[float, Field(ge=0, le=1)] = 0.0
+    allowance_why: str = ""
+    """The reason for ``allowance`` (required when it is not 0)."""
     finite_d: bool = False
     expect_disagree: list[Disagreement] = []
+
+    @model_validator(mode="after")
+    def _allowance_has_a_reason(self) -> VerdictRule:
+        if self.allowance > 0 and not self.allowance_why.strip():
+            raise ValueError("allowance_why: an allowance needs its reason (its source)")
+        return self
 
     @model_validator(mode="after")
     def _finite_d_on_values(self) -> VerdictRule:

@@ -289,6 +289,21 @@ def samples_per_unit(model: Model, d: int) -> int:
     return d * d if model == "quadratic" else d
 
 
+def convex_dimension(model: Model, d: int) -> int:
+    """Parameters of the convex problem a network's minimum solves: d (theta) or d(d+1)/2
+    (symmetric S)."""
+    return d * (d + 1) // 2 if model == "quadratic" else d
+
+
+def unique_minimizer(model: Model, d: int, n: int, weight_decay: float) -> bool:
+    """False where the objective has many global minima: weight_decay = 0 with fewer samples
+    than parameters of the convex problem (every interpolating solution is a minimum). With
+    a positive weight decay the LASSO's minimiser is unique for data in general position,
+    which Gaussian inputs are with probability 1 (Tibshirani 2013); the trace-penalised
+    sensing problem is treated alike."""
+    return not (weight_decay == 0 and n < convex_dimension(model, d))
+
+
 def sample_size(model: Model, d: int, alpha: float) -> int:
     """n from alpha: n = alpha d^2 (quadratic) or alpha d (diagonal), rounded, at least 1."""
     return max(1, round(alpha * samples_per_unit(model, d)))

@@ -37,6 +37,16 @@ ByAxes = Annotated[
 ]
 
 
+NonUnique = Annotated[
+    bool,
+    Query(
+        description="Also fit runs whose minimiser is not unique (weight_decay = 0 with fewer "
+        "samples than parameters: their risk is the optimiser's implicit bias); default: left "
+        "out and counted in n_non_unique"
+    ),
+]
+
+
 def _by(by: str | None) -> list[str] | None:
     return None if by is None else [a.strip() for a in by.split(",") if a.strip()]
 
@@ -54,42 +64,61 @@ def _answer(
 
 
 def _per_group(
-    store: SweepStore, sweep_id: int, name: str, fit: Callable[..., T], x: str, by: str | None
+    store: SweepStore,
+    sweep_id: int,
+    name: str,
+    fit: Callable[..., T],
+    x: str,
+    by: str | None,
+    include_non_unique: bool,
 ) -> T:
     """A per-group answer of the ``x`` and ``by`` query, cached like every other."""
     axes = _by(by)
 
     def run() -> T:
-        return fit(sweep_id, store.run_points(sweep_id), x=x, by=axes)
+        points = store.run_points(sweep_id)
+        return fit(sweep_id, points, x=x, by=axes, include_non_unique=include_non_unique)
 
-    return _answer(store, sweep_id, (name, x, None if axes is None else tuple(axes)), run)
+    key = (name, x, None if axes is None else tuple(axes), include_non_unique)
+    return _answer(store, sweep_id, key, run)
 
 
 @router.get("/{sweep_id}/exponents", responses=RESPONSES)
 def get_exponents(
-    sweep_id: SweepId, store: StoreDep, x: XAxis = "n", by: ByAxes = None
+    sweep_id: SweepId,
+    store: StoreDep,
+    x: XAxis = "n",
+    by: ByAxes = None,
+    include_non_unique: NonUnique = False,
 ) -> ExponentReport:
     """Fitted exponents of R ~ C x^-beta per group (power law, plateau or broken), bootstrap CI."""
-    return _per_group(store, sweep_id, "exponents", sweep_exponents, x, by)
+    return _per_group(store, sweep_id, "exponents", sweep_exponents, x, by, include_non_unique)
 
 
 @router.get("/{sweep_id}/theory", responses=RESPONSES)
 def get_theory(
-    sweep_id: SweepId, store: StoreDep, x: XAxis = "n", by: ByAxes = None
+    sweep_id: SweepId,
+    store: StoreDep,
+    x: XAxis = "n",
+    by: ByAxes = None,
+    include_non_unique: NonUnique = False,
 ) -> TheoryReport:
     """State-evolution prediction next to the measured mean per grid point, and exponents."""
-    return _per_group(store, sweep_id, "theory", sweep_theory, x, by)
+    return _per_group(store, sweep_id, "theory", sweep_theory, x, by, include_non_unique)
 
 
 @router.get("/{sweep_id}/phase-diagram", responses=RESPONSES)
-def get_phase_diagram(sweep_id: SweepId, store: StoreDep) -> PhaseDiagram:
+def get_phase_diagram(
+    sweep_id: SweepId, store: StoreDep, include_non_unique: NonUnique = False
+) -> PhaseDiagram:
     """Measured, SE and heuristic exponents against the power l of lambda ~ n^-l, with regimes."""
 
     def run() -> PhaseDiagram:
         spec = store.get_sweep(sweep_id).spec
-        return sweep_phase_diagram(sweep_id, spec, store.run_points(sweep_id))
+        points = store.run_points(sweep_id)
+        return sweep_phase_diagram(sweep_id, spec, points, include_non_unique=include_non_unique)
 
-    return _answer(store, sweep_id, ("phase",), run)
+    return _answer(store, sweep_id, ("phase", include_non_unique), run)
 
 
 @router.get("/{sweep_id}/spectra/summary", responses=RESPONSES)

@@ -39,18 +39,25 @@ mean differ by a constant factor (1 + O(CV^2)) that does not change an exponent.
 
 
 def fit_group(
-    x: str, group: dict[str, float | None], members: Sequence[RunPoint], *, bootstrap: int
+    x: str,
+    group: dict[str, float | None],
+    members: Sequence[RunPoint],
+    *,
+    bootstrap: int,
+    include_non_unique: bool = False,
 ) -> tuple[GroupFit, str | None]:
-    """Fit one group's usable runs and count the others; also returns the selection rule."""
+    """Fit one group's usable runs and count the others; also returns the selection rule.
+    Runs whose minimiser is not unique are left out (and counted) unless
+    ``include_non_unique``."""
     xs: list[float] = []
     ys: list[float] = []
     seeds: list[int] = []
-    counts = {"failed": 0, "unconverged": 0, "pending": 0, "nonpositive": 0}
+    counts = {"failed": 0, "unconverged": 0, "pending": 0, "nonpositive": 0, "non_unique": 0}
     for p in members:
         xv = axis_value(p, x)
         if p.status in ("queued", "running"):
             counts["pending"] += 1
-        elif usable(p) and xv is not None and xv > 0:
+        elif usable(p, include_non_unique) and xv is not None and xv > 0:
             xs.append(xv)
             ys.append(float(p.excess_risk))  # type: ignore[arg-type]
             seeds.append(p.seed)
@@ -60,13 +67,18 @@ def fit_group(
             counts["failed"] += 1
         elif not p.converged:
             counts["unconverged"] += 1
+        elif usable(p, include_non_unique=True):
+            counts["non_unique"] += 1
         else:
             counts["nonpositive"] += 1
     common: dict[str, Any] = {
         "group": group,
         "n_points": len(set(xs)),
         "n_runs": len(xs),
-        "n_left_out": counts["failed"] + counts["unconverged"] + counts["nonpositive"],
+        "n_left_out": sum(
+            counts[k] for k in ("failed", "unconverged", "nonpositive", "non_unique")
+        ),
+        "n_non_unique": counts["non_unique"],
         "n_failed": counts["failed"],
         "n_unconverged": counts["unconverged"],
         "n_pending": counts["pending"],
@@ -106,11 +118,15 @@ def sweep_exponents(
     x: str = "n",
     by: Sequence[str] | None = None,
     bootstrap: int = BOOTSTRAP,
+    include_non_unique: bool = False,
 ) -> ExponentReport:
     """Fit R against x per group of the ``by`` axes, pooling seeds."""
     check_axes(x, by)
     axes = list(by) if by is not None else default_by(x, points)
-    done = [fit_group(x, g, m, bootstrap=bootstrap) for g, m in group_points(points, axes)]
+    done = [
+        fit_group(x, g, m, bootstrap=bootstrap, include_non_unique=include_non_unique)
+        for g, m in group_points(points, axes)
+    ]
     fits = [f for f, _ in done]
     selection = next((rule for _, rule in done if rule), "no group could be fitted")
     return ExponentReport(

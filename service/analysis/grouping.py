@@ -11,7 +11,7 @@ import numpy as np
 
 from service.errors import SpecError
 from service.records import RunPoint
-from service.spec import samples_per_unit
+from service.spec import samples_per_unit, unique_minimizer
 
 X_AXES = ("n", "alpha", "d", "weight_decay", "gamma", "noise")
 BY_AXES = (*X_AXES, "link_power")
@@ -70,8 +70,10 @@ def default_by(x: str, points: Sequence[RunPoint]) -> list[str]:
     return [a for a in candidates if a not in tied and len({axis_value(p, a) for p in points}) > 1]
 
 
-def usable(p: RunPoint) -> bool:
-    """A run that contributes to a fit."""
+def usable(p: RunPoint, include_non_unique: bool = False) -> bool:
+    """A run that contributes to a fit: certified, with a finite positive risk, and a unique
+    minimiser unless asked (:func:`service.spec.unique_minimizer`: with weight_decay = 0 and
+    fewer samples than parameters the risk is the optimiser's, not the objective's)."""
     r = p.excess_risk
     return (
         p.status == "succeeded"
@@ -79,6 +81,7 @@ def usable(p: RunPoint) -> bool:
         and r is not None
         and math.isfinite(r)
         and r > 0
+        and (include_non_unique or unique_minimizer(p.model, p.d, p.n, p.weight_decay))  # type: ignore[arg-type]
     )
 
 

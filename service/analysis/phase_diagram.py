@@ -39,7 +39,12 @@ REGIME_RULE = (
 
 
 def sweep_phase_diagram(
-    sweep_id: int, spec: SweepSpec, points: Sequence[RunPoint], *, bootstrap: int = 200
+    sweep_id: int,
+    spec: SweepSpec,
+    points: Sequence[RunPoint],
+    *,
+    bootstrap: int = 200,
+    include_non_unique: bool = False,
 ) -> PhaseDiagram:
     """One entry per family of the linked weight decay (measured and SE exponents from
     :func:`~service.analysis.theory_comparison.sweep_theory`: one estimator)."""
@@ -53,7 +58,9 @@ def sweep_phase_diagram(
     x = link.of if link.of != "d" else "n"
     others = [a for a in ("d", "gamma", "noise") if len({getattr(p, a) for p in points}) > 1]
     by = ["link_power", *others]
-    theory = sweep_theory(sweep_id, points, x=x, by=by, bootstrap=bootstrap)
+    theory = sweep_theory(
+        sweep_id, points, x=x, by=by, bootstrap=bootstrap, include_non_unique=include_non_unique
+    )
     by_group = {tuple(sorted(g.group.items())): g for g in theory.groups}
     families = []
     for group, members in group_points(points, by):

@@ -56,7 +56,10 @@ class GroupFit(Report):
     n_runs: int
     """Runs behind those points."""
     n_left_out: int
-    """Runs left out: failed, unconverged or with a non-positive risk."""
+    """Runs left out: failed, unconverged, with a non-positive risk, or (unless asked) with
+    many global minima."""
+    n_non_unique: int = 0
+    """Runs left out because their minimiser is not unique (weight_decay = 0, n < p)."""
     n_failed: int
     n_unconverged: int
     n_pending: int
@@ -190,7 +193,11 @@ class SpectraPoint(Report):
     excess_risk_mean: float | None
     excess_risk_se: float | None
     tail_alpha_mean: float | None
+    """Mean over the runs with a tail fit (None: no run has one; see n_tail_fits)."""
     tail_alpha_se: float | None
+    n_tail_fits: int = 0
+    """Runs whose certified spectrum has a tail fit (the others: too few values above the
+    certificate's resolution, or a tail the goodness-of-fit test rejects)."""
     n_tail_mean: float | None
     rank_exponent_mean: float | None
     rank_exponent_se: float | None

@@ -60,6 +60,7 @@ def sweep_spectra_summary(
                 excess_risk_se=r_se,
                 tail_alpha_mean=a_mean,
                 tail_alpha_se=a_se,
+                n_tail_fits=len(alphas),
                 n_tail_mean=float(np.mean(ntail)) if ntail else None,
                 rank_exponent_mean=k_mean,
                 rank_exponent_se=k_se,
@@ -70,9 +71,12 @@ def sweep_spectra_summary(
         sweep_id=sweep_id,
         points=out,
         note=(
-            "tail_alpha: continuous power-law MLE of the largest values (xmin by minimal KS "
-            "distance); only the part well above the threshold and the noise bulk is a power "
-            "law, so compare with 1 + 1/gamma where n_tail is large (THEORY.md 6)"
+            "tail_alpha: continuous power-law MLE of the largest values of the certified "
+            "minimum above the certificate's resolution (xmin by minimal KS distance), averaged "
+            "over the runs with a fit (n_tail_fits); a run has none with fewer than 10 values "
+            "or when the KS goodness-of-fit test rejects the power law (p < 0.1). Only the part "
+            "well above the threshold and the noise bulk is a power law, so compare with "
+            "1 + 1/gamma where n_tail is large (THEORY.md 6)"
         ),
     )
 

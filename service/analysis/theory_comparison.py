@@ -66,6 +66,7 @@ def sweep_theory(
     x: str = "n",
     by: Sequence[str] | None = None,
     bootstrap: int = BOOTSTRAP,
+    include_non_unique: bool = False,
 ) -> TheoryReport:
     """SE predictions next to the measured means, per grid point and per group."""
     check_axes(x, by)
@@ -79,7 +80,11 @@ def sweep_theory(
         p0 = members[0]
         pred, err = _prediction(p0)
         preds[key] = pred
-        risks = [float(m.excess_risk) for m in members if usable(m)]  # type: ignore[arg-type]
+        risks = [
+            float(m.excess_risk)  # type: ignore[arg-type]
+            for m in members
+            if usable(m, include_non_unique)
+        ]
         mean, se = mean_se(risks)
         rel = (mean - pred.excess_risk) / pred.excess_risk if (pred and mean is not None) else None
         out.append(
@@ -101,7 +106,10 @@ def sweep_theory(
                 rel_diff=rel,
             )
         )
-    groups = [_group_theory(x, g, m, preds, bootstrap) for g, m in group_points(points, axes)]
+    groups = [
+        _group_theory(x, g, m, preds, bootstrap, include_non_unique)
+        for g, m in group_points(points, axes)
+    ]
     note = None
     if any(p.model == "quadratic" for p in points):
         note = (
@@ -120,13 +128,16 @@ def _group_theory(
     members: Sequence[RunPoint],
     preds: dict[tuple[object, ...], Prediction | None],
     bootstrap: int,
+    include_non_unique: bool,
 ) -> GroupTheory:
-    fit, _ = fit_group(x, group, members, bootstrap=bootstrap)
+    fit, _ = fit_group(
+        x, group, members, bootstrap=bootstrap, include_non_unique=include_non_unique
+    )
     curve: dict[float, float] = {}
     for p in members:
         xv = axis_value(p, x)
         pred = preds.get(_point_key(p))
-        if xv is not None and xv > 0 and usable(p) and pred is not None:
+        if xv is not None and xv > 0 and usable(p, include_non_unique) and pred is not None:
             curve[xv] = pred.excess_risk
     window = (min(curve), max(curve)) if curve else None
     predicted = None

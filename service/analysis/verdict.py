@@ -28,9 +28,16 @@ from service.examples import Example, VerdictRule
 from service.records import RunRecord
 from service.results import Spectrum
 from service.spec import RunConfig
+from service.theory.finite_size import (
+    FINITE_SIZE_SOURCE,
+    NOISE_FITTING_DF,
+    SPECTRUM_SOURCE,
+    SPIKE_PER_D,
+    SUPPORT_ALLOWANCE,
+    finite_size_excess,
+    in_noise_fitting,
+)
 
-FINITE_D_C_MAX = 6.0
-"""THEORY.md 5.3: R_sim / R_SE = 1 + c/d for the network's x x' - I data, c at most 6."""
 Z95 = 1.96
 """The two-sided 95% quantile of the normal distribution."""
 SE_OF_MEAN = 3.0
@@ -48,6 +55,16 @@ class GroupVerdict(Report):
     heuristic_exponent: float | None = None
     form: str | None
     agrees: bool
+    """Agreement with the allowance (``allowance``, ``allowance_source``)."""
+    raw_agrees: bool = False
+    """Agreement without any allowance: the state-evolution exponent inside the measured 95%
+    interval; every grid point within three standard errors of its seed mean; a spectrum
+    within its seeds' scatter."""
+    allowance: float = 0.0
+    """What was added to the measurement's own uncertainty (absolute on an exponent,
+    relative on a risk or a spectrum; for a curve the largest over its grid points)."""
+    allowance_source: str = ""
+    """Where the allowance comes from (the example's reason; a measured finite-size rule)."""
     expected: bool = True
     """False for a group THEORY.md does not expect to agree at this size."""
     why: str
@@ -60,6 +77,9 @@ class Verdict(Report):
     scale: str
     sweep_ids: list[int]
     agrees: bool
+    raw_agrees: int = 0
+    """Expected groups that agree without any allowance (of ``n_expected``)."""
+    n_expected: int = 0
     groups: list[GroupVerdict]
 
 
@@ -75,10 +95,22 @@ def grid_point(cfg: RunConfig) -> tuple[int, int, float, float, float]:
     return (cfg.d, cfg.n, cfg.weight_decay, cfg.teacher.gamma, cfg.teacher.noise)
 
 
-def _tolerance(rule: VerdictRule, d: int) -> float:
-    """The relative allowance on R or on a spectrum at dimension d: the rule's, plus the
-    finite-d excess of THEORY.md 5.3 (at most 6/d) with ``finite_d``."""
-    return rule.allowance + (FINITE_D_C_MAX / d if rule.finite_d else 0.0)
+def allowance_at(rule: VerdictRule, model: str, d: int, n: int) -> tuple[float, float]:
+    """The relative allowance on R at (d, n), below and above: the rule's on both sides, plus
+    above (an excess, as measured) the finite-size excess of the network's data
+    (:mod:`service.theory.finite_size`) with ``finite_d``."""
+    excess = finite_size_excess(model, d, n) if rule.finite_d else 0.0
+    return rule.allowance, rule.allowance + excess
+
+
+def _source(rule: VerdictRule) -> str:
+    """What the allowance of ``rule`` is made of, with its reasons."""
+    parts = []
+    if rule.allowance:
+        parts.append(f"{rule.allowance:g} ({rule.allowance_why or 'the example allowance'})")
+    if rule.finite_d:
+        parts.append(SPECTRUM_SOURCE if rule.kind == "spectrum" else FINITE_SIZE_SOURCE)
+    return " + ".join(parts) or "none"
 
 
 def _expected(rule: VerdictRule, sweep_name: str, group: dict[str, float | None]) -> str | None:
@@ -104,6 +136,8 @@ def _group_verdict(
     *,
     agrees: bool,
     why: str,
+    raw: bool = False,
+    allowance: float = 0.0,
     measured: float | None = None,
     ci: tuple[float, float] | None = None,
     se: float | None = None,
@@ -124,6 +158,9 @@ def _group_verdict(
         heuristic_exponent=heuristic,
         form=form,
         agrees=agrees,
+        raw_agrees=raw,
+        allowance=allowance,
+        allowance_source=_source(rule) if allowance else "none",
         expected=reason is None,
         why=why,
     )
@@ -143,18 +180,32 @@ def _exponent_verdict(
     error: str | None = None,
 ) -> GroupVerdict:
     widen = rule.allowance
+    raw = False
     if measured is None or ci is None or se is None:
-        agrees, why = False, f"no comparison: {error or 'no measured or SE exponent'}"
+        missing = error or "no measured or state-evolution exponent"
+        agrees, why = False, f"no comparison: {missing}"
     else:
+        raw = ci[0] <= se <= ci[1]
         agrees = ci[0] - widen <= se <= ci[1] + widen
-        rel = "inside" if agrees else "outside"
-        why = (
-            f"SE {se:.3f} {rel} the measured 95% interval [{ci[0]:.3f}, {ci[1]:.3f}]"
-            f" widened by {widen:.3f}"
-        )
+        if raw:
+            why = (
+                f"state evolution {se:.3f} inside the measured 95% interval "
+                f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+            )
+        else:
+            how = (
+                f"inside it widened by {widen:.3f}"
+                if agrees
+                else f"outside it even widened by {widen:.3f}"
+            )
+            why = (
+                f"state evolution {se:.3f} outside the measured 95% interval [{ci[0]:.3f}, "
+                f"{ci[1]:.3f}], {how}"
+            )
     return _group_verdict(
-        rule, sweep_id, sweep_name, group, agrees=agrees, why=why, measured=measured, ci=ci,
-        se=se, heuristic=heuristic, form=form,
+        rule, sweep_id, sweep_name, group, agrees=agrees, why=why, raw=raw,
+        allowance=widen if not raw else 0.0, measured=measured, ci=ci, se=se,
+        heuristic=heuristic, form=form,
     )  # fmt: skip
 
 
@@ -173,35 +224,57 @@ def phase_verdicts(rule: VerdictRule, sweep_name: str, phase: PhaseDiagram) -> l
 
 
 def curve_verdicts(rule: VerdictRule, sweep_name: str, theory: TheoryReport) -> list[GroupVerdict]:
-    """Every grid point's seed mean against the SE value, per group."""
+    """Every grid point's seed mean against the state-evolution value, per group: raw when
+    within three standard errors of the mean, with the allowance when within that plus the
+    relative tolerance (:func:`allowance_at`)."""
     out = []
     by = theory.by
     for g in theory.groups:
         key = tuple(g.group.get(a) for a in by)
         pts = [p for p in theory.points if tuple(getattr(p, a) for a in by) == key]
         worst: tuple[float, str] | None = None
-        n_ok = n_cmp = 0
+        n_ok = n_raw = n_cmp = 0
+        used = 0.0
+        unruled: list[str] = []
         for p in pts:
             pred = p.predicted.get("excess_risk") if p.predicted else None
             if not isinstance(pred, float) or pred <= 0 or p.measured_mean is None:
                 continue
-            n_cmp += 1
-            tol = _tolerance(rule, p.d)
-            se_rel = SE_OF_MEAN * (p.measured_se or 0.0) / pred
+            where = f"{theory.x}={getattr(p, theory.x):.4g}"
+            df = _num(p.predicted.get("df") if p.predicted else None)
             ratio = p.measured_mean / pred
-            excess = abs(ratio - 1.0) - tol - se_rel
+            if rule.finite_d and p.model == "quadratic" and df is not None:
+                if in_noise_fitting(df, p.n):
+                    unruled.append(f"{where} (R/R_SE = {ratio:.3f}, df/n = {df / p.n:.2f})")
+                    continue
+            n_cmp += 1
+            below, above = allowance_at(rule, p.model, p.d, p.n)
+            se_rel = SE_OF_MEAN * (p.measured_se or 0.0) / pred
+            dev = ratio - 1.0
+            raw_ok = abs(dev) <= se_rel
+            n_raw += raw_ok
+            excess = max(-dev - below, dev - above) - se_rel
             n_ok += excess <= 0
+            if not raw_ok:
+                used = max(used, above if dev > 0 else below)
             if worst is None or excess > worst[0]:
-                worst = (excess, f"{theory.x}={getattr(p, theory.x):.4g}: R/R_SE = {ratio:.3f}"
-                                 f" (tolerance {tol:.3f} + {se_rel:.3f})")  # fmt: skip
+                worst = (excess, f"{where}: R/R_SE = {ratio:.3f} (3 standard errors {se_rel:.3f},"
+                                 f" allowance -{below:.3f} / +{above:.3f})")  # fmt: skip
         agrees = n_cmp > 0 and n_ok == n_cmp
-        why = (f"{n_ok} of {n_cmp} grid points within tolerance; worst {worst[1]}" if worst
+        raw = n_cmp > 0 and n_raw == n_cmp
+        why = (f"{n_raw} of {n_cmp} grid points within 3 standard errors, {n_ok} with the"
+               f" allowance; worst {worst[1]}" if worst
                else "no grid point with both a measurement and a prediction")  # fmt: skip
+        if unruled:
+            why += (
+                f"; not judged (noise fitting, df/n >= {NOISE_FITTING_DF:g}, where no measured "
+                f"finite-size rule holds): {', '.join(unruled)}"
+            )
         out.append(
             _group_verdict(
-                rule, theory.sweep_id, sweep_name, g.group, agrees=agrees, why=why,
-                measured=g.measured_exponent, se=g.predicted_exponent,
-                form="power_law" if g.measured_exponent is not None else None,
+                rule, theory.sweep_id, sweep_name, g.group, agrees=agrees, why=why, raw=raw,
+                allowance=used, measured=g.measured_exponent, ci=g.measured_ci,
+                se=g.predicted_exponent, form=g.form,
             )
         )  # fmt: skip
     return out
@@ -235,11 +308,6 @@ def tail_verdicts(
 
 SPIKES = 5
 """``spectrum``: how many of the largest values are compared with the prediction."""
-ZERO = 1e-3
-"""``spectrum``: values below this fraction of the largest count as zeros for the support.
-The network's certified minimum (relative gap 1e-6) leaves the components the convex
-minimum sets to zero at 1e-6 to 1e-4 of the top eigenvalue (seen at d = 40, lambda = 0.3),
-while the smallest learned spike there was 5e-3 of it."""
 
 
 def spectrum_verdicts(
@@ -248,9 +316,11 @@ def spectrum_verdicts(
     sweep_id: int,
     runs: Sequence[tuple[RunRecord, Sequence[Spectrum], SpectrumTheory | None]],
 ) -> list[GroupVerdict]:
-    """Per grid point (d, n, weight decay, teacher): the runs' spectra against the predicted
-    spectrum, averaged over seeds: the support (values above ZERO of the largest) and the
-    SPIKES largest."""
+    """Per grid point (d, n, weight decay, teacher): the runs' certified spectra against the
+    predicted spectrum, over seeds: the support (the certified solution's non-zeros) and the
+    SPIKES largest values. Raw: the mean within three standard errors over the seeds (at
+    least 1 on the support: an integer); with the allowance: within that plus the relative
+    tolerance."""
     by_group: dict[tuple[int, int, float, float, float], list[tuple[float, float, float]]] = {}
     for run, spectra, theory in runs:
         if theory is None or not spectra:
@@ -258,11 +328,11 @@ def spectrum_verdicts(
         measured = next((s for s in spectra if s.kind == theory.kind), None)
         if measured is None or not measured.values:
             continue
-        vals = np.sort(np.asarray(measured.values, dtype=float))[::-1]
+        vals = np.sort(np.abs(np.asarray(measured.values, dtype=float)))[::-1]
         pred = np.sort(np.asarray(theory.predicted_values, dtype=float))[::-1]
-        support = float(np.count_nonzero(vals > ZERO * vals[0]))
+        support = float(np.count_nonzero(vals > 0))
         k = min(SPIKES, int(support), int(np.count_nonzero(pred > 0)))
-        spike = float(np.median(np.abs(vals[:k] / pred[:k] - 1.0))) if k else math.inf
+        spike = float(np.median(vals[:k] / pred[:k] - 1.0)) if k else math.inf
         by_group.setdefault(grid_point(run.config), []).append(
             (support, theory.predicted_support, spike)
         )
@@ -270,14 +340,22 @@ def spectrum_verdicts(
     for (d, n, lam, gamma, noise), rows in sorted(by_group.items()):
         arr = np.array(rows)
         support, predicted, spike = (float(v) for v in arr.mean(axis=0))
-        tol = _tolerance(rule, d)
-        ok_support = abs(support - predicted) <= tol * predicted + 1.0
-        ok_spike = spike <= tol
+        m = len(rows)
+        sd = arr.std(axis=0, ddof=1) if m > 1 else np.zeros(3)
+        s_support = SE_OF_MEAN * float(sd[0]) / math.sqrt(m)
+        s_spike = SE_OF_MEAN * float(sd[2]) / math.sqrt(m)
+        spike_tol = rule.allowance + (SPIKE_PER_D / d if rule.finite_d else 0.0)
+        support_tol = rule.allowance * predicted + (SUPPORT_ALLOWANCE if rule.finite_d else 0.0)
+        raw_support = abs(support - predicted) <= s_support
+        raw_spike = abs(spike) <= s_spike
+        ok_support = abs(support - predicted) <= s_support + support_tol
+        ok_spike = abs(spike) <= s_spike + spike_tol
+        raw = raw_support and raw_spike
         why = (
-            f"{len(rows)} runs: support {support:.1f} vs predicted {predicted:.1f}"
-            f" ({'within' if ok_support else 'outside'} {tol:.0%} + 1); the {SPIKES} largest"
-            f" values differ from the predicted ones by {spike:.1%} (median;"
-            f" {'within' if ok_spike else 'outside'} {tol:.0%})"
+            f"{m} runs: support {support:.1f} vs predicted {predicted:.1f} (3 standard errors"
+            f" {s_support:.1f}; {_within(raw_support, ok_support)}); the {SPIKES} largest"
+            f" values {spike:+.1%} from the predicted ones (median; 3 standard errors"
+            f" {s_spike:.1%}; {_within(raw_spike, ok_spike)})"
         )
         group: dict[str, float | None] = {
             "weight_decay": lam, "d": float(d), "n": float(n), "gamma": gamma, "noise": noise,
@@ -285,10 +363,20 @@ def spectrum_verdicts(
         out.append(
             _group_verdict(
                 rule, sweep_id, sweep_name, group, agrees=ok_support and ok_spike, why=why,
-                form="spectrum",
+                raw=raw, allowance=0.0 if raw else spike_tol, form="spectrum",
             )
         )  # fmt: skip
     return out
+
+
+def _num(v: object) -> float | None:
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def _within(raw: bool, with_allowance: bool) -> str:
+    if raw:
+        return "within"
+    return "within with the allowance" if with_allowance else "outside even with the allowance"
 
 
 def combine(
@@ -301,5 +389,7 @@ def combine(
         scale=scale,
         sweep_ids=sweep_ids,
         agrees=bool(expected) and all(g.agrees for g in expected),
+        raw_agrees=sum(g.raw_agrees for g in expected),
+        n_expected=len(expected),
         groups=list(groups),
     )

@@ -26,7 +26,7 @@ import torch
 from numpy.typing import NDArray
 
 from service.results import Spectrum
-from service.spec import RunConfig
+from service.spec import RunConfig, convex_dimension, unique_minimizer
 from workers.certificate import Certificate, certificate_tolerance
 from workers.convex import ConvexSolution
 from workers.data import Dataset, sample
@@ -136,31 +136,22 @@ class Problem(ABC):
         """The spectra of the certified minimum with their tail and rank fits, and the raw
         ones of the trained weights (:mod:`workers.spectra`)."""
 
-    @property
-    @abstractmethod
-    def convex_dimension(self) -> int:
-        """Parameters of the convex problem: d (theta) or d(d+1)/2 (symmetric S)."""
-
     # -- shared ---------------------------------------------------------------------------
 
     def unique_minimizer(self) -> tuple[bool, str | None]:
-        """Whether the objective has one minimiser, and why not when it has many.
-
-        With lam > 0 the LASSO's minimiser is unique for data in general position, which
-        Gaussian inputs are with probability 1 (Tibshirani 2013); the trace-penalised sensing
-        problem is treated alike. With lam = 0 and fewer samples than parameters of the convex
-        problem every interpolating solution is a minimiser: the certificate (a gap of 0)
-        holds for all of them, and which one training finds -- hence its risk -- is the
-        optimiser's implicit bias, not the objective's."""
+        """Whether the objective has one minimiser (:func:`service.spec.unique_minimizer`),
+        and why not when it has many: with lam = 0 and fewer samples than parameters the
+        certificate (a gap of 0) holds for every interpolating solution, and which one training
+        finds -- hence its risk -- is the optimiser's implicit bias, not the objective's."""
         cfg = self.cfg
-        p = self.convex_dimension
-        if cfg.weight_decay == 0 and cfg.n < p:
-            return False, (
-                f"not unique: weight_decay = 0 and n = {cfg.n} < {p} parameters of the convex "
-                "problem, so every interpolating solution is a global minimum; the risk reflects "
-                "the optimiser's implicit bias, not the objective (left out of fits unless asked)"
-            )
-        return True, None
+        if unique_minimizer(cfg.model, cfg.d, cfg.n, cfg.weight_decay):
+            return True, None
+        p = convex_dimension(cfg.model, cfg.d)
+        return False, (
+            f"not unique: weight_decay = 0 and n = {cfg.n} < {p} parameters of the convex "
+            "problem, so every interpolating solution is a global minimum; the risk reflects "
+            "the optimiser's implicit bias, not the objective (left out of fits unless asked)"
+        )
 
     def shape(self) -> tuple[object, ...]:
         """What runs must share to train in one batch (:meth:`RunConfig.batch_shape`)."""

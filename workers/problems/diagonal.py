@@ -85,10 +85,6 @@ class DiagonalProblem(Problem):
     def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
         return lasso_certificate(data.x, data.y, solution, self.cfg.weight_decay)
 
-    @property
-    def convex_dimension(self) -> int:
-        return self.cfg.d
-
     def convex_solver(self) -> ConvexSolver:
         return solve_lasso
 

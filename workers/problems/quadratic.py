@@ -118,10 +118,6 @@ class QuadraticProblem(Problem):
     def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
         return sensing_certificate(data.x, data.y, solution, self.cfg.weight_decay, self.psd)
 
-    @property
-    def convex_dimension(self) -> int:
-        return self.cfg.d * (self.cfg.d + 1) // 2
-
     def convex_solver(self) -> ConvexSolver:
         return partial(solve_sensing, psd=self.psd)
 

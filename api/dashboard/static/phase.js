@@ -32,7 +32,7 @@
       { key: "measured_exponent", label: "measured", num: true, render: (f) => num(f.measured_exponent, 4) },
       { key: "measured_ci", label: "95% interval", render: (f) => interval(f.measured_ci) },
       { key: "measured_form", label: "form", render: (f) => f.measured_form || "" },
-      { key: "se_exponent", label: "SE", num: true, render: (f) => num(f.se_exponent, 4) },
+      { key: "se_exponent", label: "state ev.", num: true, render: (f) => num(f.se_exponent, 4) },
       { key: "heuristic_exponent", label: "heuristic", num: true, render: (f) => num(f.heuristic_exponent, 4) },
       { key: "df_over_n", label: "df/n", num: true, render: (f) => num(f.df_over_n, 3) },
       { key: "n_runs", label: "runs", num: true },

@@ -18,8 +18,8 @@
       ["train loss", num(m.train_loss, 6)],
       ["objective", num(m.objective, 8)],
       ["test error", m.test_error === null ? "" : `${num(m.test_error, 5)} ± ${num(m.test_error_se, 2)}`],
-      ["support", m.support],
-      ["penalty norm", num(m.penalty_norm, 5)],
+      ["support (certified)", m.support],
+      ["penalty norm (certified)", num(m.penalty_norm, 5)],
       ["device", m.device],
       ["batch size", m.batch_size ?? ""],
       ["wall time", `${num(m.wall_time_s, 4)} s`],
@@ -36,6 +36,10 @@
       ["steps", m.steps],
       ["gradient norm", num(m.grad_norm, 3)],
       ["support corrections", m.corrections ?? ""],
+      ["proven zero", m.screened ?? ""],
+      ["resolution", m.resolution === null || m.resolution === undefined ? "not computed" : num(m.resolution, 3)],
+      ["support estimator", m.support_method || "values above 1e-10 of the largest (stored before screening)"],
+      ["unique minimiser", m.unique_minimizer === false ? `no: ${m.minimizer_note}` : (m.unique_minimizer ? "yes" : "")],
       ["attempts", run.attempts],
     ]);
   }
@@ -75,8 +79,9 @@
       return;
     }
     const s = spectra.spectra[0];
-    // values below 1e-8 of the largest are numerical zeros (the tail fit drops them too)
-    const floor = 1e-8 * Math.max(...s.values);
+    // the certified minimum's zeros, and values within the certificate's resolution of zero,
+    // have no place on a log axis (the fits leave them out too)
+    const floor = Math.max(1e-8 * Math.max(...s.values), s.resolution || 0);
     const positive = s.values.filter((v) => v > floor);
     const theory = spectra.theory;
     // histogram over log-spaced bins, drawn as steps on a log x axis
@@ -118,9 +123,14 @@
     if (tf) {
       // a power-law tail with density exponent alpha above xmin: value ~ xmin (r / n_tail)^(-1/(alpha-1))
       const rs = [];
-      for (let r = 1; r <= tf.n_tail; r += Math.max(1, Math.floor(tf.n_tail / 40))) rs.push(r);
+      // drawn over the measured values only: from xmin up to the largest value
+      const top = Math.max(...positive);
+      const at = (r) => tf.xmin * (r / tf.n_tail) ** (-1 / (tf.alpha - 1));
+      for (let r = 1; r <= tf.n_tail; r += Math.max(1, Math.floor(tf.n_tail / 40))) {
+        if (at(r) <= top) rs.push(r);
+      }
       rs.push(tf.n_tail);
-      traces.push({ x: rs, y: rs.map((r) => tf.xmin * (r / tf.n_tail) ** (-1 / (tf.alpha - 1))),
+      traces.push({ x: rs, y: rs.map(at),
         mode: "lines", name: `tail fit α=${num(tf.alpha, 3)}`, line: { color: "#2ca02c", width: 2 } });
     }
     if (s.rank_fit) {
@@ -131,12 +141,14 @@
     }
     await plot(rank, traces, logLayout("rank", `${s.kind} value`, { height: 360 }));
     notes.replaceChildren(
-      el("p", { class: "note" }, `${positive.length} of ${s.n_values_total} values above 1e-8 × the largest are drawn ` +
-        "(the others are numerical zeros)" +
+      el("p", { class: "note" }, `The certified minimum: ${positive.length} of ${s.n_values_total} values ` +
+        (s.resolution ? `above the certificate's resolution ${num(s.resolution, 3)} ` : "non-zero ") +
+        "are drawn (the certificate proves the others zero or cannot tell them from zero)" +
         (s.truncated ? ` (the ${s.values.length} largest are served)` : "") + "."),
       tf ? el("p", { class: "note", id: "tail-fit" }, `Tail fit: α = ${num(tf.alpha, 4)} ` +
         `${interval(tf.alpha_ci)} above xmin = ${num(tf.xmin, 4)} (${tf.n_tail} values, ` +
-        `KS distance ${num(tf.ks_distance, 3)}).`)
+        `KS distance ${num(tf.ks_distance, 3)}` +
+        (tf.p_value === null || tf.p_value === undefined ? "" : `, goodness-of-fit p = ${num(tf.p_value, 2)}`) + ").")
         : el("p", { class: "note" }, `No tail fit: ${s.tail_fit_error || "not made"}.`),
       theory ? el("p", { class: "note" }, `Predicted: support ${num(theory.predicted_support, 4)}, ` +
         `heavy-tail exponent 1 + 1/γ = ${num(theory.predicted_alpha_ww, 4)}` +
