@@ -2,7 +2,9 @@
 
 * ``service`` never imports ``workers``, ``api`` or ``cli``, nor torch, ray or fastapi;
 * compute code in ``workers`` imports only the shared contract of service (spec, results,
-  errors, teachers); the Ray adapter (``workers/executor.py``) also the executor protocol;
+  errors, teachers) and the spectra's fits (``service.fitting.tails``, numpy only: a spectrum
+  is fitted where it is computed); the Ray adapter (``workers/executor.py``) also the executor
+  protocol;
 * ``api`` imports neither ``workers``, ``cli``, torch nor ray;
 * only ``workers/executor.py`` imports ray;
 * the composition roots -- the ``cli`` package, and ``workers/__main__.py`` which hands
@@ -25,7 +27,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("service", "workers", "api", "cli")
-SHARED = ("service.spec", "service.results", "service.errors", "service.teachers")
+SHARED = (
+    "service.spec",
+    "service.results",
+    "service.errors",
+    "service.teachers",
+    "service.fitting.tails",
+)
 RAY_ADAPTER = "workers/executor.py"
 COMPOSITION_ROOTS = ("cli/", "workers/__main__.py")
 """By module path: files under these prefixes (or this file) may import anything."""
