@@ -218,11 +218,13 @@ def main() -> None:
     )
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="fewer sizes and seeds")
+    ap.add_argument("--dims", type=lambda v: [int(x) for x in v.split(",")], default=None)
+    ap.add_argument("--alphas", type=lambda v: [float(x) for x in v.split(",")], default=None)
     args = ap.parse_args()
     started = time.perf_counter()
     if args.study in ("quadratic", "all"):
-        dims = [16, 32] if args.quick else [16, 24, 32, 48, 64, 96]
-        alphas = [0.125, 0.5] if args.quick else [0.0625, 0.125, 0.25, 0.5, 1.0]
+        dims = args.dims or ([16, 32] if args.quick else [16, 24, 32, 48, 64, 96])
+        alphas = args.alphas or ([0.125, 0.5] if args.quick else [0.0625, 0.125, 0.25, 0.5, 1.0])
         out = quadratic(args.seeds or (4 if args.quick else 16), dims, alphas)
         out["seconds"] = time.perf_counter() - started
         print(json.dumps(out))

@@ -68,7 +68,7 @@ class CertifiedSolution:
     solution: Array
     """theta (d,) or S (d, d)."""
     values: Array
-    """|theta| (diagonal) or |eigenvalues of S| (quadratic), decreasing."""
+    """|theta| (diagonal) or |eigenvalues of S| (quadratic), decreasing; the zeros exact."""
     support: int
     """Non-zero coefficients / rank of the certified solution."""
     penalty_norm: float
@@ -79,6 +79,9 @@ class CertifiedSolution:
     """eps of the module docstring (None: not computed, the face is too large or flat)."""
     gap: float
     """Relative duality gap of the certified solution."""
+    eigenvalues: Array | None = None
+    """Quadratic: the eigenvalues of S by value, decreasing, the proven zeros exact (an
+    eigen-decomposition of the reconstructed S would give them back as +-1e-17)."""
 
     @property
     def ambiguous(self) -> int:
@@ -220,9 +223,11 @@ def screen_sensing(
         mu = _face_curvature(x, vk[:, kept != 0])
         if mu is not None:
             resolution = _pos_or_none(mu, c_own.primal - best_dual)
+    signed = np.concatenate([kept, np.zeros(d - keep)])
     return CertifiedSolution(
         solution=sol,
         values=values,
+        eigenvalues=-np.sort(-signed),
         support=int(np.count_nonzero(kept)),
         penalty_norm=float(np.abs(kept).sum()),
         screened=d - keep,

@@ -110,7 +110,7 @@ def _check_square(s: Array) -> None:
 
 
 def quadratic_spectra(
-    certified: ArrayLike,
+    eigenvalues: ArrayLike,
     *,
     rng: np.random.Generator,
     resolution: float | None = None,
@@ -122,8 +122,8 @@ def quadratic_spectra(
 
     Parameters
     ----------
-    certified : array_like, shape (d, d)
-        The certified S (symmetrised before the eigen-decomposition).
+    eigenvalues : array_like, shape (d,)
+        The eigenvalues of the certified S (the proven zeros exactly 0), any order.
     rng : numpy.random.Generator
         Bootstrap source (used by ``eig_S`` first, then ``sv_W``).
     resolution : float or None
@@ -155,10 +155,8 @@ def quadratic_spectra(
     FitError
         Non-finite entries.
     """
-    s_mat = np.asarray(certified, dtype=np.float64)
-    _check_square(s_mat)
-    d = s_mat.shape[0]
-    eig = np.linalg.eigvalsh(0.5 * (s_mat + s_mat.T))
+    eig = as_vector(eigenvalues)
+    d = eig.size
     m = min(width if width is not None else d, d)
     sv = np.sqrt(np.abs(eig))
     sv = -np.sort(-sv)[:m]

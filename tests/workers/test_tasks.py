@@ -44,6 +44,9 @@ def test_run_one_succeeds_and_is_certified(model: str, optimizer: str) -> None:
     assert m.support_method is not None and "gap-safe" in m.support_method
     assert m.screened is not None and m.support + m.screened <= cfg.d
     assert m.unique_minimizer is True
+    # the certified spectrum's zeros are exact: its non-zeros are the support
+    main = next(s for s in res.spectra if s.kind in ("eig_S", "abs_theta"))
+    assert sum(v != 0.0 for v in main.values) == m.support
 
 
 @pytest.mark.parametrize("model", ["diagonal", "quadratic"])

@@ -128,8 +128,9 @@ class QuadraticProblem(Problem):
         self, est: Estimate, certified: CertifiedSolution, rng: np.random.Generator
     ) -> list[Spectrum]:
         network = est.squared_norm is not None  # raw values: a network's own weights
+        assert certified.eigenvalues is not None  # screen_sensing gives them
         return quadratic_spectra(
-            certified.solution,
+            certified.eigenvalues,
             rng=rng,
             resolution=certified.resolution,
             width=self.cfg.width,
