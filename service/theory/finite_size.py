@@ -4,15 +4,17 @@ The quadratic network sees ``A = x x' - I``, not the Gaussian sensing the state 
 describes: at finite d its risk sits *above* the prediction (THEORY.md 5.3, where GOE sensing
 agrees). Measured by ``bench/bench_finite_size.py quadratic`` (convex minima, 16 seeds, the
 quadratic-neff paths lambda = coef/alpha with the paper's ltilde = 1/d, 1, sqrt(d), gamma = 1,
-Delta = 0.25, d = 16-96, alpha = 1/16-1; 90 grid points):
+Delta = 0.25, d = 16-96 at alpha = 1/16-1 and d = 16-64 at alpha = 2, 4; 120 grid points):
 
-* outside noise fitting (predicted df/n < 0.9, something learned): all 54 points satisfy
-  ``0 <= R_sim/R_SE - 1 <= min(2.0 d/n, 0.20)`` within two standard errors of their seed
-  mean. The excess is a function of n_eff = n/d far more than of d alone: about
-  ``1.7 d/n`` at n_eff >= 12 (ltilde = 1: 0.14-0.16 at n_eff = 12, 0.09-0.11 at 24, 0.04 at
-  48, 0.015 at 96), saturating near 0.2 for n_eff <= 8; heavy thresholding (ltilde =
-  sqrt(d), rank <= 4) reaches 2.0 d/n (c = 2.3-3.4 in THEORY 5.3's c/d at alpha = 1). A GPU
-  run at d = 400 (ltilde = 1, alpha = 1/16-1/4) measured 1.071, 1.036, 1.016 = 1 + 1.7 d/n.
+* outside noise fitting (predicted df/n < 0.9, something learned): all 84 points satisfy
+  ``0 <= R_sim/R_SE - 1 <= min(max(1.7 d/n, 2/d), 0.20)`` within two standard errors of
+  their seed mean (the smallest factors that do: 1.6 and 2.0). Below alpha ~ 1 the excess
+  is a function of n_eff = n/d far more than of d: about ``1.7 d/n`` (ltilde = 1: 0.14-0.16
+  at n_eff = 12, 0.09-0.11 at 24, 0.04 at 48, 0.015 at 96), saturating near 0.2 for
+  n_eff <= 8; above it THEORY 5.3's ``c/d`` takes over (c up to 2 here: 1.113-1.153 at
+  d = 16, alpha = 2). A GPU run at d = 400 (ltilde = 1, alpha = 1/16-1/4) measured 1.071,
+  1.036, 1.016 = 1 + 1.7 d/n. A fit of ``(a + b/alpha)/d`` was tried first and failed
+  (chi2/dof 15-24).
 * in noise fitting (df/n >= 0.9) the excess is large and irregular (R_sim/R_SE from 0.82 to
   1.40 at d <= 96): no finite-size rule describes it, and the verdicts say so instead of
   widening an allowance over it.
@@ -23,8 +25,10 @@ The diagonal network's data are the Gaussian design of the state evolution: no e
 
 from __future__ import annotations
 
-EXCESS_PER_D_OVER_N = 2.0
-"""R_sim/R_SE - 1 <= EXCESS_PER_D_OVER_N d/n (quadratic, outside noise fitting)."""
+EXCESS_PER_D_OVER_N = 1.7
+"""R_sim/R_SE - 1 <= max(EXCESS_PER_D_OVER_N d/n, EXCESS_PER_INVERSE_D / d) (quadratic,
+outside noise fitting)."""
+EXCESS_PER_INVERSE_D = 2.0
 EXCESS_CAP = 0.20
 """... and at most this."""
 NOISE_FITTING_DF = 0.9
@@ -32,18 +36,18 @@ NOISE_FITTING_DF = 0.9
 
 FINITE_SIZE_SOURCE = (
     f"measured finite-size excess of the x x' - I data: 0 <= R/R_SE - 1 <= "
-    f"min({EXCESS_PER_D_OVER_N:g} d/n, {EXCESS_CAP:g}) outside noise fitting (df/n < "
-    f"{NOISE_FITTING_DF:g}); bench/bench_finite_size.py quadratic, d = 16-96, 54 of 54 grid "
-    "points; 1 + 1.7 d/n at d = 400 on a GPU"
+    f"min(max({EXCESS_PER_D_OVER_N:g} d/n, {EXCESS_PER_INVERSE_D:g}/d), {EXCESS_CAP:g}) outside "
+    f"noise fitting (df/n < {NOISE_FITTING_DF:g}); bench/bench_finite_size.py quadratic, "
+    "d = 16-96, alpha = 1/16-4, 84 of 84 grid points; 1 + 1.7 d/n at d = 400 on a GPU"
 )
 
 
 def finite_size_excess(model: str, d: int, n: int) -> float:
     """The largest relative excess R_sim/R_SE - 1 the network's data show at (d, n) outside
-    noise fitting: min(2.0 d/n, 0.2) for the quadratic model, 0 for the diagonal one."""
+    noise fitting: min(max(1.7 d/n, 2/d), 0.2) for the quadratic model, 0 for the diagonal."""
     if model != "quadratic":
         return 0.0
-    return min(EXCESS_PER_D_OVER_N * d / n, EXCESS_CAP)
+    return min(max(EXCESS_PER_D_OVER_N * d / n, EXCESS_PER_INVERSE_D / d), EXCESS_CAP)
 
 
 def in_noise_fitting(df: float | None, n: int) -> bool:

@@ -57,10 +57,12 @@ def test_an_expected_disagreement_is_reported_but_does_not_count() -> None:
 
 
 def test_the_finite_size_allowance_is_the_measured_excess_above_only() -> None:
-    """service.theory.finite_size: 0 <= R/R_SE - 1 <= min(2 d/n, 0.2) for the quadratic
-    model's data; none for the diagonal model; an exponent rule refuses it."""
+    """service.theory.finite_size: 0 <= R/R_SE - 1 <= min(max(1.7 d/n, 2/d), 0.2) for the
+    quadratic model's data; none for the diagonal model; an exponent rule refuses it."""
     curve = VerdictRule(kind="curve", allowance=0.0, finite_d=True)
-    assert allowance_at(curve, "quadratic", 40, 1600) == (0.0, pytest.approx(0.05, rel=1e-12))
+    # max(1.7 d/n, 2/d): the d/n term below alpha ~ 1, THEORY 5.3's c/d above
+    assert allowance_at(curve, "quadratic", 40, 400) == (0.0, pytest.approx(0.17, rel=1e-12))
+    assert allowance_at(curve, "quadratic", 40, 6400) == (0.0, pytest.approx(0.05, rel=1e-12))
     assert allowance_at(curve, "quadratic", 16, 64) == (0.0, 0.2)  # the cap
     assert allowance_at(curve, "diagonal", 40, 100) == (0.0, 0.0)
     with_reason = VerdictRule(kind="curve", allowance=0.1, allowance_why="seed noise")
@@ -92,8 +94,8 @@ def test_curve_points_in_noise_fitting_are_shown_but_not_judged() -> None:
     rule = VerdictRule(kind="curve", allowance=0.0, finite_d=True)
     (g,) = curve_verdicts(rule, "s", theory)
     # alpha = 0.25 is in noise fitting: not judged, listed; 0.5 agrees through the measured
-    # excess (0.06 <= 2 x 32/512 = 0.125), 1.0 within three standard errors (0.03)
-    assert g.agrees and not g.raw_agrees and g.allowance == pytest.approx(0.125, rel=1e-12)
+    # excess (0.06 <= max(1.7 x 32/512, 2/32) = 0.10625), 1.0 within three standard errors
+    assert g.agrees and not g.raw_agrees and g.allowance == pytest.approx(0.10625, rel=1e-12)
     assert "not judged (noise fitting" in g.why and "alpha=0.25 (R/R_SE = 1.400" in g.why
     assert "1 of 2 grid points within 3 standard errors" in g.why
     assert "bench_finite_size" in g.allowance_source
