@@ -134,6 +134,11 @@ class RunMetrics(_Model):
     """Runs trained together in the batch this run trained in (1: alone; None: convex)."""
     corrections: int | None = None
     """Support corrections applied during training (workers.corrections)."""
+    timings: dict[str, float] | None = None
+    """Seconds per phase of the run: ``data`` (teacher and data onto the device), ``train``
+    (the training loop or the convex solve, certificates and corrections apart),
+    ``certificate`` (every certificate, warm solves and the final screening included),
+    ``corrections`` and ``spectra`` (None: a run stored before they were kept)."""
 
 
 class RunResult(_Model):

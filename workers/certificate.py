@@ -1,4 +1,5 @@
-"""Certificates of global optimality: the relative duality gap of the convex problems.
+"""Certificates of global optimality: the relative duality gap of the convex problems, in torch
+on the data's device (float64).
 
 Both networks' global minima solve a convex problem (THEORY.md section 1):
 
@@ -10,24 +11,30 @@ Both networks' global minima solve a convex problem (THEORY.md section 1):
 
 A :class:`Certificate` holds a primal value P (the network's own objective, or the convex
 objective of a candidate) and the value D of a dual-feasible point: ``D <= P* <= P``, so the
-relative gap ``(P - D)/P`` bounds the distance to the global minimum from above. The dual
-point here is built from the residual ``u = c (y - prediction)/n`` scaled into the dual
-feasible set: free, and tight at the optimum. (:meth:`workers.problems.Problem.certificate`
-tightens it further with a warm-started convex solve.) All arithmetic is float64 numpy.
+relative gap ``(P - D)/P`` bounds the distance to the global minimum from above.
+
+The free dual point is built from the residual ``r = y - prediction`` (the dual optimum *is*
+the residual at the minimum). A residual scaled into the feasible set loses to first order
+in the constraint's violation, and near the minimum that violation sits in a few
+directions (the directions that must still grow or decay): the point is first *projected*
+-- one Newton step of the constraint along each violating coordinate (LASSO: ``x_j``) or
+eigen-direction (sensing: ``v v'``, ``A(v v') = (X v)^2 - 1``), with the data's own
+curvature along it -- and then scaled into the feasible set. Measured at the end of quadratic
+runs (d = 60-200): the free gap 2-3 times smaller than the scaled residual's.
+(:meth:`workers.problems.Problem.certificate` tightens it further with a short warm-started
+convex solve when the free gap misses.)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-from numpy.typing import NDArray
+import torch
+from torch import Tensor
 
 from workers.operators import quadratic_form, sensing_adjoint
-
-Array = NDArray[np.float64]
-
 
 CERTIFIED = 1e-6
 """Largest relative gap of a certified global minimum (float64, whatever the training dtype)."""
@@ -45,14 +52,14 @@ class Certificate:
 
     primal: float
     dual: float
-    point: Array | None = field(default=None, compare=False, repr=False)
+    point: Tensor | None = field(default=None, compare=False, repr=False)
     """The dual-feasible point u with D(u) = dual (the scaled residual; None: not kept).
     Gap-safe screening (:mod:`workers.screening`) centres its sphere on it."""
 
     @property
     def gap(self) -> float:
         """(P - D)/max(|P|, tiny): >= 0 up to rounding; 0 at the optimum; inf if infeasible."""
-        if not np.isfinite(self.primal):  # infeasible candidate (inf/inf would give nan)
+        if not math.isfinite(self.primal):  # infeasible candidate (inf/inf would give nan)
             return float("inf")
         return max(self.primal - self.dual, 0.0) / max(abs(self.primal), 1e-300)
 
@@ -60,41 +67,51 @@ class Certificate:
         """The same dual bound for another primal value (the network's own objective)."""
         return Certificate(primal, self.dual, self.point)
 
-    def with_dual(self, dual: float, point: Array | None = None) -> Certificate:
+    def with_dual(self, dual: float, point: Tensor | None = None) -> Certificate:
         """The better of this dual bound and ``dual`` (attained at ``point``)."""
         if dual > self.dual:
             return Certificate(self.primal, dual, point)
         return self
 
 
-def _dual_value(r: Array, y: Array, n: int, scale: float) -> float:
-    return float(scale * (r @ y) / n - scale**2 * (r @ r) / (2 * n))
+def dual_value(u: Tensor, y: Tensor) -> float:
+    """D(u) = u'y/n - |u|^2/(2n), the dual objective of both problems."""
+    n = y.shape[0]
+    return float((u @ y) / n - (u @ u) / (2 * n))
 
 
-def lasso_certificate(x: Array, y: Array, theta: Array, lam: float) -> Certificate:
-    """Duality gap of the LASSO at theta (dual feasible set ``||X'u||_inf <= lam``)."""
-    n = len(y)
+def lasso_certificate(x: Tensor, y: Tensor, theta: Tensor, lam: float) -> Certificate:
+    """Duality gap of the LASSO at theta (dual feasible set ``||X'u||_inf <= n lam``)."""
+    n = y.shape[0]
     r = y - x @ theta
-    primal = float(r @ r / (2 * n) + lam * np.abs(theta).sum())
-    corr = float(np.max(np.abs(x.T @ r))) / n
+    primal = float((r @ r) / (2 * n) + lam * theta.abs().sum())
     if lam == 0.0:
         # Unpenalised least squares: the dual point is the residual projected on null(X').
-        coef, *_ = np.linalg.lstsq(x, r, rcond=None)
+        coef = torch.linalg.pinv(x) @ r
         r_dual = r - x @ coef
-        return Certificate(primal, _dual_value(r_dual, y, n, 1.0), r_dual)
-    scale = 1.0 if corr <= lam else lam / corr
-    return Certificate(primal, _dual_value(r, y, n, scale), scale * r)
+        return Certificate(primal, dual_value(r_dual, y), r_dual)
+    c = (x.T @ r) / n
+    viol = c.abs() > lam
+    if bool(viol.any()):  # one Newton step of |x_j'u|/n <= lam along each violating column
+        xv = x[:, viol]
+        excess = c[viol] - lam * torch.sign(c[viol])
+        r = r - xv @ (excess * n / (xv * xv).sum(dim=0))
+        c = (x.T @ r) / n
+    top = float(c.abs().max())
+    scale = 1.0 if top <= lam else lam / top
+    u = scale * r
+    return Certificate(primal, dual_value(u, y), u)
 
 
 def sensing_certificate(
-    x: Array,
-    y: Array,
-    s: Array,
+    x: Tensor,
+    y: Tensor,
+    s: Tensor,
     lam: float,
     psd: bool,
     *,
-    prediction: Array | None = None,
-    adjoint: Callable[[Array], Array] | None = None,
+    prediction: Tensor | None = None,
+    adjoint: Callable[[Tensor], Tensor] | None = None,
 ) -> Certificate:
     """Duality gap of trace-penalised sensing at S.
 
@@ -102,20 +119,30 @@ def sensing_certificate(
     PSD problem an S that is not PSD is infeasible and gets P = +inf. ``prediction`` (the
     forward map at S) and ``adjoint`` (``r -> A'(r)/n``) let a solver reuse its own.
     """
-    n = len(y)
+    adj = adjoint if adjoint is not None else (lambda v: sensing_adjoint(x, v))
+    n = y.shape[0]
     r = y - (quadratic_form(x, s) if prediction is None else prediction)
-    ev = np.linalg.eigvalsh((s + s.T) / 2.0)
-    if psd and ev[0] < -1e-10 * max(1.0, abs(ev[-1])):
+    ev = torch.linalg.eigvalsh((s + s.T) / 2.0)
+    if psd and float(ev[0]) < -1e-10 * max(1.0, abs(float(ev[-1]))):
         return Certificate(float("inf"), float("-inf"))
-    pen = float(np.clip(ev, 0.0, None).sum() if psd else np.abs(ev).sum())
-    primal = float(r @ r / (2 * n) + lam / 2 * pen)
-    mev = np.linalg.eigvalsh(sensing_adjoint(x, r) if adjoint is None else adjoint(r))
-    top = float(mev[-1]) if psd else float(max(abs(mev[0]), abs(mev[-1])))
+    pen = float(ev.clamp_min(0.0).sum() if psd else ev.abs().sum())
+    primal = float((r @ r) / (2 * n) + lam / 2 * pen)
     half = lam / 2
+    mev, vec = torch.linalg.eigh(adj(r))
+    score = mev if psd else mev.abs()
+    viol = score > half
+    if half > 0.0 and bool(viol.any()):  # one Newton step along each violating v v'
+        v = vec[:, viol]
+        a = torch.square(x @ v) - 1.0  # A(v v'), (n, k)
+        excess = mev[viol] - half * torch.sign(mev[viol])
+        r = r - a @ (excess * n / (a * a).sum(dim=0))
+        mev = torch.linalg.eigvalsh(adj(r))
+    top = float(mev[-1]) if psd else float(mev.abs().max())
     if top <= half:
         scale = 1.0
     elif half == 0.0:
         scale = 0.0
     else:
         scale = half / top
-    return Certificate(primal, _dual_value(r, y, n, scale), scale * r)
+    u = scale * r
+    return Certificate(primal, dual_value(u, y), u)

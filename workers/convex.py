@@ -18,7 +18,8 @@ the predictions of a proximal step come from its eigen-factors, ``((X V)^2) f - 
 O(n d k) for rank k (LASSO: from the support of theta); the D x D quadratic form
 (D = d(d+1)/2) is never formed, nor any n x d temporary. The stopping rule is the relative
 duality gap of workers.certificate (lasso_certificate / sensing_certificate), checked every
-few iterations. All arithmetic is float64 numpy.
+few iterations. All arithmetic is float64 torch on the data's device (the CPU or a GPU);
+per iteration only a few scalars (objective, curvature test) reach the host.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+import torch
+from numpy.typing import ArrayLike
+from torch import Tensor
 
 from workers.certificate import Certificate, lasso_certificate, sensing_certificate
 from workers.operators import Sensing
 
-Array = NDArray[np.float64]
+Array = Tensor
 StopReason = Literal["duality_gap", "max_steps", "timeout"]
 
 _POWER_ITERATIONS = 10
@@ -104,7 +107,7 @@ class _Composite:
 
 
 def _dot(a: Array, b: Array) -> float:
-    return float(np.vdot(a, b))
+    return float((a * b).sum())
 
 
 def _power_lipschitz(
@@ -164,7 +167,7 @@ def _fista(
             dd = _dot(diff, diff)
             da = ax_new - ay
             curv = float(da @ da) / n
-            slack = (1e-13) ** 2 * (float(ax_new @ ax_new) + float(ay @ ay)) / n
+            slack = (1e-13) ** 2 * float(ax_new @ ax_new + ay @ ay) / n
             if dd == 0.0 or curv <= lip * dd + slack:
                 break
             lip = max(_BACKTRACK * curv / dd, _BACKTRACK * lip)
@@ -208,26 +211,33 @@ def _fista(
     )
 
 
-def _checked(x: ArrayLike, y: ArrayLike, lam: float) -> tuple[Array, Array]:
-    """X as a C-contiguous float64 (n, d) array, y as float64 (n,); ValueError for lam < 0."""
+def as_tensor(v: ArrayLike | Tensor, device: torch.device | None = None) -> Tensor:
+    """``v`` as a float64 tensor (on ``device``, or where it is)."""
+    t = v if isinstance(v, Tensor) else torch.as_tensor(np.asarray(v, dtype=np.float64))
+    return t.to(dtype=torch.float64, device=device if device is not None else t.device)
+
+
+def _checked(x: ArrayLike | Tensor, y: ArrayLike | Tensor, lam: float) -> tuple[Array, Array]:
+    """X as a contiguous float64 (n, d) tensor, y as float64 (n,) on X's device; ValueError
+    for lam < 0."""
     if lam < 0:
         raise ValueError(f"lam must be >= 0, got {lam}")
-    return np.ascontiguousarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    xm = as_tensor(x).contiguous()
+    return xm, as_tensor(y, xm.device)
 
 
 def _soft(v: Array, z: float) -> Array:
-    out: Array = np.sign(v) * np.maximum(np.abs(v) - z, 0.0)
-    return out
+    return torch.sign(v) * torch.clamp(v.abs() - z, min=0.0)
 
 
 def solve_lasso(
-    x: ArrayLike,
-    y: ArrayLike,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
     lam: float,
     *,
     tol: float = 1e-10,
     max_iter: int = 100_000,
-    start: ArrayLike | None = None,
+    start: ArrayLike | Tensor | None = None,
     deadline: float | None = None,
 ) -> ConvexSolution:
     """Solve the LASSO ``min (1/2n)||y - X theta||^2 + lam ||theta||_1``.
@@ -258,21 +268,24 @@ def solve_lasso(
     started = time.perf_counter()
     xm, yv = _checked(x, y, lam)
     n, d = xm.shape
-    theta0 = np.zeros(d) if start is None else np.array(start, dtype=np.float64).reshape(d)
+    dev = xm.device
+    theta0 = (
+        torch.zeros(d, dtype=torch.float64, device=dev)
+        if start is None
+        else as_tensor(start, dev).reshape(d).clone()
+    )
 
     def forward(th: Array) -> Array:
-        out: Array = xm @ th
-        return out
+        return xm @ th
 
     def adjoint(r: Array) -> Array:
-        out: Array = (r @ xm) / n
-        return out
+        return (r @ xm) / n
 
     def prox(v: Array, t: float) -> tuple[Array, float, Array]:
         p = _soft(v, t * lam)
-        support = np.flatnonzero(p)
-        ap: Array = xm[:, support] @ p[support] if len(support) < d // 4 else xm @ p
-        return p, lam * float(np.abs(p).sum()), ap
+        support = torch.nonzero(p).squeeze(1)
+        ap = xm[:, support] @ p[support] if len(support) < d // 4 else xm @ p
+        return p, lam * float(p.abs().sum()), ap
 
     prob = _Composite(
         y=yv,
@@ -283,7 +296,7 @@ def solve_lasso(
     )
     # L = ||X||_2^2 / n: power iteration on X'X/n from a fixed start, slightly inflated;
     # the backtracking test in _fista corrects any underestimate.
-    v0 = np.ones(d) + np.random.default_rng(0).standard_normal(d)
+    v0 = as_tensor(np.ones(d) + np.random.default_rng(0).standard_normal(d), dev)
     lip = _SAFETY * _power_lipschitz(forward, adjoint, v0)
     # With lam = 0 the certificate solves a least-squares problem (O(n d min(n, d))):
     # check it rarely enough that it costs at most ~10 % of the iterations.
@@ -301,15 +314,17 @@ def solve_lasso(
 
 
 def solve_sensing(
-    x: ArrayLike,
-    y: ArrayLike,
+    x: ArrayLike | Tensor,
+    y: ArrayLike | Tensor,
     lam: float,
     *,
     psd: bool = True,
     tol: float = 1e-10,
     max_iter: int = 100_000,
-    start: ArrayLike | None = None,
+    start: ArrayLike | Tensor | None = None,
     deadline: float | None = None,
+    lipschitz: float | None = None,
+    op: Sensing | None = None,
 ) -> ConvexSolution:
     """Solve trace-penalised sensing with ``A_mu = x_mu x_mu' - I``.
 
@@ -337,6 +352,11 @@ def solve_sensing(
         default zeros.
     deadline
         A time.monotonic() value after which the solve stops with stop_reason "timeout".
+    lipschitz
+        A known estimate of the top eigenvalue of A'A/n (the backtracking corrects an
+        underestimate); default: power iteration here.
+    op
+        The sensing operator on ``x`` when the caller keeps one (its X'X computed once).
 
     Returns
     -------
@@ -346,26 +366,27 @@ def solve_sensing(
     started = time.perf_counter()
     xm, yv = _checked(x, y, lam)
     d = xm.shape[1]
+    dev = xm.device
     if start is None:
-        sinit = np.zeros((d, d))
+        sinit = torch.zeros(d, d, dtype=torch.float64, device=dev)
     else:
-        sinit = np.array(start, dtype=np.float64).reshape(d, d)
+        sinit = as_tensor(start, dev).reshape(d, d)
         sinit = (sinit + sinit.T) / 2.0
         if psd:  # start feasible: project on the PSD cone
-            w, vecs = np.linalg.eigh(sinit)
-            sinit = (vecs * np.maximum(w, 0.0)) @ vecs.T
+            w, vecs = torch.linalg.eigh(sinit)
+            sinit = (vecs * w.clamp_min(0.0)) @ vecs.T
             sinit = (sinit + sinit.T) / 2.0
 
-    op = Sensing(xm)
+    op = op if op is not None else Sensing(xm)
 
     def prox(v: Array, t: float) -> tuple[Array, float, Array]:
-        w, vecs = np.linalg.eigh((v + v.T) / 2.0)
+        w, vecs = torch.linalg.eigh((v + v.T) / 2.0)
         z = t * lam / 2.0
-        f = np.maximum(w - z, 0.0) if psd else _soft(w, z)
-        keep = np.flatnonzero(f)
+        f = (w - z).clamp_min(0.0) if psd else _soft(w, z)
+        keep = torch.nonzero(f).squeeze(1)
         vk, fk = vecs[:, keep], f[keep]
         s = (vk * fk) @ vk.T
-        return (s + s.T) / 2.0, lam / 2.0 * float(np.abs(fk).sum()), op.forward_factors(vk, fk)
+        return (s + s.T) / 2.0, lam / 2.0 * float(fk.abs().sum()), op.forward_factors(vk, fk)
 
     prob = _Composite(
         y=yv,
@@ -378,9 +399,11 @@ def solve_sensing(
     )
     # Start near the identity direction (close to the top of A'A for x x' - I) plus a
     # fixed random symmetric part so no eigen-direction is missed.
-    g = np.random.default_rng(0).standard_normal((d, d))
-    v0 = np.eye(d) + (g + g.T) / (2.0 * math.sqrt(d))
-    lip = _SAFETY * _power_lipschitz(op.forward, op.adjoint, v0)
+    if lipschitz is None:
+        g = np.random.default_rng(0).standard_normal((d, d))
+        v0 = as_tensor(np.eye(d) + (g + g.T) / (2.0 * math.sqrt(d)), dev)
+        lipschitz = _SAFETY * _power_lipschitz(op.forward, op.adjoint, v0)
+    lip = lipschitz
     return _fista(
         prob,
         sinit,

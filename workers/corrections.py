@@ -27,13 +27,18 @@ degree 4 along any line, since the prediction is quadratic in the parameters):
 
 A correction never raises the objective (both searches include 0), and it is the network's
 own parameters that move: the convex solution is never copied in. All arithmetic is float64
-numpy; the trainer calls :meth:`workers.problems.Problem.correct` when a certificate refuses.
+torch on the data's device (the five coefficients of a quartic go to the host for its roots);
+the trainer calls :meth:`workers.problems.Problem.correct` when a certificate refuses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import torch
 from numpy.typing import NDArray
+from torch import Tensor
 
 from workers.operators import quadratic_form, sensing_adjoint
 
@@ -66,50 +71,52 @@ def minimize_on_unit(slope: float, curvature: float) -> float:
 
 
 def quartic_of_line(
-    r: Array, p1: Array, p2: Array, n: int, lam: float, pen1: float, pen2: float
+    r: Tensor, p1: Tensor, p2: Tensor, n: int, lam: float, pen1: float, pen2: float
 ) -> Array:
     """Coefficients of ``F(eps) - F(0)`` when the residual is ``r - eps p1 - eps^2 p2`` and the
-    squared parameter norm grows by ``pen1 eps + pen2 eps^2``."""
+    squared parameter norm grows by ``pen1 eps + pen2 eps^2`` (four dot products, one
+    transfer)."""
+    dots = torch.stack([r @ p1, p1 @ p1, r @ p2, p1 @ p2, p2 @ p2]).cpu().numpy()
     c = np.zeros(5)
-    c[1] = -(r @ p1) / n + lam / 2 * pen1
-    c[2] = (p1 @ p1 - 2.0 * (r @ p2)) / (2 * n) + lam / 2 * pen2
-    c[3] = (p1 @ p2) / n
-    c[4] = (p2 @ p2) / (2 * n)
+    c[1] = -dots[0] / n + lam / 2 * pen1
+    c[2] = (dots[1] - 2.0 * dots[2]) / (2 * n) + lam / 2 * pen2
+    c[3] = dots[3] / n
+    c[4] = dots[4] / (2 * n)
     return c
 
 
 def diagonal_correction(
-    x: Array, y: Array, lam: float, a: Array, w: Array
-) -> tuple[Array, Array] | None:
+    x: Tensor, y: Tensor, lam: float, a: Tensor, w: Tensor
+) -> tuple[Tensor, Tensor] | None:
     """The diagonal net's growth and decay corrections, or None when neither helps."""
-    n = len(y)
-    a, w = a.copy(), w.copy()
+    n = y.shape[0]
+    a, w = a.clone(), w.clone()
     moved = False
     # decay: non-zero coordinates whose correlation is below the threshold
     r = y - x @ (a * w)
     c = x.T @ r / n
-    prune = (a * w != 0.0) & (np.abs(c) < (1.0 - PRUNE_MARGIN) * lam)
-    if prune.any():
+    prune = (a * w != 0.0) & (c.abs() < (1.0 - PRUNE_MARGIN) * lam)
+    if bool(prune.any()):
         q = x[:, prune] @ (a * w)[prune]
-        ab2 = float(np.sum(a[prune] ** 2 + w[prune] ** 2))
-        frac = minimize_on_unit((r @ q) / n - lam / 2 * ab2, (q @ q) / n)
+        ab2 = float((a[prune] ** 2 + w[prune] ** 2).sum())
+        frac = minimize_on_unit(float(r @ q) / n - lam / 2 * ab2, float(q @ q) / n)
         if frac > 0.0:
-            scale = np.sqrt(1.0 - frac)
+            scale = float(np.sqrt(1.0 - frac))
             a[prune] *= scale
             w[prune] *= scale
             moved = True
             r = y - x @ (a * w)
             c = x.T @ r / n
     # growth: coordinates whose correlation exceeds the threshold
-    grow = np.abs(c) > lam
-    if grow.any():
-        s = np.sign(c[grow])
-        u = np.sqrt(np.abs(c[grow]) - lam)
+    grow = c.abs() > lam
+    if bool(grow.any()):
+        s = torch.sign(c[grow])
+        u = torch.sqrt(c[grow].abs() - lam)
         xg = x[:, grow]
         b = u * (a[grow] * s + w[grow])  # theta_i(eps) = theta_i + eps b_i + eps^2 s_i u_i^2
         p1, p2 = xg @ b, xg @ (s * u * u)
-        pen1 = 2.0 * float(np.sum(u * (a[grow] + s * w[grow])))
-        pen2 = 2.0 * float(np.sum(u * u))
+        pen1 = 2.0 * float((u * (a[grow] + s * w[grow])).sum())
+        pen2 = 2.0 * float((u * u).sum())
         eps = minimize_quartic(quartic_of_line(r, p1, p2, n, lam, pen1, pen2))
         if eps != 0.0:
             a[grow] += eps * u
@@ -119,70 +126,80 @@ def diagonal_correction(
 
 
 def _prune_block(
-    x: Array, r: Array, lam: float, w: Array, sign: float, g: Array, n: int
-) -> Array | None:
+    x: Tensor, r: Tensor, lam: float, w: Tensor, sign: float, g: Tensor, n: int
+) -> Tensor | None:
     """Decay of one sign block ``w`` (its rows) along the directions where G is positive."""
     s_blk = w.T @ w
-    ev, vec = np.linalg.eigh((s_blk + s_blk.T) / 2.0)
-    top = float(ev[-1]) if ev.size else 0.0
+    ev, vec = torch.linalg.eigh((s_blk + s_blk.T) / 2.0)
+    top = float(ev[-1]) if ev.numel() else 0.0
     if top <= 0.0:
         return None
-    gk = np.einsum("ik,ij,jk->k", vec, g, vec)
+    gk = torch.einsum("ik,ij,jk->k", vec, g, vec)
     pick = (ev > 0.0) & (ev <= SMALL_DIRECTION * top) & (gk > 0.0)
-    if not pick.any():
+    if not bool(pick.any()):
         return None
     v = vec[:, pick]
     s_p = (v * ev[pick]) @ v.T  # the part of the block's S in those directions
-    q = sign * (np.einsum("ij,jk,ik->i", x, s_p, x) - np.trace(s_p))  # A(S_P), signed
-    u = minimize_on_unit((r @ q) / n - lam / 2 * float(np.trace(s_p)), (q @ q) / n)
+    q = sign * quadratic_form(x, s_p)  # A(S_P), signed
+    tr = float(torch.trace(s_p))
+    u = minimize_on_unit(float(r @ q) / n - lam / 2 * tr, float(q @ q) / n)
     if u <= 0.0:
         return None
-    t = 1.0 - np.sqrt(1.0 - u)
-    out: Array = w - t * (w @ v) @ v.T
+    t = 1.0 - float(np.sqrt(1.0 - u))
+    out: Tensor = w - t * (w @ v) @ v.T
     return out
 
 
 def _grow_block(
-    x: Array, r: Array, lam: float, w: Array, sign: float, g: Array, n: int
-) -> tuple[Array, Array] | None:
+    x: Tensor, r: Tensor, lam: float, w: Tensor, sign: float, g: Tensor, n: int
+) -> tuple[Tensor, Tensor] | None:
     """Growth of one sign block along the most negative eigenvector of G: (new block, r)."""
-    ev, vec = np.linalg.eigh(g)
-    if ev[0] >= 0.0:
+    ev, vec = torch.linalg.eigh(g)
+    if float(ev[0]) >= 0.0 or w.shape[0] == 0:
         return None
     v = vec[:, 0]
-    left = np.linalg.svd(w, full_matrices=True)[0] if w.shape[0] else np.zeros((0, 0))
-    if left.size == 0:
-        return None
+    left = torch.linalg.svd(w, full_matrices=True)[0]
     u = left[:, -1]  # the weakest direction of the block's rows
     q = w.T @ u
     xv, xq = x @ v, x @ q
-    p1 = sign * (2.0 * xq * xv - 2.0 * float(q @ v))  # A(q v' + v q')
+    qv = float(q @ v)
+    p1 = sign * (2.0 * xq * xv - 2.0 * qv)  # A(q v' + v q')
     p2 = sign * (xv * xv - 1.0)  # A(v v')
-    eps = minimize_quartic(quartic_of_line(r, p1, p2, n, lam, 2.0 * float(q @ v), 1.0))
+    eps = minimize_quartic(quartic_of_line(r, p1, p2, n, lam, 2.0 * qv, 1.0))
     if eps == 0.0:
         return None
-    return w + eps * np.outer(u, v), r - eps * p1 - eps * eps * p2
+    return w + eps * torch.outer(u, v), r - eps * p1 - eps * eps * p2
 
 
-def quadratic_correction(x: Array, y: Array, lam: float, w: Array, s: Array) -> Array | None:
-    """The quadratic net's growth and decay corrections of W (rows signed by ``s``)."""
-    n = len(y)
-    w = w.copy()
+def quadratic_correction(
+    x: Tensor,
+    y: Tensor,
+    lam: float,
+    w: Tensor,
+    s: Tensor,
+    adjoint: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor | None:
+    """The quadratic net's growth and decay corrections of W (rows signed by ``s``);
+    ``adjoint``: ``r -> A'(r)/n`` on these inputs, when the caller keeps one."""
+    adj = adjoint if adjoint is not None else (lambda v: sensing_adjoint(x, v))
+    n = y.shape[0]
+    w = w.clone()
+    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
     moved = False
     for sign in (1.0, -1.0):
         rows = s == sign
-        if not rows.any():
+        if not bool(rows.any()):
             continue
         big_s = (w.T * s) @ w
         r = y - quadratic_form(x, (big_s + big_s.T) / 2.0)
-        g = -sign * sensing_adjoint(x, r) + lam / 2.0 * np.eye(x.shape[1])
+        g = -sign * adj(r) + lam / 2.0 * eye
         pruned = _prune_block(x, r, lam, w[rows], sign, g, n)
         if pruned is not None:
             w[rows] = pruned
             moved = True
             big_s = (w.T * s) @ w
             r = y - quadratic_form(x, (big_s + big_s.T) / 2.0)
-            g = -sign * sensing_adjoint(x, r) + lam / 2.0 * np.eye(x.shape[1])
+            g = -sign * adj(r) + lam / 2.0 * eye
         grown = _grow_block(x, r, lam, w[rows], sign, g, n)
         if grown is not None:
             w[rows] = grown[0]

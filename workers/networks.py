@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -72,21 +73,24 @@ class BatchedNets(ABC):
         ``lam`` (K,)."""
 
     @abstractmethod
-    def pack(self, params: dict[str, Array]) -> Array:
-        """One network's named parameters as a row of P."""
+    def pack(self, params: dict[str, Tensor]) -> Tensor:
+        """One network's named parameters as a row of P (in the nets' dtype)."""
 
     @abstractmethod
-    def unpack(self, row: Array) -> dict[str, Array]:
-        """A row of P as named float64 parameters."""
+    def unpack(self, row: Tensor) -> dict[str, Tensor]:
+        """A row of P as named float64 parameters (on the row's device)."""
 
     def data_curvature(self, x: Tensor) -> Tensor:
-        """(K, d) statistics of the data that :meth:`precondition` needs, computed once when
+        """(K, d) statistics of the data that :meth:`preconditioner` needs, computed once when
         a run takes its slot (nets with ``preconditioned`` only)."""
-        raise NotImplementedError
+        return torch.zeros(x.shape[0], self.d, dtype=x.dtype, device=x.device)
 
-    def precondition(self, p: Tensor, lam: Tensor, curvature: Tensor, v: Tensor) -> Tensor:
-        """``P v``: L-BFGS's initial inverse Hessian at ``p`` up to its scale, applied to
-        ``v`` of shape (K, p) or (K, h, p) (nets with ``preconditioned`` only)."""
+    def preconditioner(
+        self, p: Tensor, lam: Tensor, curvature: Tensor
+    ) -> Callable[[Tensor], Tensor]:
+        """``v -> P v``: L-BFGS's initial inverse Hessian at ``p`` up to its scale, for ``v`` of
+        shape (K, p) or (K, h, p) (nets with ``preconditioned`` only; factorised once per
+        step, applied to the gradient and to the history)."""
         raise NotImplementedError
 
     def chunk_rows(self, k: int, n: int, width: int) -> int:
@@ -129,7 +133,9 @@ class DiagonalNets(BatchedNets):
         """diag(X'X)/n per network, (K, d)."""
         return (x * x).mean(dim=1)
 
-    def precondition(self, p: Tensor, lam: Tensor, curvature: Tensor, v: Tensor) -> Tensor:
+    def preconditioner(
+        self, p: Tensor, lam: Tensor, curvature: Tensor
+    ) -> Callable[[Tensor], Tensor]:
         """The inverse of the Gauss-Newton part of each coordinate's 2 x 2 Hessian block.
 
         For coordinate i with ``u = (w_i, a_i)`` and ``q = (X'X)_ii / n`` the block of the
@@ -148,25 +154,32 @@ class DiagonalNets(BatchedNets):
         5.1 s); near lam = 0 with n > d (lam = 1e-6) this H0 takes more steps than plain
         L-BFGS (995 against 178) but still converges. ``lam = 0`` would make H0 singular:
         those networks are not preconditioned."""
-        k, d = v.shape[0], self.d
-        lead = (k,) + (1,) * (v.dim() - 2)
-        u = p.view(k, 2, d).flip(1).view(*lead, 2, d)  # (w_i, a_i): d theta_i / d(a_i, w_i)
-        q = curvature.view(*lead, d)
-        lam_b = lam.view(*lead, 1, 1)
-        pairs = v.view(*v.shape[:-1], 2, d)
-        c = q * (u * pairs).sum(dim=-2) / (lam.view(*lead, 1) + q * (u * u).sum(dim=-2))
-        out = (pairs - c.unsqueeze(-2) * u) / lam_b
-        return out.view(v.shape)
+        k, d = p.shape[0], self.d
 
-    def pack(self, params: dict[str, Array]) -> Array:
-        return np.concatenate([params["a"], params["w"]])
+        def apply(v: Tensor) -> Tensor:
+            lead = (k,) + (1,) * (v.dim() - 2)
+            u = p.view(k, 2, d).flip(1).view(*lead, 2, d)  # (w_i, a_i) = d theta_i/d(a_i, w_i)
+            q = curvature.view(*lead, d)
+            lam_b = lam.view(*lead, 1, 1)
+            pairs = v.view(*v.shape[:-1], 2, d)
+            c = q * (u * pairs).sum(dim=-2) / (lam.view(*lead, 1) + q * (u * u).sum(dim=-2))
+            out = (pairs - c.unsqueeze(-2) * u) / lam_b
+            return out.view(v.shape)
 
-    def unpack(self, row: Array) -> dict[str, Array]:
-        return {"a": row[: self.d].copy(), "w": row[self.d :].copy()}
+        return apply
+
+    def pack(self, params: dict[str, Tensor]) -> Tensor:
+        return torch.cat([params["a"], params["w"]]).to(self.dtype)
+
+    def unpack(self, row: Tensor) -> dict[str, Tensor]:
+        r = row.detach().to(torch.float64)
+        return {"a": r[: self.d].clone(), "w": r[self.d :].clone()}
 
 
 class QuadraticNets(BatchedNets):
     """f_W(x) = sum_j s_j [(w_j . x)^2 - |w_j|^2] (THEORY.md 1.B); a row of P is W flattened."""
+
+    preconditioned = True
 
     def __init__(
         self,
@@ -218,19 +231,43 @@ class QuadraticNets(BatchedNets):
         mse = sq / n
         return 0.5 * mse + lam * self.penalty(p), mse, grad.reshape(k, -1)
 
-    def pack(self, params: dict[str, Array]) -> Array:
-        return np.ascontiguousarray(params["W"]).reshape(-1)
+    def preconditioner(
+        self, p: Tensor, lam: Tensor, curvature: Tensor
+    ) -> Callable[[Tensor], Tensor]:
+        """The inverse of the Gauss-Newton part of the Hessian in W, ``(4 W W' + lam I)^-1``
+        acting on the rows (ScaledGD's preconditioner, Tong, Ma and Chi 2021, with the weight
+        decay), factorised once per step (Cholesky of the (m, m) matrix).
 
-    def unpack(self, row: Array) -> dict[str, Array]:
-        return {"W": row.reshape(self.width, self.d).copy()}
+        For Gaussian x, ``E <x x' - I, W'V + V'W>^2 = 2 |W'V + V'W|^2``, whose part
+        ``4 |W'V|^2 = 4 tr(V' W W' V)`` gives the Hessian block ``4 W W'`` (the rest couples V
+        with its transpose and is left out so that H0 stays positive definite); the weight
+        decay adds ``lam I``. Why: the eigenvalues of S = W'W spread from the spikes down to
+        the directions at the threshold, and the curvature in W along each scales with it,
+        a spread plain L-BFGS learns only through its history. Measured (lbfgs, float64, one
+        thread): d = 200, n = 8,000, lambda = 0.01: 124 steps against 415; d = 60,
+        n = 3,600, lambda = 1e-3: 93 against 289; d = 60, n = 1,800, lambda = 0.1: 32 against
+        92; the same minimum (R to 1e-5 relative). ``lam = 0`` would make H0 singular where W
+        is: those networks are not preconditioned."""
+        k, m, d = p.shape[0], self.width, self.d
+        w = p.view(k, m, d)
+        eye = torch.eye(m, dtype=p.dtype, device=p.device)
+        chol = torch.linalg.cholesky(4.0 * (w @ w.transpose(1, 2)) + lam.view(k, 1, 1) * eye)
 
-    def matrix(self, params: dict[str, Array]) -> Array:
-        """S = W' diag(s) W in float64, symmetrised, shape (d, d)."""
-        w = params["W"]
-        s = self.s.detach().to(device="cpu", dtype=torch.float64).numpy()
-        m = (w.T * s) @ w
-        out: Array = (m + m.T) / 2.0
-        return out
+        def apply(v: Tensor) -> Tensor:
+            if v.dim() == 2:
+                return torch.cholesky_solve(v.view(k, m, d), chol).reshape(k, -1)
+            h = v.shape[1]
+            cols = v.view(k, h, m, d).permute(0, 2, 1, 3).reshape(k, m, h * d)
+            out = torch.cholesky_solve(cols, chol).view(k, m, h, d).permute(0, 2, 1, 3)
+            return out.reshape(v.shape)
+
+        return apply
+
+    def pack(self, params: dict[str, Tensor]) -> Tensor:
+        return params["W"].reshape(-1).to(self.dtype)
+
+    def unpack(self, row: Tensor) -> dict[str, Tensor]:
+        return {"W": row.detach().to(torch.float64).reshape(self.width, self.d).clone()}
 
 
 def flops_per_evaluation(model: str, n: int, d: int, width: int) -> float:

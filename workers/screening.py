@@ -34,7 +34,8 @@ eps may be zero there, one above it is not. (Exact for the LASSO; for sensing it
 minimum's range is the span of the kept eigenvectors, which the test makes of the right
 dimension.) Fits of the spectrum use only values above eps (:mod:`workers.spectra`).
 
-All arithmetic is float64 numpy.
+All arithmetic is float64 torch on the data's device; the certified values go to the host
+once, at the end.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
+from torch import Tensor
 
 from workers.certificate import Certificate, lasso_certificate, sensing_certificate
 from workers.operators import Sensing
@@ -56,6 +59,7 @@ METHOD = "gap-safe sphere test (Fercoq, Gramfort and Salmon 2015)"
 SAFETY = 1.05
 """The power-iteration estimate of L is a lower bound: inflated by this factor."""
 POWER_ITERATIONS = 30
+"""At most; the iteration stops at 1e-3 relative change (the radius goes as sqrt(L))."""
 FACE_FLOPS = 2e9
 """The sensing face's Gram matrix (n x D_r^2 flops) is formed only below this cost; above
 it the resolution is not computed (None) and the fits use every kept eigenvalue."""
@@ -65,8 +69,8 @@ it the resolution is not computed (None) and the fits use every kept eigenvalue.
 class CertifiedSolution:
     """The candidate with every coordinate / eigen-direction proven zero set to zero."""
 
-    solution: Array
-    """theta (d,) or S (d, d)."""
+    solution: Tensor
+    """theta (d,) or S (d, d), on the data's device."""
     values: Array
     """|theta| (diagonal) or |eigenvalues of S| (quadratic), decreasing; the zeros exact."""
     support: int
@@ -79,6 +83,8 @@ class CertifiedSolution:
     """eps of the module docstring (None: not computed, the face is too large or flat)."""
     gap: float
     """Relative duality gap of the certified solution."""
+    sphere_gap: float = 0.0
+    """The relative gap that set the sphere's radius (what a better dual point could shrink)."""
     eigenvalues: Array | None = None
     """Quadratic: the eigenvalues of S by value, decreasing, the proven zeros exact (an
     eigen-decomposition of the reconstructed S would give them back as +-1e-17)."""
@@ -88,7 +94,7 @@ class CertifiedSolution:
         """Kept values the resolution cannot tell from zero (all small ones when the
         resolution is unknown: below 1e-6 of the largest)."""
         kept = self.values[: self.support]
-        if not kept.size:
+        if kept.size == 0:
             return 0
         floor = self.resolution if self.resolution is not None else 1e-6 * float(kept[0])
         return int(np.count_nonzero(np.abs(kept) <= floor))
@@ -100,7 +106,7 @@ def _pos_or_none(mu: float, gap_abs: float) -> float | None:
     return math.sqrt(2.0 * max(gap_abs, 0.0) / mu)
 
 
-def _sphere(certs: Sequence[Certificate]) -> tuple[Array, float, float]:
+def _sphere(certs: Sequence[Certificate]) -> tuple[Tensor, float, float]:
     """The best dual point u of ``certs``, the absolute gap ``G = P_best - D(u)`` that bounds
     ``|u - u*|^2 <= 2 n G`` (P_best: the smallest primal value, an upper bound on P*), and
     D(u) (a lower bound on P*)."""
@@ -111,34 +117,37 @@ def _sphere(certs: Sequence[Certificate]) -> tuple[Array, float, float]:
 
 
 def screen_lasso(
-    x: Array, y: Array, theta: Array, lam: float, certs: Sequence[Certificate] = ()
+    x: Tensor, y: Tensor, theta: Tensor, lam: float, certs: Sequence[Certificate] = ()
 ) -> CertifiedSolution:
     """Gap-safe screening of a LASSO candidate (module docstring). ``certs``: certificates
     known for this problem (of the candidate, of a warm-started solve): the best dual point
     centres the sphere, the smallest primal value bounds its radius; the candidate's own
     residual-based certificate is always among them."""
-    n = len(y)
+    n = y.shape[0]
     own = lasso_certificate(x, y, theta, lam)
     u, gap_abs, best_dual = _sphere([own, *certs])
+    sphere_gap = gap_abs / max(abs(own.primal), 1e-300)
     rho = math.sqrt(2.0 * n * gap_abs)
-    col_norms = np.sqrt(np.einsum("ij,ij->j", x, x))
-    zero = np.abs(x.T @ u) + col_norms * rho < n * lam * (1.0 - 1e-12)
-    sol = np.where(zero, 0.0, theta)
-    active = np.flatnonzero(sol)
+    col_norms = torch.sqrt((x * x).sum(dim=0))
+    zero = (x.T @ u).abs() + col_norms * rho < n * lam * (1.0 - 1e-12)
+    sol = torch.where(zero, torch.zeros_like(theta), theta)
+    active = torch.nonzero(sol).squeeze(1)
     primal = lasso_certificate(x, y, sol, lam).primal
     resolution = None
-    if 0 < active.size < n:
+    if 0 < active.numel() < n:
         xa = x[:, active]
-        mu = float(np.linalg.eigvalsh(xa.T @ xa / n)[0])
+        mu = float(torch.linalg.eigvalsh(xa.T @ xa / n)[0])
         resolution = _pos_or_none(mu, primal - best_dual)
+    values = sol.abs().cpu().numpy()
     return CertifiedSolution(
         solution=sol,
-        values=-np.sort(-np.abs(sol)),
-        support=int(active.size),
-        penalty_norm=float(np.abs(sol).sum()),
-        screened=int(np.count_nonzero(zero)),
+        values=-np.sort(-values),
+        support=int(active.numel()),
+        penalty_norm=float(values.sum()),
+        screened=int(zero.sum()),
         resolution=resolution,
         gap=Certificate(primal, best_dual).gap,
+        sphere_gap=sphere_gap,
     )
 
 
@@ -146,76 +155,81 @@ def sensing_lipschitz(op: Sensing, *, seed: int = 0) -> float:
     """An upper estimate of the top eigenvalue of Q = A'A/n (power iteration, x SAFETY)."""
     d = op.d
     g = np.random.default_rng(seed).standard_normal((d, d))
-    v = np.eye(d) + (g + g.T) / (2.0 * math.sqrt(d))
-    v /= np.linalg.norm(v)
+    v = torch.as_tensor(np.eye(d) + (g + g.T) / (2.0 * math.sqrt(d)), device=op.x.device)
+    v = v / torch.linalg.norm(v)
     est = 0.0
     for _ in range(POWER_ITERATIONS):
         w = op.adjoint(op.forward(v))
-        new = float(np.vdot(v, w))
-        norm = float(np.linalg.norm(w))
+        new = float((v * w).sum())
+        norm = float(torch.linalg.norm(w))
         if norm == 0.0:
             return 0.0
         v = w / norm
-        if abs(new - est) <= 1e-6 * abs(new):
+        if abs(new - est) <= 1e-3 * abs(new):
             est = new
             break
         est = new
     return SAFETY * est
 
 
-def _face_curvature(x: Array, v: Array) -> float | None:
+def _face_curvature(x: Tensor, v: Tensor) -> float | None:
     """Smallest eigenvalue of Q restricted to {V X V'} (X symmetric), None when too costly
     or when the face has at least as many dimensions as there are samples."""
     n, r = x.shape[0], v.shape[1]
     dim = r * (r + 1) // 2
     if r == 0 or dim >= n or n * dim * dim > FACE_FLOPS:
         return None
-    iu, ju = np.triu_indices(r)
-    weight = np.where(iu == ju, 1.0, math.sqrt(2.0))
-    eye = (iu == ju).astype(np.float64)
-    gram = np.zeros((dim, dim))
+    iu, ju = torch.triu_indices(r, r, device=x.device)
+    weight = torch.where(iu == ju, 1.0, math.sqrt(2.0)).to(x.dtype)
+    eye = (iu == ju).to(x.dtype)
+    gram = torch.zeros(dim, dim, dtype=x.dtype, device=x.device)
     for i in range(0, n, 8192):
         z = x[i : i + 8192] @ v  # (c, r)
         feats = z[:, iu] * z[:, ju] * weight - eye  # svec(z z' - I), orthonormal coordinates
         gram += feats.T @ feats
-    return float(np.linalg.eigvalsh(gram / n)[0])
+    return float(torch.linalg.eigvalsh(gram / n)[0])
 
 
 def screen_sensing(
-    x: Array,
-    y: Array,
-    s: Array,
+    x: Tensor,
+    y: Tensor,
+    s: Tensor,
     lam: float,
     psd: bool,
     certs: Sequence[Certificate] = (),
     *,
     lipschitz: float | None = None,
+    op: Sensing | None = None,
 ) -> CertifiedSolution:
     """Gap-safe screening of a sensing candidate S (module docstring). ``certs``: as in
     :func:`screen_lasso`; ``lipschitz``: a known upper bound on the top eigenvalue of Q
-    (else estimated here)."""
-    op = Sensing(x)
+    (else estimated here); ``op``: the sensing operator on ``x`` when the caller keeps one."""
+    op = op if op is not None else Sensing(x)
     s = (s + s.T) / 2.0
     own = sensing_certificate(x, y, s, lam, psd, adjoint=op.adjoint)
-    ev, vec = np.linalg.eigh(s)
-    order = np.argsort(-(ev if psd else np.abs(ev)), kind="stable")
+    ev, vec = torch.linalg.eigh(s)
+    order = torch.argsort(-(ev if psd else ev.abs()), stable=True)
     ev, vec = ev[order], vec[:, order]
-    d = len(ev)
+    d = ev.shape[0]
     keep = d
     usable = [c for c in (own, *certs) if math.isfinite(c.primal)]
     best_dual = -math.inf
+    sphere_gap = math.inf
     if usable and any(c.point is not None for c in usable):
         u, gap_abs, best_dual = _sphere(usable)
-        mev = np.linalg.eigvalsh(op.adjoint(u))
+        sphere_gap = gap_abs / max(abs(own.primal), 1e-300)
+        mev = torch.linalg.eigvalsh(op.adjoint(u))
         big_l = lipschitz if lipschitz is not None else sensing_lipschitz(op)
         delta = math.sqrt(2.0 * big_l * gap_abs)
-        score = mev if psd else np.abs(mev)
-        keep = int(np.count_nonzero(score >= lam / 2.0 * (1.0 - 1e-12) - delta))
-    kept = np.maximum(ev[:keep], 0.0) if psd else ev[:keep].copy()
+        score = mev if psd else mev.abs()
+        keep = int((score >= lam / 2.0 * (1.0 - 1e-12) - delta).sum())
+    kept = ev[:keep].clamp_min(0.0) if psd else ev[:keep].clone()
     vk = vec[:, :keep]
     sol = (vk * kept) @ vk.T
     sol = (sol + sol.T) / 2.0
-    values = -np.sort(-np.abs(np.concatenate([kept, np.zeros(d - keep)])))
+    kept_host = kept.cpu().numpy()
+    signed = np.concatenate([kept_host, np.zeros(d - keep)])
+    values = -np.sort(-np.abs(signed))
     c_own = sensing_certificate(x, y, sol, lam, psd, adjoint=op.adjoint)
     best_dual = max(best_dual, c_own.dual)
     resolution = None
@@ -223,14 +237,14 @@ def screen_sensing(
         mu = _face_curvature(x, vk[:, kept != 0])
         if mu is not None:
             resolution = _pos_or_none(mu, c_own.primal - best_dual)
-    signed = np.concatenate([kept, np.zeros(d - keep)])
     return CertifiedSolution(
         solution=sol,
         values=values,
-        eigenvalues=-np.sort(-signed),
-        support=int(np.count_nonzero(kept)),
-        penalty_norm=float(np.abs(kept).sum()),
+        support=int(np.count_nonzero(kept_host)),
+        penalty_norm=float(np.abs(kept_host).sum()),
         screened=d - keep,
         resolution=resolution,
         gap=Certificate(c_own.primal, best_dual).gap,
+        sphere_gap=sphere_gap,
+        eigenvalues=-np.sort(-signed),
     )

@@ -93,6 +93,10 @@ def _serve(tmp: Path, *, auth: bool) -> Live:
     return Live(f"http://127.0.0.1:{port}", store, server, thread, tokens)
 
 
+TIMINGS = {"data": 0.05, "train": 0.6, "certificate": 0.3, "corrections": 0.0, "spectra": 0.05}
+"""Seconds per phase of a run, as a worker reports them (their sum: the 1 s wall time)."""
+
+
 def _finish(store: Store, sweep_id: int, *, only: int | None = None) -> None:
     """Results for a sweep's queued runs (R ~ n^-1 with seed scatter, spectra, curves)."""
     runs = [r for r in iter_runs(store, sweep_id) if r.status == "queued"][:only]
@@ -100,7 +104,9 @@ def _finish(store: Store, sweep_id: int, *, only: int | None = None) -> None:
     for r in runs:
         n, seed = r.config.n, r.config.seed
         risk = (1.0 + 0.05 * (seed - 1)) * 3.0 / n
-        out.append((r.id, result(r.config_hash, risk, spectra=[SPECTRUM], learning_curve=curve(5))))
+        extra = {"timings": TIMINGS, "wall_time_s": 1.0}
+        made = result(r.config_hash, risk, spectra=[SPECTRUM], learning_curve=curve(5), **extra)
+        out.append((r.id, made))
     store.record_results(out)
 
 
@@ -239,6 +245,8 @@ def test_every_page_loads_clean_with_log_axes(
     assert _axis_types(page, "curve-plot") == ["log", "log"]
     assert _axis_types(page, "spectrum-hist")[0] == "log"
     page.wait_for_selector("#tail-fit", timeout=WAIT_MS)
+    phases = page.locator("dt:has-text('time per phase') + dd").inner_text()
+    assert "train 0.6 s (60%)" in phases and "certificate 0.3 s (30%)" in phases, phases
     page.goto(f"{live.url}/sweeps/{live.ids['diag']}/phase")
     page.wait_for_selector("#phase-table tbody tr", timeout=WAIT_MS)
     assert page.locator("#phase-table tbody tr").count() == 2

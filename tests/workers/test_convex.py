@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from reference import reference_cases
 from scipy.optimize import minimize
+from torch import Tensor
 
 from service.spec import RunConfig, TeacherSpec
 from workers import convex
@@ -31,23 +33,23 @@ def _report(tag: str, sol: ConvexSolution) -> None:
     )
 
 
-def _lasso_data(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _lasso_data(n: int, d: int, seed: int) -> tuple[Tensor, Tensor]:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, d))
     theta = np.zeros(d)
     theta[:5] = [1.0, -0.7, 0.5, -0.3, 0.2]
-    return x, x @ theta + 0.1 * rng.standard_normal(n)
+    return torch.as_tensor(x), torch.as_tensor(x @ theta + 0.1 * rng.standard_normal(n))
 
 
-def _sensing_data(n: int, d: int, seed: int, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+def _sensing_data(n: int, d: int, seed: int, signed: bool) -> tuple[Tensor, Tensor]:
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d))
+    x = torch.as_tensor(rng.standard_normal((n, d)))
     q, _ = np.linalg.qr(rng.standard_normal((d, d)))
     lam = 0.6 * np.arange(1, d + 1, dtype=float) ** -1.0
     if signed:
         lam[1::2] *= -1.0
-    s_star = (q * lam) @ q.T
-    return x, quadratic_form(x, s_star) + 0.1 * rng.standard_normal(n)
+    s_star = torch.as_tensor((q * lam) @ q.T)
+    return x, quadratic_form(x, s_star) + 0.1 * torch.as_tensor(rng.standard_normal(n))
 
 
 # --------------------------------------------------------------------------------------
@@ -63,13 +65,14 @@ def test_lasso_reaches_gap_and_kkt() -> None:
     assert sol.gap <= 1e-10  # the requested tolerance
     theta = sol.solution
     assert theta.shape == (120,)
-    corr = x.T @ (y - x @ theta) / len(y)
-    support = theta != 0.0
+    corr = (x.T @ (y - x @ theta) / len(y)).numpy()
+    th = theta.numpy()
+    support = th != 0.0
     assert 0 < support.sum() < 120
     # Subgradient conditions |X'r/n| <= lam off and = lam sign(theta) on the support: at a
     # relative gap of 1e-10 the dual residual is ~1e-9, so 1e-8 absolute (lam = 2e-2).
     assert np.all(np.abs(corr) <= lam + 1e-8)
-    np.testing.assert_allclose(corr[support], lam * np.sign(theta[support]), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(corr[support], lam * np.sign(th[support]), rtol=0, atol=1e-8)
     # The reported objective is the primal at the solution (rounding only: 1e-12 relative).
     assert sol.objective == pytest.approx(lasso_certificate(x, y, theta, lam).primal, rel=1e-12)
     assert sol.residual <= 1e-6  # fixed-point residual ~ dual residual: loose 1e-6 bound
@@ -84,17 +87,19 @@ def test_sensing_psd_kkt() -> None:
     assert sol.gap <= 1e-10  # the requested tolerance
     s = sol.solution
     assert s.shape == (d, d)
-    np.testing.assert_array_equal(s, s.T)  # symmetrised exactly
-    ev = np.linalg.eigvalsh(s)
+    assert torch.equal(s, s.T)  # symmetrised exactly
+    ev = np.linalg.eigvalsh(s.numpy())
     assert ev[0] >= -1e-12  # PSD up to eigen-reconstruction rounding
     assert 0 < np.sum(ev > 1e-9) < d  # the penalty is active: a rank-deficient solution
-    g = -sensing_adjoint(x, y - quadratic_form(x, s))  # gradient of the smooth part
+    g = -sensing_adjoint(x, y - quadratic_form(x, s)).numpy()  # gradient of the smooth part
     m = g + lam / 2 * np.eye(d)
+    s = s.numpy()
     # Dual feasibility G + lam/2 I >= 0 up to 1e-8 (relative gap 1e-10, lam/2 = 2.5e-2),
     # complementary slackness <S, G + lam/2 I> = 0 up to 1e-8 of the penalty (lam/2) tr S.
     assert np.linalg.eigvalsh(m)[0] >= -1e-8
     assert abs(np.sum(s * m)) <= 1e-8 * (lam / 2 * np.trace(s))
-    assert sol.objective == pytest.approx(sensing_certificate(x, y, s, lam, True).primal, rel=1e-12)
+    primal = sensing_certificate(x, y, torch.as_tensor(s), lam, True).primal
+    assert sol.objective == pytest.approx(primal, rel=1e-12)
 
 
 def test_sensing_signed_kkt() -> None:
@@ -105,9 +110,10 @@ def test_sensing_signed_kkt() -> None:
     assert sol.stop_reason == "duality_gap"
     assert sol.gap <= 1e-10  # the requested tolerance
     s = sol.solution
-    ev = np.linalg.eigvalsh(s)
+    ev = np.linalg.eigvalsh(s.numpy())
     assert ev[0] < -1e-3 and ev[-1] > 1e-3  # indefinite: the signed problem is really used
-    g = -sensing_adjoint(x, y - quadratic_form(x, s))
+    g = -sensing_adjoint(x, y - quadratic_form(x, s)).numpy()
+    s = s.numpy()
     nuc = float(np.abs(ev).sum())
     # ||G||_op <= lam/2 (dual feasibility) and <-G, S> = (lam/2)||S||_* (subgradient of the
     # nuclear norm at S): both to 1e-8 (absolute, resp. relative to the penalty).
@@ -124,7 +130,8 @@ def test_sensing_signed_kkt() -> None:
 
 def test_lasso_matches_lbfgsb_brute_force() -> None:
     """theta = p - q, p, q >= 0: a smooth bound-constrained problem for L-BFGS-B."""
-    x, y = _lasso_data(n=30, d=12, seed=4)
+    xt, yt = _lasso_data(n=30, d=12, seed=4)
+    x, y = xt.numpy(), yt.numpy()
     n, d = x.shape
     lam = 0.03
 
@@ -145,7 +152,7 @@ def test_lasso_matches_lbfgsb_brute_force() -> None:
     brute = res.x[:d] - res.x[d:]
     sol = solve_lasso(x, y, lam)
     # L-BFGS-B on a strongly convex (n > d) problem reaches ~1e-8; compare to 1e-6.
-    np.testing.assert_allclose(sol.solution, brute, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(sol.solution.numpy(), brute, rtol=0, atol=1e-6)
     assert sol.objective <= float(res.fun) + 1e-12  # ours is at least as good (rounding 1e-12)
 
 
@@ -166,8 +173,8 @@ def test_lam_zero_terminates() -> None:
     x2, y2 = _lasso_data(n=80, d=20, seed=5)  # n > d: least squares, the gap certifies it
     ols = solve_lasso(x2, y2, 0.0)
     assert ols.stop_reason == "duality_gap"
-    coef, *_ = np.linalg.lstsq(x2, y2, rcond=None)
-    np.testing.assert_allclose(ols.solution, coef, rtol=0, atol=1e-6)  # well-conditioned OLS
+    coef, *_ = np.linalg.lstsq(x2.numpy(), y2.numpy(), rcond=None)
+    np.testing.assert_allclose(ols.solution.numpy(), coef, rtol=0, atol=1e-6)  # well-conditioned
     xs, ys = _sensing_data(n=30, d=10, seed=5, signed=False)  # n < D = 55
     sens = solve_sensing(xs, ys, 0.0, max_iter=200)
     assert sens.stop_reason in ("max_steps", "duality_gap") and sens.iterations <= 200
@@ -190,11 +197,13 @@ def test_deadline_and_warm_start() -> None:
 
 def test_non_psd_warm_start_is_projected() -> None:
     xs, ys = _sensing_data(n=150, d=10, seed=8, signed=False)
-    s0 = -np.eye(10)  # infeasible for the PSD problem: the certificate says so
+    s0 = -torch.eye(
+        10, dtype=torch.float64
+    )  # infeasible for the PSD problem: the certificate says so
     assert sensing_certificate(xs, ys, s0, 0.05, psd=True).gap == math.inf  # not nan
     late = solve_sensing(xs, ys, 0.05, start=s0, deadline=time.monotonic() - 1.0)
     assert late.stop_reason == "timeout"
-    np.testing.assert_array_equal(late.solution, np.zeros((10, 10)))  # projection of -I
+    assert torch.equal(late.solution, torch.zeros(10, 10, dtype=torch.float64))  # projects -I
     assert math.isfinite(late.objective) and math.isfinite(late.gap)
 
 

@@ -86,35 +86,34 @@ def test_chunks_over_samples_change_nothing(name: str) -> None:
 def test_quadratic_networks_predict_the_teacher_form(second_layer: str) -> None:
     nets = QuadraticNets(6, 9, second_layer, device=CPU, dtype=F64)  # type: ignore[arg-type]
     rng = np.random.default_rng(5)
-    w = rng.normal(0, 0.7, (9, 6))
-    s = nets.matrix({"W": w})
-    np.testing.assert_array_equal(s, s.T)
-    x = rng.standard_normal((20, 6))
+    w = torch.as_tensor(rng.normal(0, 0.7, (9, 6)))
+    m = (w.T * nets.s) @ w
+    s = (m + m.T) / 2.0
+    x = torch.as_tensor(rng.standard_normal((20, 6)))
     y = quadratic_form(x, s)  # the network's own prediction: zero residual
-    p = torch.as_tensor(nets.pack({"W": w}))[None]
-    _, mse, _ = nets.evaluate(p, torch.as_tensor(x)[None], torch.as_tensor(y)[None], torch.zeros(1))
-    assert float(mse[0]) < 1e-24 * float(np.mean(y * y))  # float64 rounding of two orders
-    ev = np.linalg.eigvalsh(s)
+    p = nets.pack({"W": w})[None]
+    _, mse, _ = nets.evaluate(p, x[None], y[None], torch.zeros(1, dtype=F64))
+    assert float(mse[0]) < 1e-24 * float((y * y).mean())  # float64 rounding of two orders
+    ev = np.linalg.eigvalsh(s.numpy())
     if second_layer == "positive":
         assert ev.min() >= -1e-12 * ev.max()  # PSD up to rounding
     else:
         assert ev.min() < 0 < ev.max()
     assert nets.s.tolist() == ([1.0] * 9 if second_layer == "positive" else [1.0] * 5 + [-1.0] * 4)
-    np.testing.assert_array_equal(nets.unpack(nets.pack({"W": w}))["W"], w)
+    assert torch.equal(nets.unpack(nets.pack({"W": w}))["W"], w)
 
 
 def test_diagonal_networks_are_linear_in_theta() -> None:
     nets = DiagonalNets(8, device=CPU, dtype=F64)
     rng = np.random.default_rng(6)
-    a, w = rng.normal(size=8), rng.normal(size=8)
-    x = rng.standard_normal((10, 8))
-    p = torch.as_tensor(nets.pack({"a": a, "w": w}))[None]
+    a, w = torch.as_tensor(rng.normal(size=8)), torch.as_tensor(rng.normal(size=8))
+    x = torch.as_tensor(rng.standard_normal((10, 8)))
+    p = nets.pack({"a": a, "w": w})[None]
     y = x @ (a * w)
-    _, mse, _ = nets.evaluate(p, torch.as_tensor(x)[None], torch.as_tensor(y)[None], torch.zeros(1))
+    _, mse, _ = nets.evaluate(p, x[None], y[None], torch.zeros(1, dtype=F64))
     assert float(mse[0]) < 1e-26  # float64 rounding only
     back = nets.unpack(nets.pack({"a": a, "w": w}))
-    np.testing.assert_array_equal(back["a"], a)
-    np.testing.assert_array_equal(back["w"], w)
+    assert torch.equal(back["a"], a) and torch.equal(back["w"], w)
 
 
 def test_the_diagonal_preconditioner_inverts_each_coordinates_gauss_newton_block() -> None:
@@ -122,7 +121,7 @@ def test_the_diagonal_preconditioner_inverts_each_coordinates_gauss_newton_block
     for a gradient (K, p) and a history (K, h, p); 1e-12 relative."""
     d, k, h = 7, 3, 4
     nets = DiagonalNets(d, device=CPU, dtype=F64)
-    assert nets.preconditioned and not QuadraticNets(3, 3, device=CPU, dtype=F64).preconditioned
+    assert nets.preconditioned
     rng = np.random.default_rng(8)
     p = torch.as_tensor(rng.normal(size=(k, 2 * d)))
     x = torch.as_tensor(rng.standard_normal((k, 40, d)))
@@ -139,9 +138,30 @@ def test_the_diagonal_preconditioner_inverts_each_coordinates_gauss_newton_block
         block[idx + d, idx + d] = lam[j] + q[j] * a * a
         block[idx, idx + d] = block[idx + d, idx] = q[j] * a * w
         expected[j] = torch.linalg.solve(block, v[j].T).T
-    torch.testing.assert_close(nets.precondition(p, lam, q, v), expected, rtol=1e-12, atol=0.0)
-    first = nets.precondition(p, lam, q, v[:, 0])
-    torch.testing.assert_close(first, expected[:, 0], rtol=1e-12, atol=0.0)
+    apply = nets.preconditioner(p, lam, q)
+    torch.testing.assert_close(apply(v), expected, rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(apply(v[:, 0]), expected[:, 0], rtol=1e-12, atol=0.0)
+
+
+def test_the_quadratic_preconditioner_inverts_4_w_wt_plus_lam_on_the_rows() -> None:
+    """H0 V = (4 W W' + lam I)^-1 V per slot, for a gradient (K, p) and a history (K, h, p),
+    against an explicit solve; 1e-12 relative."""
+    d, m, k, h = 5, 4, 3, 2
+    nets = QuadraticNets(d, m, device=CPU, dtype=F64)
+    assert nets.preconditioned
+    rng = np.random.default_rng(9)
+    p = torch.as_tensor(rng.normal(size=(k, m * d)))
+    lam = torch.tensor([1e-3, 0.1, 2.0], dtype=F64)
+    v = torch.as_tensor(rng.normal(size=(k, h, m * d)))
+    apply = nets.preconditioner(p, lam, nets.data_curvature(torch.zeros(k, 3, d, dtype=F64)))
+    expected = torch.zeros_like(v)
+    for j in range(k):
+        w = p[j].view(m, d)
+        mat = 4.0 * w @ w.T + lam[j] * torch.eye(m, dtype=F64)
+        for t in range(h):
+            expected[j, t] = torch.linalg.solve(mat, v[j, t].view(m, d)).reshape(-1)
+    torch.testing.assert_close(apply(v), expected, rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(apply(v[:, 0]), expected[:, 0], rtol=1e-12, atol=0.0)
 
 
 def _cfg(model: str, seed: int = 0, **training: object) -> RunConfig:

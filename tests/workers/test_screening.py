@@ -16,8 +16,7 @@ from service.spec import RunConfig, TeacherSpec, TrainingSpec
 from workers.certificate import CERTIFIED, Certificate
 from workers.problems import problem_for
 from workers.screening import screen_lasso, screen_sensing
-from workers.tasks import NetworkCertificate
-from workers.train import TrainRequest, train_batch
+from workers.training import Run, train
 
 
 @pytest.fixture(autouse=True)
@@ -56,24 +55,24 @@ def test_a_trained_network_reports_the_convex_solutions_support(
     model: str, d: int, n: int, lam: float, seed: int
 ) -> None:
     cfg = _cfg(model, d, n, lam, seed)
-    problem = problem_for(cfg)
-    _, data = problem.draw()
-    cert_hook = NetworkCertificate(problem, data)
-    out = train_batch([TrainRequest(problem, data, CERTIFIED, certificate=cert_hook)])[0]
+    run = Run(cfg=cfg)
+    run.prepare(problem_for(cfg))
+    ((_, out),) = list(train([run]))
+    problem, _, data = run.ready
     est = problem.estimate(out.params)
-    cert = cert_hook.of(est)
+    cert = run.certificate_of(est)
     assert cert.gap <= CERTIFIED
     net = problem.certified(data, est, cert)
     sol = problem.solve_convex(data, tol=1e-12, max_iter=200_000)
     exact = problem.certified(data, problem.convex_estimate(sol.solution), _cert_of(sol))
     # the convex solution's zeros are exact (up to the rounding of an eigen-decomposition of
     # its low-rank S, 1e-16 of the top): screening confirms them, it removes no non-zero
-    values = np.abs(sol.solution) if model == "diagonal" else np.linalg.eigvalsh(sol.solution)
-    assert exact.support == int(np.count_nonzero(values > 1e-12 * values.max()))
+    values = sol.solution.abs() if model == "diagonal" else torch.linalg.eigvalsh(sol.solution)
+    assert exact.support == int((values > 1e-12 * values.max()).sum())
     # within 1: a direction at the threshold itself may be left undecided
     assert abs(net.support - exact.support) <= 1
-    raw = np.abs(est.solution) if model == "diagonal" else np.linalg.eigvalsh(est.solution)
-    assert np.count_nonzero(raw) >= net.support  # the residue is gone, nothing is added
+    raw = est.solution.abs() if model == "diagonal" else torch.linalg.eigvalsh(est.solution)
+    assert int((raw != 0).sum()) >= net.support  # the residue is gone, nothing is added
     assert net.screened + net.support <= (d if model == "diagonal" else d)
     # the penalty norm of the certified solution is the minimum's within the certificate
     assert net.penalty_norm == pytest.approx(exact.penalty_norm, rel=1e-3)
@@ -93,9 +92,9 @@ def test_the_resolution_bounds_the_distance_to_the_minimum() -> None:
     rough = problem.solve_convex(data, tol=1e-6, max_iter=400_000)
     out = screen_lasso(data.x, data.y, rough.solution, cfg.weight_decay, [_cert_of(rough)])
     assert out.resolution is not None
-    assert np.linalg.norm(out.solution - ref.solution) <= out.resolution
-    big = np.abs(out.solution) > out.resolution
-    assert np.all(ref.solution[big] != 0)  # above the resolution: non-zero at the minimum
+    assert float(torch.linalg.norm(out.solution - ref.solution)) <= out.resolution
+    big = out.solution.abs() > out.resolution
+    assert bool((ref.solution[big] != 0).all())  # above the resolution: non-zero at the minimum
 
 
 def test_residue_on_the_zeros_of_a_minimum_is_screened() -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from service.spec import MeasureSpec, RunConfig, TeacherSpec, TrainingSpec
 from workers.problems import problem_for
@@ -67,15 +68,15 @@ def test_same_seed_identical_different_seed_different(model: str) -> None:
     b = run_one(_cfg(model, seed=5))
     c = run_one(_cfg(model, seed=6))
     assert a.metrics is not None and b.metrics is not None and c.metrics is not None
-    # bit-identical on CPU, wall time aside
-    assert a.metrics.model_dump(exclude={"wall_time_s"}) == b.metrics.model_dump(
-        exclude={"wall_time_s"}
+    # bit-identical on CPU, times aside
+    assert a.metrics.model_dump(exclude={"wall_time_s", "timings"}) == b.metrics.model_dump(
+        exclude={"wall_time_s", "timings"}
     )
     assert a.spectra == b.spectra
     assert a.metrics.excess_risk != c.metrics.excess_risk
     t5, d5 = problem_for(_cfg(model, seed=5)).draw()
     t6, d6 = problem_for(_cfg(model, seed=6)).draw()
-    assert not np.array_equal(d5.x, d6.x) and not np.array_equal(d5.y, d6.y)
+    assert not torch.equal(d5.x, d6.x) and not torch.equal(d5.y, d6.y)
     assert not np.array_equal(t5.target, t6.target)
 
 
@@ -126,25 +127,36 @@ def test_run_batch_keeps_order() -> None:
 def test_final_gap_is_not_recomputed_after_a_certified_stop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import workers.tasks as tasks
     from workers.problems import Problem
+    from workers.training import Run
 
     gaps: list[bool] = []
     asked: list[int] = []
-    real_certificate, real_call = Problem.certificate, tasks.NetworkCertificate.__call__
+    real_certificate, real_ask = Problem.certificate, Run.certificate
 
     def counting_certificate(self: Problem, *args: Any, tight: bool = True) -> Any:
         gaps.append(tight)
         return real_certificate(self, *args, tight=tight)
 
-    def counting_call(self: tasks.NetworkCertificate, net: Any) -> Any:
+    def counting_ask(self: Run, params: Any, *, tight: bool = True) -> Any:
         asked.append(1)
-        return real_call(self, net)
+        return real_ask(self, params, tight=tight)
 
     monkeypatch.setattr(Problem, "certificate", counting_certificate)
-    monkeypatch.setattr(tasks.NetworkCertificate, "__call__", counting_call)
+    monkeypatch.setattr(Run, "certificate", counting_ask)
     res = run_one(_cfg("quadratic"))
     assert res.status == "succeeded" and res.metrics is not None
     assert res.metrics.stop_reason in ("gradient", "objective")
     # one tight gap per certificate training asked for; none more for the reported value
     assert len(asked) >= 1 and gaps.count(True) == len(asked)
+
+
+def test_every_run_says_where_its_time_went() -> None:
+    for cfg in (_cfg("quadratic"), _cfg("diagonal", training=TrainingSpec(optimizer="convex"))):
+        res = run_one(cfg.model_copy(update={"measure": MeasureSpec(spectrum=True)}))
+        assert res.metrics is not None and res.metrics.timings is not None
+        t = res.metrics.timings
+        assert set(t) == {"data", "train", "certificate", "corrections", "spectra"}
+        assert all(v >= 0.0 for v in t.values()) and t["train"] > 0 and t["certificate"] > 0
+        assert t["spectra"] > 0  # the spectra were computed and fitted
+        assert sum(t.values()) <= res.metrics.wall_time_s * 1.01  # parts of the run's time

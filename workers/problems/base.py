@@ -2,16 +2,20 @@
 
 A :class:`Problem` is one run's model, chosen once from ``cfg.model`` by
 :func:`workers.problems.problem_for`: its teacher, its network, the convex problem its
-global minimum solves (THEORY.md section 1), the exact excess risk, the support and penalty
-norm of a solution, the certificate of a candidate and the spectra of the trained weights.
-Training (:mod:`workers.train`) and the task (:mod:`workers.tasks`) see only this interface.
-Parameters travel as named float64 arrays (``{"a": ..., "w": ...}`` or ``{"W": ...}``); the
+global minimum solves (THEORY.md section 1), the exact excess risk, the certificate of a
+candidate, what the certificate proves (screening) and the spectra of the trained weights.
+Training (:mod:`workers.training`) and the task (:mod:`workers.tasks`) see only this
+interface.
+
+Everything lives on the run's device (``device``: the CPU or a GPU, from
+``training.device``) as float64 torch tensors: the data, the parameters as named tensors
+(``{"a": ..., "w": ...}`` or ``{"W": ...}``), the solutions, the certificate's dual point. The
 batched tensor program of a shape is :meth:`Problem.nets`.
 
-A solution is an :class:`Estimate` in float64: the convex variable (theta, shape (d,), for
-the diagonal model; S, shape (d, d), for the quadratic one), optionally a factor of it (the
-quadratic net's first layer W), and the squared norm of the network's parameters when it
-comes from a network (its objective then has the network's penalty, not the convex one).
+A solution is an :class:`Estimate`: the convex variable (theta, shape (d,), for the diagonal
+model; S, shape (d, d), for the quadratic one), optionally a factor of it (the quadratic
+net's first layer W), and the squared norm of the network's parameters when it comes from a
+network (its objective then has the network's penalty, not the convex one).
 """
 
 from __future__ import annotations
@@ -24,32 +28,40 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from torch import Tensor
 
 from service.results import Spectrum
 from service.spec import RunConfig, convex_dimension, unique_minimizer
 from workers.certificate import Certificate, certificate_tolerance
 from workers.convex import ConvexSolution
 from workers.data import Dataset, sample
+from workers.devices import resolve_device
 from workers.networks import BatchedNets
 from workers.rng import stream
 from workers.screening import CertifiedSolution
 
 Array = NDArray[np.float64]
+Params = dict[str, Tensor]
 
 ConvexSolver = Callable[..., ConvexSolution]
 """``solve(x, y, lam, *, tol, max_iter, start=None, deadline=None)`` (workers.convex)."""
 WARM_SOLVE_ITERATIONS = 300
 """At most this many proximal-gradient iterations to tighten a certificate's dual bound."""
-SCREEN_SOLVE_ITERATIONS = 300
-"""At most this many proximal-gradient iterations to sharpen an undecided screening."""
-SCREEN_SOLVE_TOL = 1e-13
+WARM_SOLVE_TOL = 0.5
+"""The warm solve stops at this fraction of the certificate's tolerance (its own gap: the
+network's primal adds its distance to the minimum)."""
 TIGHTEN_BELOW = 1e-3
 """The warm solve is tried only when the free bound's gap is below this: farther away the
 candidate itself is not near the minimum, and the solve would not certify it."""
+SCREEN_SOLVE_ITERATIONS = 50
+"""At most this many proximal-gradient iterations to sharpen an undecided screening."""
+SCREEN_SOLVE_TOL = 1e-12
+SHARPEN_ABOVE = 1e-9
+"""A screening is sharpened only when its sphere came from a relative gap above this."""
 
 
 class Teacher(Protocol):
-    """The target function of a run."""
+    """The target function of a run (host arrays: the data are drawn on the host)."""
 
     @property
     def target(self) -> Array:
@@ -63,11 +75,11 @@ class Teacher(Protocol):
 
 @dataclass(frozen=True)
 class Estimate:
-    """A solution in float64 (see the module docstring)."""
+    """A solution in float64 on the run's device (see the module docstring)."""
 
-    solution: Array
+    solution: Tensor
     """theta, shape (d,), or S, shape (d, d)."""
-    factor: Array | None = None
+    factor: Tensor | None = None
     """The quadratic net's W, shape (m, d), with W' diag(s) W = S (None: not known)."""
     squared_norm: float | None = None
     """||params||^2 of the network (None: a solution of the convex solver)."""
@@ -76,8 +88,14 @@ class Estimate:
 class Problem(ABC):
     """One run's model (see the module docstring)."""
 
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, cfg: RunConfig, device: torch.device | None = None) -> None:
         self.cfg = cfg
+        self.device = device if device is not None else resolve_device(cfg.training.device)
+        self._target: Tensor | None = None
+
+    def tensor(self, values: Array) -> Tensor:
+        """Host values as float64 on the run's device."""
+        return torch.as_tensor(np.asarray(values, dtype=np.float64)).to(self.device)
 
     # -- the model ----------------------------------------------------------------------
 
@@ -90,35 +108,35 @@ class Problem(ABC):
         """The batched networks of this run's shape (model, d, width, second layer)."""
 
     @abstractmethod
-    def init_params(self) -> dict[str, Array]:
+    def init_params(self) -> Params:
         """The initial parameters, i.i.d. N(0, init_scale^2) from the run's ``init`` stream."""
 
     @abstractmethod
-    def estimate(self, params: dict[str, Array]) -> Estimate:
+    def estimate(self, params: Params) -> Estimate:
         """The solution of the network with these parameters, with ||params||^2."""
 
     @abstractmethod
-    def correct(self, data: Dataset, params: dict[str, Array]) -> dict[str, Array] | None:
+    def correct(self, data: Dataset, params: Params) -> Params | None:
         """Parameters moved along the near-threshold directions the certificate names
         (:mod:`workers.corrections`), or None when no such move lowers the objective."""
 
     @abstractmethod
-    def predict(self, x: Array, solution: Array) -> Array:
+    def predict(self, x: Tensor, solution: Tensor) -> Tensor:
         """The prediction of a solution for every row of ``x`` -> shape (n,)."""
 
     @abstractmethod
-    def excess_risk(self, solution: Array, teacher: Teacher) -> float:
+    def excess_risk(self, solution: Tensor, teacher: Teacher) -> float:
         """Exact excess risk E(f - f*)^2 of a solution (THEORY.md section 1)."""
 
     @abstractmethod
     def screen(
-        self, data: Dataset, solution: Array, certs: Sequence[Certificate]
+        self, data: Dataset, solution: Tensor, certs: Sequence[Certificate]
     ) -> CertifiedSolution:
         """Gap-safe screening of a candidate with the best of these certificates
         (:mod:`workers.screening`)."""
 
     @abstractmethod
-    def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
+    def dual_certificate(self, data: Dataset, solution: Tensor) -> Certificate:
         """The residual-based certificate of the convex problem at a solution."""
 
     @abstractmethod
@@ -126,7 +144,7 @@ class Problem(ABC):
         """The solver of the equivalent convex problem (workers.convex)."""
 
     @abstractmethod
-    def convex_estimate(self, solution: Array) -> Estimate:
+    def convex_estimate(self, solution: Tensor) -> Estimate:
         """An :class:`Estimate` of a convex solver's solution (a factor added where needed)."""
 
     @abstractmethod
@@ -137,6 +155,12 @@ class Problem(ABC):
         ones of the trained weights (:mod:`workers.spectra`)."""
 
     # -- shared ---------------------------------------------------------------------------
+
+    def target_of(self, teacher: Teacher) -> Tensor:
+        """The teacher's target on the device (copied once)."""
+        if self._target is None:
+            self._target = self.tensor(teacher.target)
+        return self._target
 
     def unique_minimizer(self) -> tuple[bool, str | None]:
         """Whether the objective has one minimiser (:func:`service.spec.unique_minimizer`),
@@ -158,17 +182,18 @@ class Problem(ABC):
         return self.cfg.batch_shape()
 
     def draw(self) -> tuple[Teacher, Dataset]:
-        """The teacher (``teacher`` stream) and the training set (``train`` stream)."""
+        """The teacher (``teacher`` stream) and the training set (``train`` stream), the data
+        copied to the run's device once (:mod:`workers.data`)."""
         cfg = self.cfg
         teacher = self.teacher(stream(cfg.seed, "teacher"))
         data = sample(teacher, cfg.n, cfg.d, cfg.teacher.noise, stream(cfg.seed, "train"))
-        return teacher, data
+        return teacher, Dataset(data.x.to(self.device), data.y.to(self.device))
 
     def solve_convex(
         self, data: Dataset, *, tol: float, max_iter: int, **kw: Any
     ) -> ConvexSolution:
         """The equivalent convex problem solved to a relative gap ``tol`` (``start``: a warm
-        start; ``deadline``: a time.monotonic() value)."""
+        start; ``deadline``: a time.monotonic() value), on the data's device."""
         solve = self.convex_solver()
         return solve(data.x, data.y, self.cfg.weight_decay, tol=tol, max_iter=max_iter, **kw)
 
@@ -178,7 +203,7 @@ class Problem(ABC):
         if est.squared_norm is None:
             return self.dual_certificate(data, est.solution).primal
         r = data.y - self.predict(data.x, est.solution)
-        return float(r @ r / (2 * self.cfg.n) + self.cfg.weight_decay / 2 * est.squared_norm)
+        return float(r @ r) / (2 * self.cfg.n) + self.cfg.weight_decay / 2 * est.squared_norm
 
     def certified(self, data: Dataset, est: Estimate, cert: Certificate) -> CertifiedSolution:
         """What the certificate ``cert`` of ``est`` proves about the minimum: the estimate with
@@ -186,11 +211,11 @@ class Problem(ABC):
         resolution of its values (:mod:`workers.screening`).
 
         When some kept value is within the resolution of zero (a near-threshold direction the
-        sphere could not decide), a short warm-started convex solve from the certified
-        solution supplies a better dual point and primal bound, and the test is run again; the
-        estimate itself stays the network's."""
+        sphere could not decide) and the sphere came from a gap a better dual point could
+        shrink, a short warm-started convex solve from the certified solution supplies one,
+        and the test is run again; the estimate itself stays the network's."""
         out = self.screen(data, est.solution, [cert])
-        if out.ambiguous and self.cfg.weight_decay > 0:
+        if out.ambiguous and self.cfg.weight_decay > 0 and out.sphere_gap > SHARPEN_ABOVE:
             sol = self.solve_convex(
                 data, tol=SCREEN_SOLVE_TOL, max_iter=SCREEN_SOLVE_ITERATIONS, start=out.solution
             )
@@ -212,7 +237,7 @@ class Problem(ABC):
         floor = certificate_tolerance("float64")
         if tight and floor < cert.gap < TIGHTEN_BELOW:
             sol = self.solve_convex(
-                data, tol=1e-2 * floor, max_iter=WARM_SOLVE_ITERATIONS, start=est.solution
+                data, tol=WARM_SOLVE_TOL * floor, max_iter=WARM_SOLVE_ITERATIONS, start=est.solution
             )
             cert = cert.with_dual(sol.objective - sol.gap * abs(sol.objective), sol.dual_point)
         return cert

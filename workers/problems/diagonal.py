@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from service.results import Spectrum
 from service.teachers import diagonal_coefficients
@@ -20,7 +21,7 @@ from workers.convex import solve_lasso
 from workers.corrections import diagonal_correction
 from workers.data import Dataset
 from workers.networks import DiagonalNets, init_values
-from workers.problems.base import Array, ConvexSolver, Estimate, Problem, Teacher
+from workers.problems.base import Array, ConvexSolver, Estimate, Params, Problem, Teacher
 from workers.rng import stream
 from workers.screening import CertifiedSolution, screen_lasso
 from workers.spectra import diagonal_spectra
@@ -55,46 +56,46 @@ class DiagonalProblem(Problem):
     def nets(self, device: torch.device, dtype: torch.dtype) -> DiagonalNets:
         return DiagonalNets(self.cfg.d, device=device, dtype=dtype)
 
-    def init_params(self) -> dict[str, Array]:
+    def init_params(self) -> Params:
         rng, scale, d = stream(self.cfg.seed, "init"), self.cfg.training.init_scale, self.cfg.d
         a = init_values(rng, scale, (d,))  # a first, then w: part of the reproducibility contract
-        return {"a": a, "w": init_values(rng, scale, (d,))}
+        return {"a": self.tensor(a), "w": self.tensor(init_values(rng, scale, (d,)))}
 
-    def estimate(self, params: dict[str, Array]) -> Estimate:
+    def estimate(self, params: Params) -> Estimate:
         a, w = params["a"], params["w"]
         return Estimate(solution=a * w, squared_norm=float(a @ a + w @ w))
 
-    def correct(self, data: Dataset, params: dict[str, Array]) -> dict[str, Array] | None:
+    def correct(self, data: Dataset, params: Params) -> Params | None:
         lam = self.cfg.weight_decay
         moved = diagonal_correction(data.x, data.y, lam, params["a"], params["w"])
         return None if moved is None else {"a": moved[0], "w": moved[1]}
 
-    def predict(self, x: Array, solution: Array) -> Array:
-        out: Array = x @ solution
-        return out
+    def predict(self, x: Tensor, solution: Tensor) -> Tensor:
+        return x @ solution
 
-    def excess_risk(self, solution: Array, teacher: Teacher) -> float:
-        diff = solution - teacher.target
+    def excess_risk(self, solution: Tensor, teacher: Teacher) -> float:
+        diff = solution - self.target_of(teacher)
         return float(diff @ diff)
 
     def screen(
-        self, data: Dataset, solution: Array, certs: Sequence[Certificate]
+        self, data: Dataset, solution: Tensor, certs: Sequence[Certificate]
     ) -> CertifiedSolution:
         return screen_lasso(data.x, data.y, solution, self.cfg.weight_decay, certs)
 
-    def dual_certificate(self, data: Dataset, solution: Array) -> Certificate:
+    def dual_certificate(self, data: Dataset, solution: Tensor) -> Certificate:
         return lasso_certificate(data.x, data.y, solution, self.cfg.weight_decay)
 
     def convex_solver(self) -> ConvexSolver:
         return solve_lasso
 
-    def convex_estimate(self, solution: Array) -> Estimate:
+    def convex_estimate(self, solution: Tensor) -> Estimate:
         return Estimate(solution=solution)
 
     def spectra(
         self, est: Estimate, certified: CertifiedSolution, rng: np.random.Generator
     ) -> list[Spectrum]:
-        raw = est.solution if est.squared_norm is not None else None  # a network's own values
+        network = est.squared_norm is not None  # raw values: a network's own weights
+        raw = est.solution.cpu().numpy() if network else None
         return diagonal_spectra(
-            certified.solution, rng=rng, resolution=certified.resolution, raw=raw
+            certified.solution.cpu().numpy(), rng=rng, resolution=certified.resolution, raw=raw
         )

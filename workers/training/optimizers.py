@@ -17,7 +17,6 @@ Adam (one class each; :func:`make_optimizer` picks one from ``training.optimizer
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 import torch
@@ -51,8 +50,9 @@ def history_size(n_params: int, dtype: torch.dtype, preconditioned: bool = False
     return int(max(10, min(cap, HISTORY_BYTES // max(per_pair, 1))))
 
 
-class Optimizer(ABC):
-    """The optimizer state of K slots (rows), and its steps."""
+class Optimizer:
+    """The optimizer state of K slots (rows), and its steps; the defaults are those of a
+    stateless optimizer (each subclass gives its ``direction``)."""
 
     kind: str
     line_search = True
@@ -78,7 +78,6 @@ class Optimizer(ABC):
     def observe(self, i: int, slot: SlotState, f: float) -> None:
         """The objective of slot i at its new point (Adam halves its lr when it rose)."""
 
-    @abstractmethod
     def direction(
         self,
         p: Tensor,
@@ -87,6 +86,7 @@ class Optimizer(ABC):
         h0: Preconditioner | None = None,
     ) -> tuple[Tensor, Tensor]:
         """(direction, initial step) per slot."""
+        raise NotImplementedError
 
     def accepted(
         self,

@@ -23,7 +23,19 @@
       ["device", m.device],
       ["batch size", m.batch_size ?? ""],
       ["wall time", `${num(m.wall_time_s, 4)} s`],
+      ["time per phase", timings(m)],
     ]);
+  }
+
+  // Seconds per phase (data, train, certificate, corrections, spectra) and its share of the
+  // run's wall time: where a slow run spends it.
+  function timings(m) {
+    const t = m.timings;
+    if (!t) return "not recorded (stored before phases were timed)";
+    const total = m.wall_time_s || Object.values(t).reduce((a, b) => a + b, 0);
+    return Object.entries(t)
+      .map(([phase, s]) => `${phase} ${num(s, 3)} s` + (total > 0 ? ` (${Math.round((100 * s) / total)}%)` : ""))
+      .join(", ");
   }
 
   function certificatePanel(run) {

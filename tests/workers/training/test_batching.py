@@ -1,5 +1,6 @@
-"""workers.batching through run_batch: a batch of mixed runs gives what each run gives alone;
-float32 runs are refined to a float64 certificate; an out-of-memory error shrinks the batch."""
+"""workers.training.batching through run_batch: a batch of mixed runs gives what each run gives
+alone; float32 runs are refined to a float64 certificate; an out-of-memory error shrinks the
+batch."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import torch
 
 from service.results import RunResult
 from service.spec import RunConfig, TeacherSpec, TrainingSpec
-from workers import batching, train
 from workers.tasks import run_batch, run_one
+from workers.training import batching, scheduler
 
 
 @pytest.fixture(autouse=True)
@@ -117,16 +118,17 @@ def test_float32_runs_are_refined_to_a_float64_certificate() -> None:
 def test_an_out_of_memory_error_halves_the_slots_and_loses_no_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = train.train_batch
+    real = scheduler.Batch
     seen: list[int] = []
 
-    def tight(requests: Any, *, slots: int | None = None, **kw: Any) -> Any:
-        seen.append(int(slots or 0))
-        if slots is not None and slots > 1:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(requests, slots=slots, **kw)
+    class Tight(real):  # type: ignore[misc,valid-type]
+        def __init__(self, runs: Any, device: Any, slots: int, phase: Any) -> None:
+            seen.append(slots)
+            if slots > 1:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            super().__init__(runs, device, slots, phase)
 
-    monkeypatch.setattr(batching, "train_batch", tight)
+    monkeypatch.setattr(batching, "Batch", Tight)
     cfgs = [_cfg(0.03, seed) for seed in range(4)]
     results = run_batch(cfgs)
     assert seen[:3] == [4, 2, 1]
@@ -148,7 +150,7 @@ def test_a_mixed_float32_batch_on_cuda_reaches_each_runs_float64_minimum() -> No
     cfgs.append(_cfg(0.03, 4, dtype="float32", device="cuda", init_scale=1e200))  # diverges
     gpu = run_batch(cfgs)
     assert [r.status for r in gpu] == ["succeeded"] * 4 + ["failed"]
-    for cfg, result in zip(cfgs[:4], gpu, strict=True):
+    for cfg, result in zip(cfgs[:4], gpu[:4], strict=True):
         m = result.metrics
         assert m is not None and m.device.startswith("cuda") and m.batch_size == 5
         assert m.duality_gap <= 1e-6

@@ -1,4 +1,5 @@
-"""workers.train: batched training reaches the global minimum of each network's objective.
+"""workers.training.scheduler: batched training reaches the global minimum of each network's
+objective (through workers.training.train, the pipeline's entry).
 
 Run with ``pytest -s`` to see steps, seconds and gaps of every training run.
 """
@@ -10,15 +11,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
-from service.spec import RunConfig, TeacherSpec, TrainingSpec
+from service.spec import MeasureSpec, RunConfig, TeacherSpec, TrainingSpec
 from workers.certificate import Certificate
 from workers.data import Dataset
+from workers.devices import resolve_device
 from workers.problems import Problem, problem_for
-from workers.train import TrainOutcome, TrainRequest, _Batch, resolve_device, train_batch
+from workers.problems.base import Params
+from workers.training import Batch, Phase, Run, TrainOutcome, train
 
 
 @pytest.fixture(autouse=True)
@@ -55,22 +57,21 @@ def _cfg(
     )
 
 
-def _request(cfg: RunConfig, *, certified: bool = False, **kw: Any) -> TrainRequest:
-    problem = problem_for(cfg)
-    _, data = problem.draw()
-    hook = None
-    if certified:
-
-        def hook(params: dict[str, np.ndarray]) -> Certificate:
-            return problem.certificate(data, problem.estimate(params))
-
-    return TrainRequest(problem=problem, data=data, tolerance=1e-6, certificate=hook, **kw)
+def _run(cfg: RunConfig) -> Run:
+    run = Run(cfg=cfg)
+    run.prepare(problem_for(cfg))
+    return run
 
 
-def _train(cfg: RunConfig, **kw: Any) -> tuple[Problem, Dataset, TrainOutcome]:
-    req = _request(cfg, **kw)
-    (out,) = train_batch([req])
-    return req.problem, req.data, out
+def _train(cfg: RunConfig, *, certified: bool = False) -> tuple[Problem, Dataset, TrainOutcome]:
+    run = _run(cfg)
+    ((_, out),) = list(train([run], certify=certified))
+    problem, _, data = run.ready
+    return problem, data, out
+
+
+def _batch(runs: list[Run], slots: int) -> Batch:
+    return Batch(runs, torch.device("cpu"), slots, Phase(torch.float64, 1e-6, certify=False))
 
 
 def _certificate(problem: Problem, out: TrainOutcome, data: Dataset) -> Certificate:
@@ -78,7 +79,7 @@ def _certificate(problem: Problem, out: TrainOutcome, data: Dataset) -> Certific
     return problem.dual_certificate(data, problem.estimate(out.params).solution)
 
 
-def _objective(problem: Problem, data: Dataset, params: dict[str, np.ndarray]) -> float:
+def _objective(problem: Problem, data: Dataset, params: Params) -> float:
     return problem.objective(data, problem.estimate(params))
 
 
@@ -93,24 +94,25 @@ def test_same_config_is_bit_identical(optimizer: str) -> None:
     _, _, b = _train(cfg)
     assert a.steps == b.steps and a.stop_reason == b.stop_reason
     assert a.objective == b.objective  # bit-identical on CPU
-    np.testing.assert_array_equal(a.params["W"], b.params["W"])
+    assert torch.equal(a.params["W"], b.params["W"])
     _, _, c = _train(_cfg("quadratic", 6, 60, 1e-2, seed=1, optimizer=optimizer, max_steps=30))
-    assert not np.array_equal(a.params["W"], c.params["W"])
+    assert not torch.equal(a.params["W"], c.params["W"])
 
 
 @pytest.mark.parametrize("model", ["diagonal", "quadratic"])
 def test_far_too_large_lr_diverges_cleanly_and_alone(model: str) -> None:
     bad = _cfg(model, 8, 80, 1e-2, optimizer="gd", lr=1e3, max_steps=500)
     fine = _cfg(model, 8, 80, 1e-2, seed=1, optimizer="gd", lr=1e-3, max_steps=50)
-    reqs = [_request(bad), _request(fine)]
-    out, ok = train_batch(reqs)  # one batch: the same shape (gd with a fixed lr)
-    assert out.stop_reason == "diverged" and out.batch_size == 2
+    runs = [_run(bad), _run(fine)]
+    out, ok = (o for _, o in sorted(train(runs, certify=False), key=lambda io: io[0]))
+    assert out.stop_reason == "diverged" and out.batch_size == 2  # one batch: the same shape
     assert out.error is not None and "step" in out.error and "1e+03" in out.error
     # metrics are those of the last finite iterate, never NaN
     assert math.isfinite(out.objective) and math.isfinite(out.train_loss)
-    assert all(bool(np.isfinite(v).all()) for v in out.params.values())
+    assert all(bool(torch.isfinite(v).all()) for v in out.params.values())
     # the restored parameters really have the reported objective (float64 rounding: 1e-12)
-    objective = _objective(reqs[0].problem, reqs[0].data, out.params)
+    problem, _, data = runs[0].ready
+    objective = _objective(problem, data, out.params)
     assert objective == pytest.approx(out.objective, rel=1e-12)
     assert ok.stop_reason == "max_steps" and ok.steps == 50  # its neighbour went on
 
@@ -121,26 +123,24 @@ def test_max_steps_timeout_and_refusals() -> None:
     _, _, slow = _train(_cfg("diagonal", 10, 20, 1e-2, timeout_s=1e-9))
     assert slow.stop_reason == "timeout" and slow.error is not None and "timeout" in slow.error
     with pytest.raises(ValueError, match="convex"):
-        train_batch([_request(_cfg("diagonal", 10, 20, 1e-2, optimizer="convex"))])
+        _batch([_run(_cfg("diagonal", 10, 20, 1e-2, optimizer="convex"))], 1)
     with pytest.raises(ValueError, match="one shape"):
-        train_batch(
-            [_request(_cfg("diagonal", 10, 20, 1e-2)), _request(_cfg("diagonal", 11, 20, 1e-2))]
-        )
+        _batch([_run(_cfg("diagonal", 10, 20, 1e-2)), _run(_cfg("diagonal", 11, 20, 1e-2))], 2)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             resolve_device("cuda")
     assert resolve_device("cpu") == torch.device("cpu")
 
 
-def test_step_hook_and_metrics() -> None:
-    seen: list[tuple[int, float]] = []
+def test_learning_curve_and_metrics() -> None:
     cfg = _cfg("quadratic", 6, 60, 1e-2, optimizer="gd", max_steps=25)
-    problem, data, out = _train(cfg, on_step=lambda k, f, p: seen.append((k, f)), every=1)
+    cfg = cfg.model_copy(update={"measure": MeasureSpec(curve_every=1)})
+    run = _run(cfg)
+    ((_, out),) = list(train([run], certify=False))
+    problem, _, data = run.ready
     assert out.stop_reason == "max_steps" and out.steps == 25
-    assert [k for k, _ in seen] == list(range(26))
-    assert out.objective == seen[-1][1]
-    # Armijo steps never increase F beyond rounding (8 eps |F| slack)
-    assert all(b <= a * (1 + 1e-14) for (_, a), (_, b) in zip(seen, seen[1:], strict=False))
+    assert [p.step for p in run.curve] == list(range(26))
+    assert run.curve[-1].train_loss == pytest.approx(out.train_loss, rel=1e-12)
     est = problem.estimate(out.params)
     r = data.y - problem.predict(data.x, est.solution)
     # train_loss is the plain MSE; float64 rounding only: 1e-12 relative
@@ -217,7 +217,7 @@ def test_the_d30_sweep_reaches_its_certified_minimum_in_a_predictable_number_of_
     cert = problem.certificate(data, problem.estimate(out.params))
     print(f"\nseed {seed}: {out.steps} steps, {out.corrections} corrections, gap {cert.gap:.1e}")
     assert out.stop_reason == "gradient" and cert.gap <= 1e-6
-    assert out.steps <= 300  # measured 91-133 on every seed
+    assert out.steps <= 300  # measured 91-133 before the preconditioner
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -293,8 +293,7 @@ def test_a_subset_of_slots_is_evaluated_alone_and_counted_alone(model: str) -> N
     """What a line search that backtracks for one slot evaluates: that slot's rows (gathered),
     equal to the same rows of a whole-batch evaluation (1e-12 relative), counted for it only."""
     d, n = (20, 30) if model == "diagonal" else (5, 40)
-    requests = [_request(_cfg(model, d, n, 0.05, seed=s)) for s in range(4)]
-    batch = _Batch(requests, torch.device("cpu"), 4, lambda run, out: None)
+    batch = _batch([_run(_cfg(model, d, n, 0.05, seed=s)) for s in range(4)], 4)
     before = [s.evaluations for s in batch.slots if s is not None]
     trial = batch.p + 0.01 * torch.randn_like(batch.p, dtype=batch.p.dtype)
     mask, (f, mse, g) = batch._evaluate(trial, [2])
@@ -309,18 +308,15 @@ def test_a_subset_of_slots_is_evaluated_alone_and_counted_alone(model: str) -> N
 def test_the_preconditioner_applies_to_penalised_slots_only() -> None:
     """In a batch mixing lam = 0 with lam > 0, a lam = 0 slot keeps L-BFGS's plain H0 (as it
     has alone: a preconditioner of lam = 0 would be singular); the others get the nets'."""
-    requests = [
-        _request(_cfg("diagonal", 20, 30, lam, seed=s)) for s, lam in enumerate((0.0, 0.05))
-    ]
-    batch = _Batch(requests, torch.device("cpu"), 2, lambda run, out: None)
+    runs = [_run(_cfg("diagonal", 20, 30, lam, seed=s)) for s, lam in enumerate((0.0, 0.05))]
+    batch = _batch(runs, 2)
     h0 = batch._h0()
     assert h0 is not None and batch.curvature is not None
     v = torch.randn(2, 3, batch.nets.n_params, dtype=batch.p.dtype)
     out = h0(v)
     torch.testing.assert_close(out[0], v[0], rtol=0.0, atol=0.0)
     lam = torch.where(batch.lam > 0, batch.lam, torch.ones_like(batch.lam))
-    want = batch.nets.precondition(batch.p, lam, batch.curvature, v)
+    want = batch.nets.preconditioner(batch.p, lam, batch.curvature)(v)
     torch.testing.assert_close(out[1], want[1], rtol=1e-12, atol=0.0)
     # all slots unpenalised: no preconditioner at all
-    alone = _Batch(requests[:1], torch.device("cpu"), 1, lambda run, out: None)
-    assert alone._h0() is None
+    assert _batch(runs[:1], 1)._h0() is None
