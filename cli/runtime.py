@@ -96,7 +96,10 @@ def build_executor(
     from workers.executor import RayExecutor  # ray is imported only when it is used
 
     executor = RayExecutor(
-        settings.ray_address, num_cpus=num_cpus, gpus_per_task=settings.gpus_per_task
+        settings.ray_address,
+        num_cpus=num_cpus,
+        gpus_per_task=settings.gpus_per_task,
+        gpu_memory_mb=settings.gpu_memory_mb,
     )
     return executor, executor.status
 
@@ -104,8 +107,8 @@ def build_executor(
 def task_function(settings: Settings) -> BatchFn:
     """The real task function with this deployment's budget per task (batching, memory,
     GPU share), picklable for Ray."""
-    from workers.batching import TaskBudget
     from workers.tasks import run_batch
+    from workers.training import TaskBudget
 
     budget = TaskBudget(
         batched=settings.batching == "on",

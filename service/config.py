@@ -50,8 +50,14 @@ class Settings(BaseSettings):
     task_memory_mb: PositiveInt = 4096
     """Host memory the data of one task may take (packing), and a CPU batch's budget."""
     gpus_per_task: float = Field(default=0.5, gt=0.0, le=1.0)
-    """Share of a GPU one GPU task asks Ray for: 0.5 lets two batched tasks share a GPU, and
-    each sizes its batch to that share of the GPU's memory."""
+    """Share of a GPU a GPU task asks Ray for when its batch is small (0.5: two small batches
+    share a GPU, each sized to that share of the GPU's free memory); a batch that needs more
+    than that share of ``gpu_memory_mb`` asks for the whole GPU."""
+    gpu_memory_mb: PositiveInt = 40960
+    """Memory of the cluster's GPUs, for packing GPU batches (the worker sizes its slots by the
+    device's real free memory, and halves them on an out-of-memory error)."""
+    gpu_batch_max_runs: PositiveInt = 256
+    """Most runs of one batched GPU task."""
     max_body_bytes: PositiveInt = 1024 * 1024
     """Largest request body the API reads (HTTP 413 above it)."""
     max_spectrum_points: PositiveInt = 10_000

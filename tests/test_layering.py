@@ -33,6 +33,7 @@ SHARED = (
     "service.errors",
     "service.teachers",
     "service.fitting.tails",
+    "service.resources",
 )
 RAY_ADAPTER = "workers/executor.py"
 COMPOSITION_ROOTS = ("cli/", "workers/__main__.py")

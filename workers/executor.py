@@ -1,9 +1,11 @@
 """RayExecutor: the orchestration loop's :class:`~service.orchestration.executor.Executor` on Ray.
 
 The only module that imports ray (like Hamilton's ``plugins/h_ray.py``). One plain function,
-:func:`execute`, is made remote at submit time with per-task options: one GPU when the run
-asks for ``cuda`` (or ``auto`` on a cluster that has GPUs) -- ``gpus_per_task`` of one, a
-fraction so that several batched tasks share a GPU -- one CPU otherwise, and
+:func:`execute`, is made remote at submit time with per-task options: a GPU share when the
+run asks for ``cuda`` (or ``auto`` on a cluster that has GPUs) -- ``gpus_per_task`` of one
+while the task's batch fits in that share of ``gpu_memory_mb``, so that small batched tasks
+share a GPU, the whole GPU above it (:func:`service.resources.gpu_share`; the task is told
+its share and sizes its slots to it) -- one CPU otherwise, and
 ``max_retries`` (0 by default: a task lost with its worker or node comes back as
 :class:`~service.errors.WorkerLost` and the runner retries it under a new lease, so
 every attempt is counted in the database). Completed tasks are collected with ``ray.wait``
@@ -23,6 +25,7 @@ from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
 from service.errors import ExecutionError, TaskCancelled, TaskRaised, WorkerLost
 from service.orchestration.executor import BatchFn, Outcome
+from service.resources import gpu_share
 from service.results import RunResult
 from service.spec import RunConfig
 
@@ -35,8 +38,11 @@ RECANCEL_EVERY_S = 1.0
 arrives while the task is being handed to a worker can be lost."""
 
 
-def execute(fn: BatchFn, cfgs: list[RunConfig]) -> list[RunResult]:
-    """The task body: ``fn`` is the injected batch function, shipped by value."""
+def execute(fn: BatchFn, cfgs: list[RunConfig], gpu_share: float = 0.0) -> list[RunResult]:
+    """The task body: ``fn`` is the injected batch function, shipped by value; a GPU task
+    tells it the share of the GPU it holds (``fn(cfgs, gpu_share=...)``)."""
+    if gpu_share > 0.0:
+        return fn(cfgs, gpu_share=gpu_share)  # type: ignore[call-arg]
     return fn(cfgs)
 
 
@@ -56,11 +62,13 @@ class RayExecutor:
         *,
         max_retries: int = 0,
         gpus_per_task: float = 1.0,
+        gpu_memory_mb: int = 40960,
     ) -> None:
         if not 0.0 < gpus_per_task <= 1.0:
             raise ValueError(f"gpus_per_task must be in (0, 1], got {gpus_per_task}")
         self._owns_ray = False
         self._gpus_per_task = gpus_per_task
+        self._gpu_memory_bytes = gpu_memory_mb * 2**20
         if not skip_init and not ray.is_initialized():
             # unset: a new local Ray, never a cluster some `ray start` left on this machine
             kwargs: dict[str, Any] = {"address": ray_address or "local"}
@@ -95,8 +103,9 @@ class RayExecutor:
             return
         if self._remote is None:
             self._remote = ray.remote(execute)
-        options = self._resources(cfgs[0])
-        ref = self._remote.options(max_retries=self._max_retries, **options).remote(fn, cfgs)
+        options = self._resources(cfgs)
+        share = float(options["num_gpus"])
+        ref = self._remote.options(max_retries=self._max_retries, **options).remote(fn, cfgs, share)
         self._tasks[ref] = ids
 
     def completed(self, timeout_s: float) -> list[Outcome]:
@@ -178,10 +187,11 @@ class RayExecutor:
             self._gpus_checked = now
         return self._gpus > 0
 
-    def _resources(self, cfg: RunConfig) -> dict[str, float]:
-        device = cfg.training.device
+    def _resources(self, cfgs: Sequence[RunConfig]) -> dict[str, float]:
+        device = cfgs[0].training.device
         if device == "cuda" or (device == "auto" and self._cluster_has_gpu()):
-            return {"num_cpus": 1, "num_gpus": self._gpus_per_task}
+            share = gpu_share(cfgs, self._gpus_per_task, self._gpu_memory_bytes)
+            return {"num_cpus": 1, "num_gpus": share}
         return {"num_cpus": 1, "num_gpus": 0}
 
     @staticmethod

@@ -14,6 +14,15 @@ Two reasons to put several runs in one Ray task:
   :data:`MIN_SPREAD_RUNS` runs, so a sweep uses every worker; the parts are dealt
   round-robin, so that each holds a share of every weight decay.
 
+**GPUs.** A shape whose runs ask for ``cuda`` is packed by the GPU's numbers instead: its
+cost model (:data:`GPU_FLOP_RATE`, a kernel launch per step) and its memory
+(``gpu_memory_mb``; the float32 data of the batch, the float64 master copy, the parameters
+and L-BFGS history), up to ``gpu_batch_max_runs`` runs: a GPU task holds several large runs
+or many small ones, enough to keep the GPU busy, and is not split to spread over CPUs.
+:func:`gpu_share` says what share of a GPU a task asks for: the configured fraction while its
+batch fits in that share of the memory, the whole GPU above it (fractional GPUs only where
+they pay).
+
 Convex runs, and network runs with batching off, are packed as tiny runs or go alone. Runs
 for different devices never share a task.
 """
@@ -27,6 +36,7 @@ from dataclasses import dataclass
 
 from service.config import Settings
 from service.records import Claim
+from service.resources import CHUNK_BYTES, run_bytes
 from service.spec import RunConfig
 
 RUN_OVERHEAD_S = 0.02
@@ -46,6 +56,10 @@ MIN_SPREAD_RUNS = 4
 """A batch is split over more workers only while each part keeps this many runs."""
 DATA_COPIES = 2
 """Copies of a run's data a task holds (its float64 data, and the batch's device copy)."""
+GPU_FLOP_RATE = 2e13
+"""Effective flop/s of a batched step on one GPU (TF32 matmuls, a fraction of the peak)."""
+GPU_STEP_OVERHEAD_S = 2e-3
+"""Launch and host-round-trip cost of one batched step on a GPU."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,8 @@ class PackingRules:
     batch_budget_s: float = 300.0
     task_memory_bytes: int = 4096 * 2**20
     max_per_task: int = 256
+    gpu_memory_bytes: int = 40960 * 2**20
+    gpu_batch_max_runs: int = 256
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PackingRules:
@@ -67,6 +83,8 @@ class PackingRules:
             batch_max_runs=settings.batch_max_runs,
             batch_budget_s=settings.batch_budget_s,
             task_memory_bytes=settings.task_memory_mb * 2**20,
+            gpu_memory_bytes=settings.gpu_memory_mb * 2**20,
+            gpu_batch_max_runs=settings.gpu_batch_max_runs,
         )
 
 
@@ -99,6 +117,18 @@ def estimate_batch_cost_s(cfg: RunConfig, runs: int) -> float:
     steps, overhead = _steps(cfg)
     per_run = RUN_OVERHEAD_S + 10.0 * cfg.d**3 / FLOP_RATE
     return runs * per_run + steps * (overhead + runs * _step_flops(cfg) / FLOP_RATE)
+
+
+def gpu_batch_cost_s(cfg: RunConfig, runs: int) -> float:
+    """Rough seconds ``runs`` runs of this shape take as one batch on a GPU."""
+    steps, _ = _steps(cfg)
+    per_run = RUN_OVERHEAD_S + 10.0 * cfg.d**3 / GPU_FLOP_RATE
+    return runs * per_run + steps * (GPU_STEP_OVERHEAD_S + runs * _step_flops(cfg) / GPU_FLOP_RATE)
+
+
+def on_gpu(cfg: RunConfig) -> bool:
+    """Whether a run asks for a GPU (``auto`` is decided by the cluster, at submit time)."""
+    return cfg.training.device == "cuda"
 
 
 def data_bytes(cfg: RunConfig) -> int:
@@ -134,8 +164,11 @@ def pack(
 
 def _split_batch(group: list[Claim], rules: PackingRules, spread: int) -> list[list[Claim]]:
     """One shape's claims in even parts within the rules (at least ``spread`` parts of
-    :data:`MIN_SPREAD_RUNS` runs each, when there are that many)."""
+    :data:`MIN_SPREAD_RUNS` runs each, when there are that many; GPU shapes by the GPU's
+    numbers, not spread over CPUs)."""
     cfg = group[0].config
+    if on_gpu(cfg):
+        return _split_gpu_batch(group, rules)
     fit = 1
     while (
         fit < min(len(group), rules.batch_max_runs)
@@ -147,6 +180,21 @@ def _split_batch(group: list[Claim], rules: PackingRules, spread: int) -> list[l
     # dealt round-robin: claims come in grid order (a weight decay's seeds together), and the
     # runs of one weight decay cost alike, so contiguous parts would give one worker all the
     # slow runs (measured: 8.3 s vs 4.1 s for the two halves of a d = 30 sweep)
+    return [group[i::parts] for i in range(parts)]
+
+
+def _split_gpu_batch(group: list[Claim], rules: PackingRules) -> list[list[Claim]]:
+    """A GPU shape's claims in even parts, each within the GPU's memory, the GPU batch's run
+    limit and the batch budget (seconds of estimated GPU work)."""
+    cfg = group[0].config
+    fit = 1
+    while (
+        fit < min(len(group), rules.gpu_batch_max_runs)
+        and gpu_batch_cost_s(cfg, fit + 1) <= rules.batch_budget_s
+        and (fit + 1) * run_bytes(cfg) + CHUNK_BYTES <= rules.gpu_memory_bytes
+    ):
+        fit += 1
+    parts = math.ceil(len(group) / fit)
     return [group[i::parts] for i in range(parts)]
 
 

@@ -82,10 +82,16 @@ def test_errors_cancellation_and_resources() -> None:
     assert out[5].status == "failed" and "no GPU" in out[5].error
 
     assert ex.status() == {"nodes": 1, "cpus": 2.0, "gpus": 0.0, "tasks_in_flight": 0}
-    assert ex._resources(cfg(device="auto")) == {"num_cpus": 1, "num_gpus": 0}
+    assert ex._resources([cfg(device="auto")]) == {"num_cpus": 1, "num_gpus": 0}
     ex._gpus, ex._gpus_checked = 1.0, time.monotonic()  # as if a GPU node had joined
-    assert ex._resources(cfg(device="auto")) == {"num_cpus": 1, "num_gpus": 1}
-    assert ex._resources(cfg(device="cpu")) == {"num_cpus": 1, "num_gpus": 0}
+    assert ex._resources([cfg(device="auto")]) == {"num_cpus": 1, "num_gpus": 1}
+    assert ex._resources([cfg(device="cpu")]) == {"num_cpus": 1, "num_gpus": 0}
+    small = RayExecutor(None, skip_init=True, gpus_per_task=0.25)
+    small._gpus, small._gpus_checked = 1.0, time.monotonic()
+    assert small._resources([cfg(device="auto")]) == {"num_cpus": 1, "num_gpus": 0.25}
+    tight = RayExecutor(None, skip_init=True, gpus_per_task=0.25, gpu_memory_mb=64)
+    tight._gpus, tight._gpus_checked = 1.0, time.monotonic()  # a batch over its share: whole GPU
+    assert tight._resources([cfg(device="auto")]) == {"num_cpus": 1, "num_gpus": 1}
 
 
 @pytest.mark.gpu
@@ -96,7 +102,7 @@ def test_auto_device_runs_take_a_gpu_when_the_cluster_has_one(tmp_path: Path) ->
     from workers.tasks import run_batch
 
     ex = RayExecutor(None, skip_init=True)
-    assert ex._resources(cfg(device="auto")) == {"num_cpus": 1, "num_gpus": 1}
+    assert ex._resources([cfg(device="auto")]) == {"num_cpus": 1, "num_gpus": 1}
     url = f"sqlite:///{tmp_path}/gpu.db"
     upgrade_head(url)
     store = make_store(url)

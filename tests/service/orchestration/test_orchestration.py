@@ -228,6 +228,30 @@ def test_a_batched_task_stays_within_its_cost_and_memory_budget() -> None:
     assert max(len(t) for t in tasks) > 1
 
 
+def test_gpu_runs_are_packed_by_the_gpus_memory_and_fill_it() -> None:
+    """A GPU shape is packed by the GPU's numbers: 300 small d = 100 runs in two tasks of the
+    GPU batch's 256-run limit (not spread over the cluster's CPUs); d = 400, n = 40,000 runs
+    a few per task, within the GPU's memory; the share a task asks for is a fraction only
+    while its batch fits in that share."""
+    from service.resources import batch_bytes, gpu_share, run_bytes
+
+    gpu = TrainingSpec(optimizer="lbfgs", dtype="float32", device="cuda")
+    small = RunConfig(model="quadratic", d=100, n=10_000, weight_decay=0.01, training=gpu)
+    rules = PackingRules(gpu_memory_bytes=80 * 2**30, gpu_batch_max_runs=256)
+    tasks = pack(_claims([small.model_copy(update={"seed": s}) for s in range(300)]), rules,
+                 spread=16)  # fmt: skip
+    assert sorted(len(t) for t in tasks) == [150, 150]
+    big = RunConfig(model="quadratic", d=400, n=40_000, weight_decay=0.01, training=gpu)
+    assert 200 * 2**20 < run_bytes(big) < 250 * 2**20  # float64 + float32 data, W, history
+    tight = PackingRules(gpu_memory_bytes=2 * 2**30)  # a 2 GiB GPU: a few runs per task
+    tasks = pack(_claims([big.model_copy(update={"seed": s}) for s in range(40)]), tight)
+    assert len(tasks) >= 5 and all(
+        batch_bytes([c.config for c in t]) <= tight.gpu_memory_bytes for t in tasks
+    )
+    assert gpu_share([small] * 4, 0.5, 80 * 2**30) == 0.5  # a small batch shares the GPU
+    assert gpu_share([big] * 300, 0.5, 80 * 2**30) == 1.0  # 63 GB: it takes all of it
+
+
 def test_executor_errors_are_retried_then_the_run_fails_as_worker_lost(store: Spy) -> None:
     seen: dict[int, int] = {}
 
