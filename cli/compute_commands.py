@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from cli import output as out
 from cli.output import progress_bar
-from cli.runtime import build_runtime, embedded_server
+from cli.runtime import build_runtime, embedded_server, freeze_startup_heap
 from service.auth import AUTH_OFF_NOTICE, bind_refusal
 from service.config import get_settings
 from service.logs import configure_logging
@@ -140,6 +140,7 @@ def serve_command(args: argparse.Namespace) -> int:
     # handler that would kill the process before the runner writes back what came in and
     # releases its leases. A no-op handler while uvicorn runs lets `finally` do that.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    freeze_startup_heap()
     try:
         uvicorn.run(rt.app, host=args.host, port=args.port, log_level="warning", log_config=None)
     finally:

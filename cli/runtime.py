@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import logging
 import signal
 import socket
@@ -35,6 +36,16 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 log = logging.getLogger("scalesweep.runner")
+
+def freeze_startup_heap() -> None:
+    """Collect once, then move everything alive (modules, the app, the store) out of the
+    cyclic collector's sight (``gc.freeze``): a server's full collections then scan only what
+    its requests allocate. Measured (bench/bench_queries.py, the uncached exponents query over
+    10,000 runs): a full collection of the started server's heap took 80-210 ms and landed in
+    every fifth request (p95 308-344 ms); frozen, they take a few milliseconds."""
+    gc.collect()
+    gc.freeze()
+
 
 SERVER_START_S = 60.0
 """How long :func:`serving` waits for uvicorn to listen."""
