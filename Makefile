@@ -15,7 +15,7 @@ LOCK := requirements.lock
 LOCK_VENV := .lock-venv
 TEST_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: venv demo test test-random lint bench bench-gpu lock clean
+.PHONY: venv demo test test-random lint bench bench-gpu gpu-wheels lock clean
 
 venv: $(STAMP)
 
@@ -50,10 +50,21 @@ test-random: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_scale.py --quick
 
-# On a machine with CUDA: the GPU tests (marked gpu), then the GPU figures of bench_scale.
-bench-gpu: $(STAMP)
-	$(VENV)/bin/pytest -q -p no:randomly -m gpu tests
-	$(PY) bench/bench_scale.py --gpu-only --quick
+# On a machine with CUDA: the GPU tests (marked gpu), then the GPU figures of bench_scale,
+# each printed as it comes; with the project's .venv (a CUDA torch) or on a bare GPU machine
+# (../shared/GPU.md) with the wheels of `make gpu-wheels` (no network there, no venv built).
+bench-gpu:
+	bash bench/gpu.sh
+
+# The pure-Python packages a bare GPU machine lacks (../shared/GPU.md: Python 3.12), at the
+# lock's versions, for bench/gpu.sh (bench/gpu-wheels is not tracked: carry it along).
+GPU_PY ?= 3.12
+gpu-wheels:
+	rm -rf bench/gpu-wheels
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PY) \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d bench/gpu-wheels \
+	  $$(grep -iE '^(pydantic|pydantic[_-]core|pydantic[_-]settings|python[_-]dotenv|annotated[_-]types|typing[_-]inspection|typing[_-]extensions|sqlalchemy|greenlet|alembic|mako|markupsafe|psycopg|psycopg[_-]binary|pyyaml|pytest[_-]timeout)==' $(LOCK))
 
 # Resolve pyproject's ranges afresh in a throw-away venv (torch first, as above) and pin
 # everything that got installed, except torch itself and the project.

@@ -55,13 +55,14 @@ import torch
 
 from service.config import Settings
 from service.orchestration.runner import Runner
+from service.results import RunResult
 from service.spec import Grid, RunConfig, SweepSpec, TeacherSpec, TrainingSpec
 from service.storage import make_store, upgrade_head
 from service.storage.base import iter_runs
 from workers.networks import flops_per_evaluation
 from workers.problems import problem_for
 from workers.tasks import run_batch, run_one
-from workers.train import TrainRequest, train_batch
+from workers.training import Batch, Phase, Run
 
 NUM_CPUS = 2
 D400_D, D400_N = 400, 26_515
@@ -156,7 +157,8 @@ def runner_throughput(batching: str, workdir: Path, name: str) -> dict[str, Any]
 
 
 def loop_flops(device: torch.device, runs: int, d: int, n: int, steps: int) -> dict[str, float]:
-    """FLOP/s of train_batch on ``runs`` float32 quadratic nets (gd, fixed lr, no hooks)."""
+    """FLOP/s of the training loop (workers.training.Batch) on ``runs`` float32 quadratic nets
+    (gd, fixed lr, no certificates)."""
     cfgs = [
         RunConfig(
             model="quadratic",
@@ -175,20 +177,30 @@ def loop_flops(device: torch.device, runs: int, d: int, n: int, steps: int) -> d
         )
         for seed in range(runs)
     ]
-    requests = []
+    prepared = []
     for cfg in cfgs:
-        problem = problem_for(cfg)
-        _, data = problem.draw()
-        requests.append(TrainRequest(problem=problem, data=data, tolerance=0.0))
+        run = Run(cfg=cfg)
+        run.prepare(problem_for(cfg))
+        prepared.append(run)
+    phase = Phase(torch.float32, 0.0, certify=False)
 
     def timed(max_steps: int) -> tuple[float, int]:
         """Best wall time of two batches of ``max_steps`` steps (the first one warms torch
         up), and their evaluations."""
-        short = [TrainRequest(r.problem, r.data, 0.0, max_steps=max_steps) for r in requests]
         best, evaluations = float("inf"), 0
         for _ in range(2):
+            short = []
+            for run in prepared:
+                cfg = run.cfg.model_copy(
+                    update={
+                        "training": run.cfg.training.model_copy(update={"max_steps": max_steps})
+                    }
+                )
+                again = Run(cfg=cfg, problem=problem_for(cfg), teacher=run.teacher, data=run.data)
+                short.append(again)
             t = time.perf_counter()
-            outcomes = train_batch(short, device=device)
+            outcomes = [o for _, o in Batch(short, device, len(short), phase).outcomes()]
+            _sync(device)
             best = min(best, time.perf_counter() - t)
             evaluations = sum(o.evaluations for o in outcomes)
         return best, evaluations
@@ -401,31 +413,146 @@ def in_child(optimizer: str, n: int, timeout_s: float) -> dict[str, Any]:
 # -- 5. GPU ----------------------------------------------------------------------------------
 
 
-def gpu_figures(quick: bool) -> dict[str, float]:
-    cuda = torch.device("cuda")
-    peak = torch_matmul_peak(cuda, 8192, 10)
-    loop = loop_flops(cuda, 64, 200, 20_000, 20 if quick else 50)
-    sweep = [
-        RunConfig(
-            model="quadratic",
-            d=100,
-            n=10_000,
-            weight_decay=lam,
-            seed=seed,
-            training=TrainingSpec(optimizer="lbfgs", dtype="float32", device="cuda"),
-        )
-        for lam in (0.01, 0.03, 0.1, 0.3)
-        for seed in range(64)
-    ]
+PUBLISHED = [
+    {"weight_decay": 0.086851, "gamma": 0.6, "noise": 0.25, "seed": 7},
+    {"weight_decay": 0.008685, "gamma": 1.25, "noise": 0.05, "seed": 7},
+]
+"""The two published d = 400, n = 26,515 points (../shared/GPU.md)."""
+
+
+def _emit(out: dict[str, float], key: str, value: float, note: str = "") -> None:
+    """Record a figure and print it at once (a GPU session may end at any moment)."""
+    out[key] = value
+    print(json.dumps({key: value}) + (f"  # {note}" if note else ""), flush=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _gpu_run(cfg: RunConfig) -> tuple[float, RunResult]:
+    device = torch.device(cfg.training.device)
+    _sync(device)
     t = time.perf_counter()
-    results = run_batch(sweep)
-    wall = time.perf_counter() - t
-    return {
-        "gpu_loop_to_matmul_peak": loop["flops"] / peak,
-        "gpu_matmul_peak_tflops": peak / 1e12,
-        "gpu_sweep256_runs_per_s": len(sweep) / wall,
-        "gpu_sweep256_succeeded": float(sum(r.status == "succeeded" for r in results)),
-    }
+    result = run_one(cfg)
+    _sync(device)
+    return time.perf_counter() - t, result
+
+
+def gpu_figures(quick: bool, budget_s: float = 150.0) -> dict[str, float]:
+    """The GPU figures of issue 16, each printed as soon as it is measured, within about
+    ``budget_s`` (the later ones are skipped, and say so, when it runs out)."""
+    started = time.perf_counter()
+    out: dict[str, float] = {}
+    cuda = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    peak = torch_matmul_peak(cuda, 8192, 10)
+    _emit(out, "gpu_matmul_peak_tflops", peak / 1e12, "float32 matmul, TF32 allowed")
+    loop = loop_flops(cuda, 64, 200, 20_000, 20 if quick else 50)
+    _emit(out, "gpu_loop_to_matmul_peak", loop["flops"] / peak, "target >= 0.5")
+    run_one(_published(PUBLISHED[0], "float32"))  # warm-up: CUDA context, kernels, caches
+    for i, point in enumerate(PUBLISHED, start=1):
+        if time.perf_counter() - started > budget_s:
+            print(f"# published point {i}: skipped (time budget)", flush=True)
+            continue
+        wall, res = _gpu_run(_published(point, "float32"))
+        m = res.metrics
+        _emit(out, f"gpu_published{i}_seconds", wall, "target <= 2 s (point 1)")
+        _emit(out, f"gpu_published{i}_certified", float(res.status == "succeeded"))
+        if m is not None:
+            _emit(out, f"gpu_published{i}_excess_risk", m.excess_risk, f"steps {m.steps}")
+            _emit(out, f"gpu_published{i}_certificate_share",
+                  (m.timings or {}).get("certificate", 0.0) / max(m.wall_time_s, 1e-9))  # fmt: skip
+    if time.perf_counter() - started < budget_s:
+        _emit(out, "gpu_step_ms_n40000", 1e3 * step_seconds(cuda, 400, 40_000),
+              "a step of a 2-seed batch, d = 400, target <= 10 ms")  # fmt: skip
+    if time.perf_counter() - started < budget_s:
+        sweep = [
+            RunConfig(
+                model="quadratic", d=100, n=10_000, weight_decay=lam, seed=seed,
+                training=TrainingSpec(optimizer="lbfgs", dtype="float32", device="cuda"),
+                measure={"spectrum": False},
+            )
+            for lam in (0.01, 0.03, 0.1, 0.3)
+            for seed in range(64)
+        ]  # fmt: skip
+        t = time.perf_counter()
+        results = run_batch(sweep)
+        wall = time.perf_counter() - t
+        _emit(out, "gpu_sweep256_runs_per_s", len(sweep) / wall, "target >= 20")
+        _emit(out, "gpu_sweep256_succeeded", float(sum(r.status == "succeeded" for r in results)))
+    if "gpu_published1_seconds" in out:
+        minutes = quadratic_neff_paper_minutes(out["gpu_published1_seconds"])
+        _emit(out, "gpu_quadratic_neff_paper_minutes_estimate", minutes, "target <= 30")
+    return out
+
+
+def _published(point: dict[str, float], dtype: str) -> RunConfig:
+    return RunConfig(
+        model="quadratic",
+        d=D400_D,
+        n=D400_N,
+        weight_decay=point["weight_decay"],
+        seed=int(point["seed"]),
+        teacher=TeacherSpec(gamma=point["gamma"], noise=point["noise"]),
+        training=TrainingSpec(optimizer="lbfgs", dtype=dtype, device="cuda"),
+        measure={"spectrum": False},
+    )
+
+
+def step_seconds(device: torch.device, d: int, n: int, steps: int = 20) -> float:
+    """Wall seconds of one training step of a 2-seed float32 batch (quadratic-neff's path,
+    lambda = 0.0354/alpha), no certificates: a batch of 1 step subtracted from one of
+    1 + steps."""
+    alpha = n / d**2
+    cfgs = [
+        RunConfig(
+            model="quadratic", d=d, n=n, weight_decay=0.0353553 / alpha, seed=seed,
+            teacher=TeacherSpec(gamma=1.0, noise=0.25),
+            training=TrainingSpec(optimizer="lbfgs", dtype="float32", device=device.type,
+                                  tol=1e-30),
+        )
+        for seed in range(2)
+    ]  # fmt: skip
+    runs = []
+    for cfg in cfgs:
+        run = Run(cfg=cfg)
+        run.prepare(problem_for(cfg))
+        runs.append(run)
+    phase = Phase(torch.float32, 0.0, certify=False)
+
+    def timed(k: int) -> float:
+        again = []
+        for run in runs:
+            cfg = run.cfg.model_copy(
+                update={"training": run.cfg.training.model_copy(update={"max_steps": k})}
+            )
+            again.append(Run(cfg=cfg, problem=problem_for(cfg), teacher=run.teacher, data=run.data))
+        _sync(device)
+        t = time.perf_counter()
+        for _ in Batch(again, device, 2, phase).outcomes():
+            pass
+        _sync(device)
+        return time.perf_counter() - t
+
+    timed(2)  # warm-up
+    return max(timed(1 + steps) - timed(1), 0.0) / steps
+
+
+def quadratic_neff_paper_minutes(published_s: float) -> float:
+    """An estimate of ``reproduce quadratic-neff --scale paper`` on one GPU from the measured
+    published point: each run's time scaled by its evaluation flops (n d^2) against that
+    point's, runs one after the other (batches share the GPU's time)."""
+    from service.examples import find_example
+    from service.spec import expand
+
+    unit = D400_N * D400_D**2
+    total = 0.0
+    for spec in find_example("quadratic-neff").scales["paper"]:
+        for cfg in expand(spec):
+            total += published_s * cfg.n * cfg.d**2 / unit
+    return total / 60.0
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -447,7 +574,7 @@ def main() -> None:
     if args.gpu_only:
         if not torch.cuda.is_available():
             sys.exit("bench_scale --gpu-only: CUDA is not available here")
-        print(json.dumps(gpu_figures(args.quick), sort_keys=True))
+        print(json.dumps(gpu_figures(args.quick), sort_keys=True), flush=True)
         return
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     out: dict[str, Any] = {}
