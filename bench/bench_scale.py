@@ -18,6 +18,10 @@ and noisy: nothing here is an assertion). It prints a report and ends with one J
   (the batch's wall time / 16); all on one core (one torch and one BLAS thread);
 * ``diagonal_grid_speedup``: the diagonal net's preconditioned L-BFGS against plain L-BFGS
   (the preconditioner switched off) on 20 runs, d = 100-1000, n = 50-3000 (no target);
+* ``d200_matmuls``, ``d200_certificate_share``: one quadratic run at d = 200, n = 8,000,
+  lambda = 0.01 (float64, lbfgs, one thread) to its certified minimum, in units of one
+  (n x d) @ (d x d) float64 matmul timed here (target <= 250), and the share of its wall time
+  spent in certificates and support corrections (``metrics.timings``; target <= 0.2);
 * ``d400_seconds``, ``d400_matmuls``: one quadratic run at d = 400, n = 26,515,
   lambda = 0.0869, gamma = 0.6, noise = 0.25 to its certified minimum, in seconds and in
   units of one (n x d) @ (d x d) float64 matmul timed here (target <= 1000), for ``convex``
@@ -334,6 +338,29 @@ def diagonal_grid() -> dict[str, Any]:
 # -- 4. d = 400, each run in its own process ---------------------------------------------------
 
 
+def d200_run() -> dict[str, Any]:
+    """The d = 200, n = 8,000 quadratic run (lambda = 0.01, float64, lbfgs, one thread, no
+    spectrum) to its certified minimum: wall time, steps and where the time went."""
+    cfg = RunConfig(
+        model="quadratic", d=200, n=8000, weight_decay=0.01, seed=0,
+        teacher=TeacherSpec(gamma=1.0, noise=0.01),
+        training=TrainingSpec(optimizer="lbfgs", dtype="float64", device="cpu"),
+        measure={"spectrum": False},
+    )  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t = time.perf_counter()
+        res = run_one(cfg)
+        wall = time.perf_counter() - t
+    finally:
+        torch.set_num_threads(threads)
+    m = res.metrics
+    timings = (m.timings if m is not None else None) or {}
+    return {"seconds": wall, "status": res.status, "steps": m.steps if m else 0,
+            "timings": timings}  # fmt: skip
+
+
 def d400_config(optimizer: str, n: int, timeout_s: float) -> RunConfig:
     return RunConfig(
         model="quadratic",
@@ -632,6 +659,19 @@ def main() -> None:
             f" steps {grid[f'steps_{name}']}"
         )
     print(f"diagonal_grid_speedup = {out['diagonal_grid_speedup']:.2f} (preconditioned L-BFGS)")
+
+    print("\n== 3b. one run at d = 200, n = 8,000 (float64, lbfgs, one thread)")
+    unit200 = float64_matmul_s(8000, 200)
+    one = d200_run()
+    share = one["timings"].get("certificate", 0.0) + one["timings"].get("corrections", 0.0)
+    out["d200_matmuls"] = one["seconds"] / unit200
+    out["d200_certificate_share"] = share / one["seconds"]
+    print(
+        f"{one['status']} in {one['seconds']:.1f} s, {one['steps']} steps ="
+        f" {out['d200_matmuls']:.0f} matmuls of {unit200 * 1e3:.1f} ms (target <= 250);"
+        f" certificate + corrections {out['d200_certificate_share']:.2f} of it (target <= 0.2);"
+        f" timings {json.dumps({k: round(v, 2) for k, v in one['timings'].items()})}"
+    )
 
     print("\n== 4. d = 400, n = 26,515 (each run in its own process, 2 BLAS threads)")
     os.environ["OPENBLAS_NUM_THREADS"] = str(NUM_CPUS)
