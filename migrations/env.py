@@ -48,24 +48,53 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    """``PRAGMA foreign_keys`` on the driver connection, outside any transaction (inside one
+    SQLite ignores it)."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
+def _check_sqlite_foreign_keys(connection: Connection) -> None:
+    """Refuse to commit an upgrade that left a dangling reference."""
+    bad = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if bad:
+        raise RuntimeError(f"the upgrade left rows whose foreign keys dangle: {bad[:5]}")
+
+
 def run_migrations_online() -> None:
     """Upgrade in one transaction that holds the database's write lock.
 
     PostgreSQL: a transaction-scoped advisory lock; SQLite: ``BEGIN IMMEDIATE`` (the store's
     engine does it for writing connections). A second upgrader waits for the first, then
     reads the version table the first committed and has nothing left to do.
+
+    SQLite runs the upgrade with foreign keys off (SQLite's own procedure for rebuilding a
+    table: with them on, dropping the old copy of a table deletes its rows first and cascades
+    into every table that references it) and checks every reference before committing.
     """
     engine = make_engine(_url())
     try:
         with engine.connect() as connection:
-            connection.execution_options(**{WRITE_OPTION: True})
-            with connection.begin():
-                if connection.dialect.name == "postgresql":
-                    connection.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
-                    )
-                _configure(connection)
-                context.run_migrations()
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                _sqlite_foreign_keys(connection, False)
+            try:
+                connection.execution_options(**{WRITE_OPTION: True})
+                with connection.begin():
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"),
+                            {"key": _ADVISORY_LOCK_KEY},
+                        )
+                    _configure(connection)
+                    context.run_migrations()
+                    if sqlite:
+                        _check_sqlite_foreign_keys(connection)
+            finally:
+                if sqlite:
+                    _sqlite_foreign_keys(connection, True)
     finally:
         engine.dispose()
 

@@ -266,6 +266,7 @@ class Runner:
         n = self.store.requeue_expired(max_attempts=self._max_attempts)
         if n:
             log.info("requeued %d runs whose lease expired", n, extra=self._ids())
+            self._queue_empty = False  # queued again, or handed over to a follower
         self.stats.requeued += n
 
     def _housekeeping(self, now: float) -> None:
@@ -371,6 +372,8 @@ class Runner:
             self.stats.write_calls += 1
             self.stats.recorded += stored
             self.stats.ignored += len(chunk) - stored
+            if any(res.status != "succeeded" for _, res in chunk):
+                self._queue_empty = False  # a failed leader queues a follower to train
             for run_id, res in chunk:
                 del self._pending[run_id]
                 log.info(

@@ -8,18 +8,23 @@ either. Methods accept and return only pydantic models (``service.spec``,
 
 Conventions of every implementation:
 
-* ids are integers; sweeps are listed newest first, runs in expansion order; cursors are
-  opaque strings (keyset on id / index); ``limit`` is 1..1000 (``LimitError(422, "limit")``);
-  a bad cursor is ``SpecError(field="cursor")``;
+* ids are integers, never reused (not even after a delete); sweeps are listed newest first,
+  runs in expansion order; cursors are opaque strings (keyset on id / index); ``limit`` is
+  1..1000 (``LimitError(422, "limit")``); a bad cursor is ``SpecError(field="cursor")``;
 * unknown ids raise ``SweepNotFound`` / ``RunNotFound``; the database failing raises
   ``StorageError``; a write that contradicts stored state raises ``ConflictError``;
 * ``SweepRecord.counts`` has all five run statuses (zeros included). Sweep status: ``queued``
   at creation (``succeeded`` at once when every run was reused), ``running`` once a run is
-  claimed, ``succeeded`` when no run is queued or running, ``cancelled`` by cancel_sweep;
+  claimed or one it waits on runs, ``succeeded`` when no run is queued or running,
+  ``cancelled`` by cancel_sweep;
 * teams: a sweep belongs to the team of the token that submitted it (None: no team, or
   auth off). ``team`` filters take a team name, None (the sweeps without a team) or
   :data:`ANY_TEAM` (every sweep, auth off). A finished run is reused only by sweeps of the
-  same team, so ``reused_from`` never names a run its reader cannot see.
+  same team, so ``reused_from`` never names a run its reader cannot see;
+* a team trains a configuration once: one queued or running in another of the team's sweeps
+  is not trained again; the new run waits for it, shows its status and gets a copy of its
+  result (``reused_from`` set, as for reuse); if that run fails, or its sweep is cancelled
+  or deleted, one waiting run is trained instead (``recompute`` sweeps train their own).
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ class SweepStore(Protocol):
     ) -> SweepRecord:
         """Expand ``spec`` into runs and store them in one transaction; runs whose
         config_hash has a succeeded run of the same team are stored as succeeded with its
-        results copied and ``reused_from`` set, unless ``spec.recompute``. More than
-        ``max_runs`` runs: ``LimitError(422, "grid")`` and nothing is stored."""
+        results copied and ``reused_from`` set, and runs whose config_hash is queued or
+        running in another sweep of the team wait for its result, unless
+        ``spec.recompute``. More than ``max_runs`` runs: ``LimitError(422, "grid")`` and
+        nothing is stored."""
         ...
 
     def extend_sweep(self, sweep_id: int, grid: Grid, *, max_runs: int) -> SweepRecord:

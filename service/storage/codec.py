@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping
-from typing import Any, get_args
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, get_args
 
 import numpy as np
 
@@ -18,6 +18,15 @@ RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 ACTIVE: tuple[RunStatus, ...] = ("queued", "running")
 MAX_LIMIT = 1000
 _F8 = np.dtype("<f8")
+_CHUNK = 500  # bound parameters per IN (...) list
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items (IN lists of a bounded length)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
 
 #: filters accepted by list_runs, with the type each value is compared as
 RUN_FILTERS: dict[str, type] = {

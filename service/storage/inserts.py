@@ -5,29 +5,22 @@ succeeded run in a sweep of the *same team* (runs without a team form their own 
 inserted as succeeded, with the metrics copied and ``reused_from`` naming the run that
 computed them, so a team never reads another team's results and ``reused_from`` never names
 a run its reader cannot see; its spectra and curve are copied with one ``INSERT ... SELECT``
-each.
+each. A run whose configuration is queued or running in another of the team's sweeps follows
+that run instead of being trained (:mod:`service.storage.leaders`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, insert, select
 
 from service.spec import RunConfig
-from service.storage.codec import config_columns
+from service.storage.codec import chunks, config_columns
+from service.storage.leaders import add_leaders, find_leaders
 from service.storage.tables import CurveRow, Run, SpectrumRow, Sweep
-
-_CHUNK = 500  # bound parameters per IN (...) list
-T = TypeVar("T")
-
-
-def chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
-    """Consecutive slices of at most ``size`` items."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def cached_results(
@@ -59,6 +52,15 @@ def cached_results(
     return found
 
 
+class Inserted(NamedTuple):
+    """What :func:`insert_runs` stored: runs still to finish, and how many of them run."""
+
+    active: int
+    """Runs queued or running (to be trained, or following a leader)."""
+    running: int
+    """Runs following a leader that is running already."""
+
+
 def insert_runs(
     conn: Connection,
     sweep_id: int,
@@ -68,24 +70,33 @@ def insert_runs(
     reuse: bool,
     team: str | None,
     now: datetime,
-) -> int:
+) -> Inserted:
     """Insert runs (``configs``: config_hash -> config, in expansion order, indices from
-    ``first_index``) of a sweep of ``team``; return how many are queued (the others reuse a
-    finished run of the same team)."""
+    ``first_index``) of a sweep of ``team``; the caller holds the team pool's lock
+    (:func:`service.storage.leaders.lock_pools`).
+
+    With ``reuse``, a configuration with a succeeded run in the team is stored as succeeded
+    (a copy), and one queued or running in another of the team's sweeps follows that run's
+    leader; every other configuration is queued and leads (``recompute`` runs lead only
+    where no run leads yet, and never follow)."""
     cols = [config_columns(cfg, h) for h, cfg in configs.items()]
     cache = cached_results(conn, configs, team) if reuse else {}
+    leaders = find_leaders(conn, team, [h for h in configs if h not in cache])
     rows: list[dict[str, Any]] = []
-    queued = 0
+    active = running = 0
     for i, c in enumerate(cols):
         hit = cache.get(c["config_hash"])
+        leader = leaders.get(c["config_hash"]) if reuse else None
         row = {
             **c,
             "sweep_id": sweep_id,
             "run_index": first_index + i,
             "attempts": 0,
             "created_at": now,
+            "started_at": None,
             "status": "queued",
             "reused_from": None,
+            "follows": None,
             "metrics": None,
             "excess_risk": None,
             "converged": None,
@@ -93,9 +104,7 @@ def insert_runs(
             "wall_time_s": None,
             "finished_at": None,
         }
-        if hit is None:
-            queued += 1
-        else:
+        if hit is not None:
             row.update(
                 status="succeeded",
                 reused_from=hit.reused_from if hit.reused_from is not None else hit.id,
@@ -106,12 +115,33 @@ def insert_runs(
                 wall_time_s=hit.wall_time_s,
                 finished_at=now,
             )
+        else:
+            active += 1
+            if leader is not None:
+                row.update(
+                    status=leader.status, follows=leader.run_id, started_at=leader.started_at
+                )
+                running += leader.status == "running"
         rows.append(row)
     if rows:
         conn.execute(insert(Run), rows)
-    if len(rows) > queued:
+    lead = [h for h in configs if h not in cache and h not in leaders]
+    if lead:
+        new_ids: dict[str, int] = {}
+        for part in chunks(lead):
+            new_ids.update(
+                conn.execute(
+                    select(Run.config_hash, Run.id).where(
+                        Run.sweep_id == sweep_id, Run.config_hash.in_(part)
+                    )
+                )
+                .tuples()
+                .all()
+            )
+        add_leaders(conn, team, new_ids)
+    if len(rows) > active:
         _copy_artifacts(conn, sweep_id, first_index)
-    return queued
+    return Inserted(active, running)
 
 
 def _copy_artifacts(conn: Connection, sweep_id: int, first_index: int) -> None:

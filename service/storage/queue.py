@@ -2,6 +2,11 @@
 
 Only the runner writes results. Every state change is a conditional UPDATE whose WHERE
 names the state it leaves, so a duplicate, late or reordered message changes nothing.
+Claims take only leaders and independent runs (never a follower); what happens to a leader
+happens to its followers in the same transaction (:mod:`service.storage.leaders`): claimed,
+they show it running; requeued or released, queued again; its success is copied to them;
+its failure, or its loss after the retry budget, hands the configuration over to one of
+them.
 """
 
 from __future__ import annotations
@@ -27,9 +32,16 @@ from service.errors import StorageError
 from service.records import Claim
 from service.results import RunResult
 from service.spec import RunConfig
-from service.storage.codec import ACTIVE, curve_rows, metric_columns, spectrum_row
+from service.storage.codec import ACTIVE, chunks, curve_rows, metric_columns, spectrum_row
 from service.storage.engine import TransactionalStore
-from service.storage.inserts import chunks
+from service.storage.leaders import (
+    drop_leaders,
+    followers_of,
+    hand_over,
+    lock_pools,
+    mirror_followers,
+    teams_of_runs,
+)
 from service.storage.tables import AttemptRow, CurveRow, Run, RunnerLease, SpectrumRow, Sweep
 
 _LEASE_ROW = 1
@@ -55,18 +67,35 @@ _RECORD_ONE = (
     .values(
         lease_owner=None,
         lease_expires_at=None,
+        follows=None,
         **{c: bindparam(f"p_{c}", type_=_RUNS.c[c].type) for c in _RESULT_COLUMNS},
     )
 )
 """One run's result, executed many times by record_results (only runs still active, same hash)."""
+_RESOLVE_ONE = (
+    update(_RUNS)
+    .where(
+        _RUNS.c.id == bindparam("p_id"),
+        or_(*(_RUNS.c.status == status for status in ACTIVE)),
+        _RUNS.c.follows == bindparam("p_leader"),
+    )
+    .values(
+        follows=None,
+        reused_from=bindparam("p_leader"),
+        **{c: bindparam(f"p_{c}", type_=_RUNS.c[c].type) for c in _RESULT_COLUMNS},
+    )
+)
+"""A leader's result copied to one of its followers (reused_from names the leader)."""
+
+
+def _result_params(res: RunResult, now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": res.status, "error": res.error, "finished_at": now}
+    values.update(metric_columns(res.metrics))
+    return {f"p_{c}": values[c] for c in _RESULT_COLUMNS}
 
 
 def _record_params(run_id: int, res: RunResult, now: datetime) -> dict[str, Any]:
-    values: dict[str, Any] = {"status": res.status, "error": res.error, "finished_at": now}
-    values.update(metric_columns(res.metrics))
-    params = {f"p_{c}": values[c] for c in _RESULT_COLUMNS}
-    params.update(p_id=run_id, p_config_hash=res.config_hash)
-    return params
+    return {**_result_params(res, now), "p_id": run_id, "p_config_hash": res.config_hash}
 
 
 def utcnow() -> datetime:
@@ -146,7 +175,7 @@ class RunnerQueue(TransactionalStore):
         with self._transaction() as conn:
             pick = (
                 select(Run.id, Run.sweep_id, Run.config)
-                .where(Run.status == "queued")
+                .where(Run.status == "queued", Run.follows.is_(None))
                 .order_by(Run.sweep_id, Run.run_index)
                 .limit(limit)
             )
@@ -182,6 +211,7 @@ class RunnerQueue(TransactionalStore):
                 ],
             )
             sweep_ids = {picked[r.id].sweep_id for r in claimed}
+            sweep_ids |= mirror_followers(conn, [r.id for r in claimed], "running", now)
             conn.execute(
                 update(Sweep)
                 .where(Sweep.id.in_(sorted(sweep_ids)), Sweep.status == "queued")
@@ -220,11 +250,19 @@ class RunnerQueue(TransactionalStore):
         """
         ids = sorted(set(run_ids))
         released: list[int] = []
+        now = utcnow()
+        mine = and_(Run.status == "running", Run.lease_owner == runner_id)
         with self._transaction() as conn:
+            if self.dialect == "postgresql":  # in id order, as submissions lock leaders
+                for part in chunks(ids):
+                    conn.execute(
+                        select(Run.id).where(Run.id.in_(part), mine).order_by(Run.id)
+                        .with_for_update()
+                    ).all()  # fmt: skip
             for part in chunks(ids):
                 released += conn.execute(
                     update(Run)
-                    .where(Run.id.in_(part), Run.status == "running", Run.lease_owner == runner_id)
+                    .where(Run.id.in_(part), mine)
                     .values(
                         status="queued",
                         attempts=Run.attempts - 1,
@@ -239,6 +277,7 @@ class RunnerQueue(TransactionalStore):
                         AttemptRow.run_id.in_(part), AttemptRow.ended_at.is_(None)
                     )
                 )
+            mirror_followers(conn, released, "queued", now)
         return len(released)
 
     def requeue_expired(self, *, max_attempts: int) -> int:
@@ -252,21 +291,25 @@ class RunnerQueue(TransactionalStore):
             rows = conn.execute(select(Run.id, Run.sweep_id, Run.attempts).where(expired)).all()
             if not rows:
                 return 0
+            if self.dialect == "postgresql":  # a lost leader hands over: its team's lock
+                lock_pools(conn, teams_of_runs(conn, (r.id for r in rows)))
             retry = [r.id for r in rows if r.attempts < max_attempts]
-            changed = 0
+            requeued: list[int] = []
             for part in chunks(retry):
-                changed += conn.execute(
+                requeued += conn.execute(
                     update(Run)
                     .where(Run.id.in_(part), expired)
                     .values(status="queued", lease_owner=None, lease_expires_at=None)
-                ).rowcount
+                    .returning(Run.id)
+                ).scalars()
             by_attempts: dict[int, list[int]] = {}
             for r in rows:
                 if r.attempts >= max_attempts:
                     by_attempts.setdefault(r.attempts, []).append(r.id)
+            given_up: list[int] = []
             for n, ids in sorted(by_attempts.items()):
                 for part in chunks(ids):
-                    changed += conn.execute(
+                    given_up += conn.execute(
                         update(Run)
                         .where(Run.id.in_(part), expired)
                         .values(
@@ -276,10 +319,13 @@ class RunnerQueue(TransactionalStore):
                             lease_expires_at=None,
                             finished_at=now,
                         )
-                    ).rowcount
+                        .returning(Run.id)
+                    ).scalars()
             end_attempts(conn, [r.id for r in rows], "lost", now)
+            mirror_followers(conn, requeued, "queued", now)
+            hand_over(conn, given_up)
             finish_sweeps(conn, (r.sweep_id for r in rows), now)
-        return changed
+        return len(requeued) + len(given_up)
 
     def cancelled_run_ids(self, run_ids: list[int]) -> list[int]:
         """Which of these runs were cancelled or deleted with their sweep (the runner stops
@@ -312,6 +358,8 @@ class RunnerQueue(TransactionalStore):
         for run_id, res in results:
             first.setdefault(run_id, res)
         with self._transaction() as conn:
+            if self.dialect == "postgresql":  # leaders end here: their teams' locks first
+                lock_pools(conn, teams_of_runs(conn, first))
             live: dict[int, tuple[int, str]] = {}  # run id -> (sweep id, config hash)
             for part in chunks(sorted(first)):
                 pick = (
@@ -338,8 +386,38 @@ class RunnerQueue(TransactionalStore):
             for status in ("succeeded", "failed"):
                 ids = [rid for rid, res in stored if res.status == status]
                 end_attempts(conn, ids, status, now)
-            finish_sweeps(conn, {live[rid][0] for rid, _ in stored}, now)
+            sweeps = {live[rid][0] for rid, _ in stored}
+            sweeps |= self._settle_leaders(conn, stored, now)
+            finish_sweeps(conn, sweeps, now)
         return len(stored)
+
+    def _settle_leaders(
+        self, conn: Connection, stored: list[tuple[int, RunResult]], now: datetime
+    ) -> set[int]:
+        """Leaders among runs whose results were just stored: a success is copied to every
+        follower (reused_from: the leader), a failure hands over; returns the sweeps of the
+        followers that got a result."""
+        won = {rid: res for rid, res in stored if res.status == "succeeded"}
+        hand_over(conn, [rid for rid, res in stored if res.status != "succeeded"])
+        followers = followers_of(conn, drop_leaders(conn, won))
+        copies = [
+            (run_id, sweep_id, leader)
+            for leader, runs in followers.items()
+            for run_id, sweep_id in runs
+        ]
+        if not copies:
+            return set()
+        params = [
+            {**_result_params(won[leader], now), "p_id": run_id, "p_leader": leader}
+            for run_id, _, leader in copies
+        ]
+        updated = conn.execute(_RESOLVE_ONE, params)
+        if conn.dialect.supports_sane_multi_rowcount and updated.rowcount != len(copies):
+            raise StorageError(
+                f"record_results: {updated.rowcount} of {len(copies)} followers were updated"
+            )
+        self._insert_artifacts(conn, [(run_id, won[leader]) for run_id, _, leader in copies])
+        return {sweep_id for _, sweep_id, _ in copies}
 
     @staticmethod
     def _insert_artifacts(conn: Connection, stored: list[tuple[int, RunResult]]) -> None:

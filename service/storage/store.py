@@ -46,6 +46,7 @@ from service.storage.codec import (
 from service.storage.engine import make_engine
 from service.storage.housekeeping import delete_sweep_rows, set_tags, tags_of
 from service.storage.inserts import insert_runs
+from service.storage.leaders import hand_over, lock_pools, pool_of
 from service.storage.metrics import collect
 from service.storage.queue import RunnerQueue, end_attempts, utcnow
 from service.storage.tables import CurveRow, Run, SpectrumRow, Submission, Sweep, SweepTag
@@ -112,11 +113,14 @@ class Store(RunnerQueue):
     def create_sweep(
         self, spec: SweepSpec, *, max_runs: int, team: str | None = None
     ) -> SweepRecord:
-        """Expand and store a sweep in one transaction (finished runs reused unless recompute);
-        ``team`` is the submitting token's team (None without teams)."""
+        """Expand and store a sweep in one transaction (finished runs reused, queued or running
+        ones followed, unless recompute); ``team`` is the submitting token's team (None
+        without teams)."""
+        pool_of(team)  # ValueError for an empty team name
         configs = _expand_at_most(spec, max_runs)
         now = utcnow()
         with self._transaction() as conn:
+            lock_pools(conn, [team])
             sweep_id = conn.execute(
                 insert(Sweep)
                 .values(
@@ -130,7 +134,7 @@ class Store(RunnerQueue):
                 )
                 .returning(Sweep.id)
             ).scalar_one()
-            queued = insert_runs(
+            inserted = insert_runs(
                 conn,
                 sweep_id,
                 configs,
@@ -139,12 +143,14 @@ class Store(RunnerQueue):
                 team=team,
                 now=now,
             )
-            if queued == 0:
+            if inserted.active == 0:
                 conn.execute(
                     update(Sweep)
                     .where(Sweep.id == sweep_id)
                     .values(status="succeeded", finished_at=now)
                 )
+            elif inserted.running:  # following leaders that run already
+                conn.execute(update(Sweep).where(Sweep.id == sweep_id).values(status="running"))
             return self._sweep(conn, sweep_id)
 
     def extend_sweep(self, sweep_id: int, grid: Grid, *, max_runs: int) -> SweepRecord:
@@ -152,6 +158,7 @@ class Store(RunnerQueue):
         ``max_runs`` bounds the extended sweep's size."""
         now = utcnow()
         with self._transaction() as conn:
+            lock_pools(conn, [self._team(conn, sweep_id)])
             row = self._sweep_row(conn, sweep_id, lock=True)
             if row.status == "cancelled":
                 raise ConflictError(f"sweep {sweep_id} is cancelled and cannot be extended")
@@ -164,7 +171,7 @@ class Store(RunnerQueue):
             last = conn.execute(
                 select(func.max(Run.run_index)).where(Run.sweep_id == sweep_id)
             ).scalar()
-            insert_runs(
+            inserted = insert_runs(
                 conn,
                 sweep_id,
                 new,
@@ -177,7 +184,8 @@ class Store(RunnerQueue):
                 select(func.count()).where(Run.sweep_id == sweep_id, Run.status.in_(ACTIVE))
             ).scalar_one()
             if active:
-                status, finished = ("queued" if row.status == "queued" else "running"), None
+                waiting = row.status == "queued" and not inserted.running
+                status, finished = ("queued" if waiting else "running"), None
             else:
                 status, finished = "succeeded", row.finished_at or now
             conn.execute(
@@ -238,9 +246,13 @@ class Store(RunnerQueue):
         return Page(items=items, next_cursor=encode_cursor("s", page[-1]["id"]) if more else None)
 
     def cancel_sweep(self, sweep_id: int) -> SweepRecord:
-        """Queued and running runs -> cancelled (the runner stops running ones); idempotent."""
+        """Queued and running runs -> cancelled (the runner stops running ones); idempotent.
+
+        A cancelled run that leads hands its configuration over to a follower in another
+        sweep, which is then trained (a cancellation is never inherited)."""
         now = utcnow()
         with self._transaction() as conn:
+            self._lock_active(conn, sweep_id)
             row = self._sweep_row(conn, sweep_id, lock=True)
             if row.status in ("queued", "running"):
                 ids = list(
@@ -249,6 +261,7 @@ class Store(RunnerQueue):
                         .where(Run.sweep_id == sweep_id, Run.status.in_(ACTIVE))
                         .values(
                             status="cancelled",
+                            follows=None,
                             lease_owner=None,
                             lease_expires_at=None,
                             finished_at=now,
@@ -257,6 +270,7 @@ class Store(RunnerQueue):
                     ).scalars()
                 )
                 end_attempts(conn, ids, "cancelled", now)
+                hand_over(conn, ids)
                 conn.execute(
                     update(Sweep)
                     .where(Sweep.id == sweep_id)
@@ -288,9 +302,12 @@ class Store(RunnerQueue):
 
     def delete_sweep(self, sweep_id: int) -> int:
         """Delete a sweep with its runs, spectra and curves in one transaction; the runner
-        stops its running runs (they read as cancelled). Returns how many runs went."""
+        stops its running runs (they read as cancelled), and those that lead hand over to a
+        follower in another sweep. Returns how many runs went."""
         with self._transaction() as conn:
+            active = self._lock_active(conn, sweep_id)
             self._sweep_row(conn, sweep_id, lock=True)
+            hand_over(conn, active)
             return delete_sweep_rows(conn, sweep_id)
 
     # --- runs
@@ -430,11 +447,7 @@ class Store(RunnerQueue):
     def sweep_team(self, sweep_id: int) -> str | None:
         """The team a sweep belongs to (SweepNotFound)."""
         with self._transaction(write=False) as conn:
-            row = conn.execute(select(Sweep.team).where(Sweep.id == sweep_id)).first()
-        if row is None:
-            raise SweepNotFound(f"sweep {sweep_id} not found")
-        team: str | None = row.team
-        return team
+            return self._team(conn, sweep_id)
 
     def run_team(self, run_id: int) -> str | None:
         """The team of the sweep a run belongs to (RunNotFound)."""
@@ -487,6 +500,26 @@ class Store(RunnerQueue):
         return collect(self._engine)
 
     # --- helpers
+
+    def _team(self, conn: Connection, sweep_id: int) -> str | None:
+        """A sweep's team (it never changes, so no lock is needed; SweepNotFound)."""
+        row = conn.execute(select(Sweep.team).where(Sweep.id == sweep_id)).first()
+        if row is None:
+            raise SweepNotFound(f"sweep {sweep_id} not found")
+        team: str | None = row.team
+        return team
+
+    def _lock_active(self, conn: Connection, sweep_id: int) -> list[int]:
+        """Before a cancel or a delete: the team pool's lock, then (PostgreSQL) the sweep's
+        queued and running runs in id order, before the sweep's row, in the order the runner
+        takes them (a claim locks runs, then their sweeps). Returns their ids."""
+        lock_pools(conn, [self._team(conn, sweep_id)])
+        stmt = (
+            select(Run.id).where(Run.sweep_id == sweep_id, Run.status.in_(ACTIVE)).order_by(Run.id)
+        )
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        return list(conn.execute(stmt).scalars())
 
     def _sweep_row(self, conn: Connection, sweep_id: int, *, lock: bool = False) -> Row[Any]:
         stmt = select(Sweep.__table__).where(Sweep.id == sweep_id)

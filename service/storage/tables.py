@@ -2,6 +2,11 @@
 
 Every schema change here needs an Alembic revision in ``migrations/versions``;
 ``tests/storage/test_migrations.py`` fails when the two drift apart.
+
+Ids that leave the store (sweeps, runs, tokens: in URLs, file names, ``reused_from``) are
+never reused: PostgreSQL's sequences never go back, and on SQLite these tables are
+``AUTOINCREMENT`` (``sqlite_autoincrement``), so deleting the newest sweep does not hand its
+id to the next one.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class Sweep(Base):
     """A submitted sweep; ``spec`` is the (possibly extended) SweepSpec as JSON."""
 
     __tablename__ = "sweeps"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -107,6 +113,7 @@ class Run(Base):
         UniqueConstraint("sweep_id", "run_index"),
         Index("ix_runs_sweep_id_status", "sweep_id", "status"),
         Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -134,6 +141,10 @@ class Run(Base):
     reused_from: Mapped[int | None] = mapped_column(
         ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
     )
+    follows: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True, index=True)
+    """The leader (another sweep's run of this configuration, same team) whose result this
+    queued or running run waits for instead of being trained (service.storage.leaders);
+    None for every other run."""
     # result
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     excess_risk: Mapped[float | None] = mapped_column(Double, nullable=True, index=True)
@@ -143,6 +154,20 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RunLeader(Base):
+    """The run that trains a configuration for a team while it is queued or running; the
+    same configuration in the team's other sweeps follows it (``Run.follows``). The primary
+    key makes two leaders of one configuration in one team impossible."""
+
+    __tablename__ = "run_leaders"
+
+    pool: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """The team of the leader's sweep; '' for the sweeps without a team (a team name is
+    never empty)."""
+    config_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), unique=True)
 
 
 class SpectrumRow(Base):
@@ -203,7 +228,7 @@ class ApiToken(Base):
     """An API token: only the sha256 of the secret is stored; ``key_id`` finds the row."""
 
     __tablename__ = "api_tokens"
-    __table_args__ = (UniqueConstraint("key_id"),)
+    __table_args__ = (UniqueConstraint("key_id"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key_id: Mapped[str] = mapped_column(String(32))

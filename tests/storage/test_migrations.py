@@ -4,24 +4,36 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from factories import diagonal_spec
+from sqlalchemy import JSON, Connection, column, create_engine, insert, inspect, table, text
 
 from service.errors import StorageError
+from service.spec import expand
 from service.storage import check_schema, make_store, upgrade_head
+from service.storage.codec import config_columns, encode_values
 from service.storage.migrate import alembic_config, current_revisions, head_revisions
-from service.storage.tables import Base
+from service.storage.tables import Base, UTCDateTime
 
 TABLES = {
-    "sweeps", "runs", "spectra", "curves", "attempts", "runner_lease", "api_tokens", "submissions",
+    "sweeps",
+    "runs",
+    "spectra",
+    "curves",
+    "attempts",
+    "runner_lease",
+    "api_tokens",
+    "submissions",
     "sweep_tags",
+    "run_leaders",
     "alembic_version",
-}  # fmt: skip
+}
 
 
 def test_upgrade_from_empty_reaches_head(store_url: str) -> None:
@@ -115,5 +127,208 @@ def test_sqlite_is_safe_by_default(tmp_path: object) -> None:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    finally:
+        store.close()
+
+
+def _rows_at_0005(url: str) -> dict[str, int]:
+    """Upgrade to 0005 and store two sweeps as that schema holds them: runs (one reusing
+    the other's), spectra, curves, attempts, tags and a token; returns the row counts."""
+    command.upgrade(alembic_config(url), "0005")
+    spec = diagonal_spec(name="old", n=[8], weight_decay=[0.1])
+    now = datetime.now(UTC)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for sweep_id in (1, 2):
+                conn.execute(
+                    insert(_SWEEPS),
+                    {
+                        "id": sweep_id,
+                        "name": f"old {sweep_id}",
+                        "spec": spec.model_dump(mode="json"),
+                        "status": "succeeded",
+                        "n_runs": 2,
+                        "created_at": now,
+                        "updated_at": now,
+                        "team": None,
+                        "archived": False,
+                    },
+                )
+                for index, cfg in enumerate(expand(spec)):
+                    run_id = 10 * sweep_id + index
+                    conn.execute(
+                        insert(_RUNS),
+                        {
+                            **config_columns(cfg, cfg.config_hash()),
+                            "id": run_id,
+                            "sweep_id": sweep_id,
+                            "run_index": index,
+                            "status": "succeeded",
+                            "attempts": sweep_id % 2,
+                            "created_at": now,
+                            "reused_from": run_id - 10 if sweep_id == 2 else None,
+                        },
+                    )
+                    conn.execute(
+                        insert(_SPECTRA),
+                        {
+                            "run_id": run_id,
+                            "kind": "abs_theta",
+                            "n_values": 1,
+                            "values": encode_values([1.0]),
+                        },
+                    )
+                    conn.execute(
+                        insert(_CURVES),
+                        [
+                            {"run_id": run_id, "step": s, "train_loss": 1.0, "excess_risk": 2.0}
+                            for s in (0, 10)
+                        ],
+                    )
+                    if sweep_id == 1:
+                        conn.execute(
+                            insert(_ATTEMPTS),
+                            {"run_id": run_id, "attempt": 1, "runner_id": "r", "started_at": now},
+                        )
+                conn.execute(insert(_TAGS), {"sweep_id": sweep_id, "tag": "paper"})
+            conn.execute(
+                insert(_TOKENS),
+                {
+                    "id": 3,
+                    "key_id": "k",
+                    "token_hash": "0" * 64,
+                    "name": "t",
+                    "scope": "admin",
+                    "created_at": now,
+                },
+            )
+            if conn.dialect.name == "postgresql":  # rows given ids, as if the sequences had
+                for name in ("sweeps", "runs", "api_tokens"):
+                    conn.execute(
+                        text(
+                            f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), max(id)) "
+                            f"FROM {name}"
+                        )
+                    )
+            return _counts(conn)
+    finally:
+        engine.dispose()
+
+
+def _counts(conn: Connection) -> dict[str, int]:
+    return {
+        name: int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
+        for name in ("sweeps", "runs", "spectra", "curves", "attempts", "sweep_tags", "api_tokens")
+    }
+
+
+_SWEEPS = table(
+    "sweeps",
+    column("id"),
+    column("name"),
+    column("spec", JSON),
+    column("status"),
+    column("n_runs"),
+    column("created_at", UTCDateTime()),
+    column("updated_at", UTCDateTime()),
+    column("team"),
+    column("archived"),
+)
+_RUNS = table(
+    "runs",
+    column("id"),
+    column("sweep_id"),
+    column("run_index"),
+    column("config", JSON),
+    *(
+        column(c)
+        for c in (
+            "config_hash",
+            "model",
+            "d",
+            "n",
+            "weight_decay",
+            "gamma",
+            "noise",
+            "seed",
+            "optimizer",
+            "link_power",
+            "status",
+            "attempts",
+            "reused_from",
+        )
+    ),
+    column("created_at", UTCDateTime()),
+)
+_SPECTRA = table("spectra", column("run_id"), column("kind"), column("n_values"), column("values"))
+_CURVES = table(
+    "curves", column("run_id"), column("step"), column("train_loss"), column("excess_risk")
+)
+_ATTEMPTS = table(
+    "attempts",
+    column("run_id"),
+    column("attempt"),
+    column("runner_id"),
+    column("started_at", UTCDateTime()),
+)
+_TAGS = table("sweep_tags", column("sweep_id"), column("tag"))
+_TOKENS = table(
+    "api_tokens",
+    column("id"),
+    column("key_id"),
+    column("token_hash"),
+    column("name"),
+    column("scope"),
+    column("created_at", UTCDateTime()),
+)
+
+
+def test_upgrade_0005_to_head_keeps_every_row_and_ids_are_never_reused(store_url: str) -> None:
+    before = _rows_at_0005(store_url)
+    assert before == {
+        "sweeps": 2,
+        "runs": 4,
+        "spectra": 4,
+        "curves": 8,
+        "attempts": 2,
+        "sweep_tags": 2,
+        "api_tokens": 1,
+    }
+    upgrade_head(store_url)
+    check_schema(store_url)
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            assert _counts(conn) == before  # nothing cascaded away while tables were rebuilt
+            if conn.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+                for name in ("sweeps", "runs", "api_tokens"):
+                    ddl = conn.execute(
+                        text("SELECT sql FROM sqlite_master WHERE name = :n"), {"n": name}
+                    ).scalar_one()
+                    assert "AUTOINCREMENT" in ddl
+    finally:
+        engine.dispose()
+
+    store = make_store(store_url)
+    try:
+        old = store.get_sweep(2)
+        assert (old.name, old.status, old.tags, old.counts["succeeded"]) == (
+            "old 2",
+            "succeeded",
+            ["paper"],
+            2,
+        )
+        runs = store.list_runs(2).items
+        assert [(r.id, r.reused_from, r.attempts) for r in runs] == [(20, 10, 0), (21, 11, 0)]
+        assert len(store.get_run(20).curve) == 2 and len(store.get_spectra(20)) == 1
+        # the old results are reused by a new sweep, and new ids continue after the old ones
+        new = store.create_sweep(diagonal_spec(name="old", n=[8], weight_decay=[0.1]), max_runs=9)
+        assert new.id == 3 and new.status == "succeeded"
+        assert {r.reused_from for r in store.list_runs(new.id).items} == {10, 11}
+        newest = store.create_sweep(diagonal_spec(name="new", seed=[9]), max_runs=9)
+        store.delete_sweep(newest.id)
+        assert store.create_sweep(diagonal_spec(name="next"), max_runs=9).id == newest.id + 1
     finally:
         store.close()

@@ -454,10 +454,15 @@ def _wait(cond: Any, timeout_s: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def network_sweep(store: Any, seeds: int, d: int = 30) -> int:
+def network_sweep(store: Any, seeds: int, d: int = 30, first_seed: int = 0) -> int:
     spec = SweepSpec(
         model="quadratic",
-        grid=Grid(d=[d], n=[1800], weight_decay=[0.01, 0.03], seed=list(range(seeds))),
+        grid=Grid(
+            d=[d],
+            n=[1800],
+            weight_decay=[0.01, 0.03],
+            seed=list(range(first_seed, first_seed + seeds)),
+        ),
         training=TrainingSpec(optimizer="lbfgs"),
     )
     return int(store.create_sweep(spec, max_runs=10_000).id)
@@ -482,7 +487,7 @@ def test_batched_tasks_store_every_run_exactly_once(store: Spy) -> None:
 
 def test_cancelling_one_sweep_of_a_shared_batch_keeps_the_others_results(store: Spy) -> None:
     keep = network_sweep(store, seeds=3)
-    drop = network_sweep(store, seeds=3)
+    drop = network_sweep(store, seeds=3, first_seed=10)  # one shape, other configurations
     sizes: list[int] = []
 
     def batch(cfgs: list[RunConfig]) -> list[RunResult]:
