@@ -64,9 +64,13 @@ def _status(exc: Exception) -> int:
 
 
 def _json_safe(obj: Any) -> Any:
-    """JSON cannot carry inf/nan: an echoed invalid input is written as a string instead."""
+    """What an error body may echo of an invalid input, made writable as JSON: inf/nan as
+    strings, and text that is not UTF-8 (a lone surrogate such as ``"\\ud800"``) with its
+    bad characters escaped; rendering either would fail and turn a 422 into a 500."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
+    if isinstance(obj, str):
+        return obj.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(obj, dict):
         return {k: _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -77,7 +81,14 @@ def _json_safe(obj: Any) -> Any:
 async def handle_request_validation(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422 body, safe for inputs such as 1e999 that parse to inf."""
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+    errors = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":  # FastAPI says only "JSON decode error"
+            reason = (err.get("ctx") or {}).get("error", "")
+            where = err["loc"][1] if len(err["loc"]) > 1 else "?"
+            err = {**err, "msg": f"the body is not valid JSON: {reason} at character {where}"}
+        errors.append(err)
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(errors))}, status_code=422)
 
 
 async def handle_domain_error(request: Request, exc: Exception) -> JSONResponse:
@@ -105,15 +116,29 @@ async def handle_domain_error(request: Request, exc: Exception) -> JSONResponse:
 _UNPARSABLE_BODY = "There was an error parsing the body"
 
 
-async def handle_http_error(request: Request, exc: Exception) -> JSONResponse | Response:
-    """FastAPI's answer, except a body that is not even text (e.g. invalid UTF-8).
+def _unparsable_message(cause: BaseException | None) -> str:
+    """Why a body could not be read, from what the JSON decoder raised."""
+    if isinstance(cause, RecursionError):
+        return (
+            "the body nests too deeply to be read (JSON arrays and objects more than about "
+            "1,000 levels deep; a sweep spec nests at most 5)"
+        )
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not UTF-8 text (byte {cause.start}: {cause.reason})"
+    return "the body is not valid JSON"
 
-    FastAPI answers that with an undocumented 400; it is invalid input like malformed JSON,
-    so it gets the same 422 ``json_invalid`` body that a JSON decode error gets.
+
+async def handle_http_error(request: Request, exc: Exception) -> JSONResponse | Response:
+    """FastAPI's answer, except a body it could not parse (not UTF-8, nested too deeply).
+
+    FastAPI answers those with an undocumented 400; they are invalid input like malformed
+    JSON, so they get the same 422 ``json_invalid`` body that a JSON decode error gets, with
+    a message saying what was wrong (FastAPI chains the decoder's exception as the cause).
     """
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
-        detail = [{"type": "json_invalid", "loc": ["body"], "msg": "the body is not valid JSON"}]
+        msg = _unparsable_message(exc.__cause__)
+        detail = [{"type": "json_invalid", "loc": ["body"], "msg": msg}]
         return JSONResponse({"detail": detail}, status_code=422)
     return await http_exception_handler(request, exc)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -18,10 +19,18 @@ from api.deps import RayStatus, TokenVerifier, require_auth
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import analysis, events, health, runs, sweeps
+from api.schemas import ErrorBody
 from service.config import Settings
 from service.storage.base import SweepStore
 
 API_PREFIX = "/v1"
+
+V1_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No token, or an unknown or revoked one (auth on)"},
+    413: {"model": ErrorBody, "description": "Request body too large (SCALESWEEP_MAX_BODY_BYTES)"},
+    422: {"model": ErrorBody, "description": "Invalid input: the field is named in `loc`"},
+}
+"""What any /v1 route may answer besides its own responses (OpenAPI)."""
 
 
 def create_app(
@@ -68,7 +77,7 @@ def create_app(
     app.state.events_poll_s = events_poll_s
     v1 = [Depends(require_auth)]
     for module in (sweeps, analysis, events, runs):
-        app.include_router(module.router, prefix=API_PREFIX, dependencies=v1)
+        app.include_router(module.router, prefix=API_PREFIX, dependencies=v1, responses=V1_REFUSALS)
     app.include_router(health.router)
     app.include_router(dashboard.router)  # HTML pages and plotly.js, before the mount
     app.mount("/static", dashboard.static_files(), name="static")

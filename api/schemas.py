@@ -12,13 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from service.analysis.reports import SpectrumTheory
 from service.records import SweepStatus
 from service.results import Spectrum
+from service.spec import MAX_INT
+from service.text import check_text
 
 GridAxis = Literal["d", "n", "alpha", "weight_decay", "seed", "gamma", "noise"]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-_INT_AXES = {"d": 1, "seed": 0}  # axis -> smallest allowed value
-_POSITIVE_AXES = ("n", "alpha", "gamma")
+_INT_AXES = {"d": 1, "n": 1, "seed": 0}  # axis -> smallest allowed value (largest: MAX_INT)
+_POSITIVE_AXES = ("alpha", "gamma")
 
-MAX_SQL_INT = 2**31 - 1
+MAX_SQL_INT = MAX_INT
 """Ids and integer filters live in SQL INTEGER columns: a larger value matches nothing, and
 SQLite cannot even bind one past 2**63 (OverflowError, a 500 before this bound)."""
 SweepId = Annotated[int, Path(ge=1, le=MAX_SQL_INT, description="Sweep id")]
@@ -54,7 +56,7 @@ class SweepPatch(_Schema):
     def _check_name(cls, name: str | None) -> str | None:
         if name is not None and not name.strip():
             raise ValueError("name must not be blank")
-        return name
+        return name if name is None else check_text(name, "name")
 
 
 class SweepDeleted(_Schema):
@@ -79,8 +81,10 @@ class ExtendRequest(_Schema):
                 raise ValueError(f"grid.{axis} has repeated values")
             if axis in _INT_AXES:
                 lo = _INT_AXES[axis]
-                if not all(float(v).is_integer() and v >= lo for v in values):
-                    raise ValueError(f"grid.{axis} values must be integers >= {lo}")
+                if not all(float(v).is_integer() and lo <= v <= MAX_INT for v in values):
+                    raise ValueError(
+                        f"grid.{axis} values must be whole numbers in [{lo}, {MAX_INT}]"
+                    )
                 grid[axis] = [int(v) for v in values]
             elif axis in _POSITIVE_AXES and any(v <= 0 for v in values):
                 raise ValueError(f"grid.{axis} values must be > 0")

@@ -143,9 +143,7 @@ def main() -> None:
                 pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
         report = resp.json()
         print(f"sweep of {n_runs} runs on PostgreSQL ({len(report['groups'])} groups)")
-        print(
-            f"  insert the sweep: {t_insert:.2f} s; record {n_runs} results: {t_record:.2f} s"
-        )
+        print(f"  insert the sweep: {t_insert:.2f} s; record {n_runs} results: {t_record:.2f} s")
         print(f"  SQL read of the fitting columns: {t_points * 1e3:.0f} ms, {len(points)} rows")
         p50, p95 = percentiles(warm)
         print(

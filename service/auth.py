@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, get_args
 
 from service.errors import NotFoundError, SpecError
+from service.text import check_text
 
 if TYPE_CHECKING:
     from service.storage.tokens import TokenRow, TokenStore
@@ -102,7 +103,10 @@ def _check_name(value: str, field: str) -> str:
     value = value.strip()
     if not value or len(value) > 200:
         raise SpecError(f"{field} must be 1 to 200 characters", field)
-    return value
+    try:
+        return check_text(value, field)
+    except ValueError as exc:
+        raise SpecError(str(exc), field) from None
 
 
 class TokenService:

@@ -58,6 +58,18 @@ class Settings(BaseSettings):
     device's real free memory, and halves them on an out-of-memory error)."""
     gpu_batch_max_runs: PositiveInt = 256
     """Most runs of one batched GPU task."""
+    worker_memory_mb: PositiveInt | None = None
+    """Memory of the largest worker, for admission control (None: this machine's physical
+    memory); a sweep with a run that cannot fit is refused (422) before it is stored."""
+    run_time_limit_s: PositiveFloat = 14_400.0
+    """Wall-time limit of a run that sets no ``training.timeout_s`` (it then fails with
+    stop_reason ``timeout``); admission control refuses runs that cannot finish within it."""
+    worker_gflops: PositiveFloat = 100.0
+    """Nominal float64 rate of one CPU worker for admission control's time floor: fast on
+    purpose (this 2-core machine: 43 GFLOP/s for a one-thread float64 matmul), so that only
+    runs that could not finish are refused."""
+    gpu_tflops: PositiveFloat = 60.0
+    """Nominal rate of one GPU for the same floor (an H200: 67 TFLOP/s float64 tensor)."""
     max_body_bytes: PositiveInt = 1024 * 1024
     """Largest request body the API reads (HTTP 413 above it)."""
     max_spectrum_points: PositiveInt = 10_000

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from service.documents import read_document
 from service.errors import SpecError
 from service.spec import Model, SweepSpec, expand
 
@@ -113,11 +113,9 @@ class Example(_Frozen):
 
 def load_example(path: Path) -> Example:
     """An example from its YAML file (``SpecError`` naming the field when it is invalid)."""
+    data = read_document(path)  # SpecError: not UTF-8, not YAML, a key given twice
     try:
-        data = yaml.safe_load(path.read_text())
         return Example.model_validate(data)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path.name} is not valid YAML: {exc}", field="example") from exc
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])

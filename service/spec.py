@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import math
+import sys
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -23,12 +24,14 @@ import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
-    NonNegativeInt,
-    PositiveInt,
+    Tag,
     field_validator,
     model_validator,
 )
+
+from service.text import check_text
 
 Model = Literal["quadratic", "diagonal"]
 Optimizer = Literal["lbfgs", "gd", "adam", "convex"]
@@ -38,6 +41,16 @@ Device = Literal["auto", "cpu", "cuda"]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 PositiveFiniteFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFiniteFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+MAX_INT = 2**31 - 1
+"""The largest value of every integer field (d, n, seed, rank, width, max_steps,
+curve_every, test_samples, a range's num): SQL INTEGER's, so that SQLite and PostgreSQL
+accept the same specs. What a deployment can actually run is decided by admission control
+(:mod:`service.resources`), with the estimate in the answer."""
+PositiveInt = Annotated[int, Field(ge=1, le=MAX_INT)]
+"""An integer in [1, 2**31 - 1]."""
+NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_INT)]
+"""An integer in [0, 2**31 - 1]."""
 
 
 class _Frozen(BaseModel):
@@ -179,7 +192,22 @@ class Space(_Frozen):
         return [float(v) for v in pts]
 
 
-Axis = list[FiniteFloat] | Space
+def _axis_kind(value: Any) -> str:
+    """Which form an axis is written in: a ``range`` (a mapping or a Space) or ``values``."""
+    return "range" if isinstance(value, dict | Space) else "values"
+
+
+Axis = Annotated[
+    Annotated[list[FiniteFloat], Tag("values")] | Annotated[Space, Tag("range")],
+    Discriminator(_axis_kind),
+]
+"""Values ``[a, b, ...]`` or a range ``{geomspace|linspace: [lo, hi], num}``: the form is told
+by its shape, so an error names the field once (``grid.n.values.0``, ``grid.n.range.num``),
+not every form it might have been."""
+IntAxis = Annotated[
+    Annotated[list[PositiveInt], Tag("values")] | Annotated[Space, Tag("range")],
+    Discriminator(_axis_kind),
+]
 
 
 def _axis_values(axis: Axis | list[int] | None) -> list[float]:
@@ -191,8 +219,9 @@ def _axis_values(axis: Axis | list[int] | None) -> list[float]:
 class Grid(_Frozen):
     """The Cartesian product of every axis (DESIGN.md)."""
 
-    d: list[PositiveInt] | Space
+    d: IntAxis
     n: Axis | None = None
+    """Sample sizes: whole numbers (a range's points are rounded), or give ``alpha``."""
     alpha: Axis | None = None
     weight_decay: Axis | None = None
     seed: list[NonNegativeInt] = [0]
@@ -217,6 +246,20 @@ class Grid(_Frozen):
         for name in ("n", "alpha", "gamma"):
             if any(v <= 0 for v in _axis_values(getattr(self, name))):
                 raise ValueError(f"grid.{name} values must be > 0")
+        if isinstance(self.n, list):
+            odd = [v for v in self.n if not float(v).is_integer()]
+            if odd:
+                raise ValueError(
+                    "grid.n values are numbers of samples and must be whole numbers; got "
+                    f"{odd[0]!r} (a geomspace/linspace range is rounded; for a ratio use "
+                    "grid.alpha)"
+                )
+        for name in ("d", "n"):
+            big = [v for v in _axis_values(getattr(self, name)) if round(v) > MAX_INT]
+            if big:
+                raise ValueError(f"grid.{name} values must be at most {MAX_INT}; got {big[0]:g}")
+        if any(round(v) < 1 for v in _axis_values(self.n)):
+            raise ValueError("grid.n values must round to at least 1 sample")
         for name in ("weight_decay", "noise"):
             if any(v < 0 for v in _axis_values(getattr(self, name))):
                 raise ValueError(f"grid.{name} values must be >= 0")
@@ -257,6 +300,11 @@ class SweepSpec(_Frozen):
     measure: MeasureSpec = MeasureSpec()
     recompute: bool = False
 
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str) -> str:
+        return check_text(name, "name")
+
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:
         linked = self.link is not None and "weight_decay" in self.link
@@ -266,6 +314,15 @@ class SweepSpec(_Frozen):
             raise ValueError("give grid.weight_decay or link.weight_decay")
         if self.teacher.rank is not None and self.teacher.rank > min(_axis_values(self.grid.d)):
             raise ValueError("teacher.rank must be <= every grid.d value")
+        for d in _dimensions(self.grid):
+            ns = sample_sizes(self, d)
+            if self.grid.alpha is not None and max(ns) > MAX_INT:
+                raise ValueError(
+                    f"grid.alpha gives n = {max(ns)} samples at d = {d}, more than {MAX_INT}"
+                )
+            if linked:
+                for n in ns:
+                    linked_weight_decays(self, d, n)  # ValueError naming the power
         return self
 
     def n_runs(self) -> int:
@@ -309,23 +366,59 @@ def sample_size(model: Model, d: int, alpha: float) -> int:
     return max(1, round(alpha * samples_per_unit(model, d)))
 
 
+def _dimensions(grid: Grid) -> list[int]:
+    """The grid's input dimensions, as integers, in order."""
+    return [int(v) for v in _axis_values(grid.d)]
+
+
+def sample_sizes(spec: SweepSpec, d: int) -> list[int]:
+    """The distinct sample sizes of the sweep at dimension ``d``, in order (``grid.n``
+    rounded, or ``alpha`` times d or d^2; alphas that round to the same n are one)."""
+    g = spec.grid
+    if g.n is not None:
+        ns = [int(round(v)) for v in _axis_values(g.n)]
+    else:
+        ns = [sample_size(spec.model, d, a) for a in _axis_values(g.alpha)]
+    return list(dict.fromkeys(ns))
+
+
+def linked_weight_decays(spec: SweepSpec, d: int, n: int) -> list[tuple[float, float]]:
+    """``(lambda, power)`` of every linked family at (d, n): lambda = coef * of^power.
+
+    ValueError naming ``link.weight_decay.power`` when a lambda is not a positive finite
+    number (a large power overflows, a very negative one underflows to 0: a silent
+    lambda = 0 would train a different, often non-unique, problem)."""
+    assert spec.link is not None
+    link = spec.link["weight_decay"]
+    base = {"n": n, "d": d, "alpha": n / samples_per_unit(spec.model, d)}
+    out = []
+    for p in link.powers():
+        try:
+            lam = link.coef * float(base[link.of]) ** p
+        except OverflowError:
+            lam = math.inf
+        if not (math.isfinite(lam) and lam >= sys.float_info.min):
+            what = "overflows" if not math.isfinite(lam) or lam > 1 else "underflows to 0"
+            raise ValueError(
+                f"link.weight_decay.power {p:g}: lambda = {link.coef:g} * {link.of}^{p:g} "
+                f"{what} at {link.of} = {base[link.of]:g}; choose a power that keeps lambda "
+                "a positive finite number"
+            )
+        out.append((lam, p))
+    return out
+
+
 def expand(spec: SweepSpec) -> Iterator[RunConfig]:
     """Every run of the sweep, in a fixed order (d, n, weight decay, gamma, noise, seed)."""
     g = spec.grid
-    ds = [int(v) for v in _axis_values(g.d)]
     gammas = _axis_values(g.gamma) or [spec.teacher.gamma]
     noises = _axis_values(g.noise) or [spec.teacher.noise]
-    link = spec.link["weight_decay"] if spec.link and "weight_decay" in spec.link else None
-    for d in ds:
-        if g.n is not None:
-            ns = [int(round(v)) for v in _axis_values(g.n)]
-        else:
-            ns = [sample_size(spec.model, d, a) for a in _axis_values(g.alpha)]
-        for n in dict.fromkeys(ns):  # alphas that round to the same n are one run
+    linked = spec.link is not None and "weight_decay" in spec.link
+    for d in _dimensions(g):
+        for n in sample_sizes(spec, d):
             wds: list[tuple[float, float | None]]
-            if link is not None:
-                base = {"n": n, "d": d, "alpha": n / samples_per_unit(spec.model, d)}
-                wds = [(link.coef * base[link.of] ** p, p) for p in link.powers()]
+            if linked:
+                wds = list(linked_weight_decays(spec, d, n))
             else:
                 wds = [(v, None) for v in _axis_values(g.weight_decay)]
             for (wd, power), gamma, noise, seed in itertools.product(wds, gammas, noises, g.seed):

@@ -87,7 +87,8 @@ def _fail(run: Run, exc: BaseException) -> None:
 def _solve_convex(run: Run) -> _Solved:
     problem, _, data = run.ready
     tr = problem.cfg.training
-    deadline = time.monotonic() + tr.timeout_s if tr.timeout_s is not None else None
+    limit = run.timeout_s
+    deadline = time.monotonic() + limit if limit is not None else None
     t0 = time.perf_counter()
     sol = problem.solve_convex(
         data, tol=min(tr.tol, 1e-8), max_iter=tr.max_steps, deadline=deadline
@@ -95,7 +96,8 @@ def _solve_convex(run: Run) -> _Solved:
     run.timings.train += time.perf_counter() - t0
     if sol.stop_reason == "timeout":
         raise RunFailed(
-            f"timed out after {tr.timeout_s} s ({sol.iterations} iterations)", "timeout"
+            f"timed out after {limit:g} s ({sol.iterations} iterations; {run.timeout_note()})",
+            "timeout",
         )
     reason: StopReason = "duality_gap" if sol.stop_reason == "duality_gap" else "max_steps"
     dual = sol.objective - sol.gap * abs(sol.objective)
@@ -108,7 +110,9 @@ def _solve_convex(run: Run) -> _Solved:
 
 
 def _network_solved(run: Run, out: TrainOutcome) -> _Solved:
-    if out.stop_reason in ("diverged", "timeout"):
+    if out.stop_reason == "timeout":
+        raise RunFailed(f"{out.error or 'timed out'} ({run.timeout_note()})", "timeout")
+    if out.stop_reason == "diverged":
         raise RunFailed(out.error or out.stop_reason, out.stop_reason)
     problem, _, _ = run.ready
     est = problem.estimate(out.params)
@@ -213,7 +217,7 @@ def run_batch(
     budget = budget or TaskBudget()
     if gpu_share is not None:
         budget = replace(budget, gpu_share=gpu_share)
-    runs = [Run(cfg=cfg) for cfg in cfgs]
+    runs = [Run(cfg=cfg, time_limit_s=budget.run_time_limit_s) for cfg in cfgs]
     networks: list[Run] = []
     for run in runs:
         try:

@@ -34,9 +34,11 @@ from api.schemas import (
 )
 from service.export import MEDIA_TYPES, Format, export_chunks
 from service.records import Page, RunRecord, SweepRecord
+from service.resources import Capacity, admit_spec
 from service.results import RunStatus
 from service.spec import Model, Optimizer, SweepSpec
 from service.storage.base import iter_runs
+from service.storage.store import extended_spec
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -74,6 +76,9 @@ def submit_sweep(
     # the store refuses more than max_runs (LimitError naming grid) before writing anything;
     # the sweep belongs to the token's team, written in the same transaction
     team = principal.team if principal is not None else None
+    # admission control: a run that cannot fit a worker or finish in the per-run time limit
+    # is refused (422 naming the field, with the estimate) before anything is stored
+    admit_spec(spec, Capacity.from_settings(settings), max_runs=settings.max_runs_per_sweep)
     record = store.create_sweep(spec, max_runs=settings.max_runs_per_sweep, team=team)
     response.headers["Location"] = f"/v1/sweeps/{record.id}"
     return SweepAccepted(id=record.id, status=record.status, n_runs=record.n_runs)
@@ -176,6 +181,8 @@ def extend_sweep(
 ) -> SweepRecord:
     """Add grid values (more seeds, larger n); finished runs are reused."""
     grid: dict[str, list[float] | list[int]] = {str(k): v for k, v in body.grid.items()}
+    extended = extended_spec(store.get_sweep(sweep_id).spec, grid)  # 422 before any write
+    admit_spec(extended, Capacity.from_settings(settings), max_runs=settings.max_runs_per_sweep)
     return store.extend_sweep(sweep_id, grid, max_runs=settings.max_runs_per_sweep)
 
 

@@ -11,6 +11,7 @@ import torch
 from service.spec import MeasureSpec, RunConfig, TeacherSpec, TrainingSpec
 from workers.problems import problem_for
 from workers.tasks import run_batch, run_one
+from workers.training import TaskBudget
 
 
 def _cfg(model: str = "diagonal", **kw: object) -> RunConfig:
@@ -107,6 +108,20 @@ def test_timeout_is_a_failure_with_that_reason() -> None:
     res = run_one(cfg)
     assert res.status == "failed" and res.metrics is None
     assert res.error is not None and res.error.startswith("timeout")
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "convex"])
+def test_the_deployments_time_limit_stops_a_run_without_its_own(optimizer: str) -> None:
+    """SCALESWEEP_RUN_TIME_LIMIT_S (the task budget's run_time_limit_s) applies to a run
+    that sets no training.timeout_s; the run's own timeout_s wins over it."""
+    training = TrainingSpec(optimizer=optimizer, max_steps=10**6, tol=1e-15)  # type: ignore[arg-type]
+    cfg = _cfg("quadratic", d=30, n=1800, training=training)
+    (res,) = run_batch([cfg], TaskBudget(run_time_limit_s=1e-9))
+    assert res.status == "failed" and res.error is not None
+    assert res.error.startswith("timeout") and "SCALESWEEP_RUN_TIME_LIMIT_S" in res.error
+    own = cfg.model_copy(update={"training": training.model_copy(update={"timeout_s": 1e-9})})
+    (res,) = run_batch([own], TaskBudget(run_time_limit_s=3600.0))
+    assert res.error is not None and "training.timeout_s = 1e-09 s" in res.error
 
 
 def test_learning_curve_is_recorded() -> None:

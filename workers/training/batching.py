@@ -50,6 +50,8 @@ class TaskBudget:
     """Memory of one CPU batch."""
     gpu_share: float = 1.0
     """The share of its GPU the task holds (Ray's fractional ``num_gpus``)."""
+    run_time_limit_s: float | None = None
+    """Wall-time limit of a run that sets no ``training.timeout_s`` (None: none)."""
 
 
 def task_memory_bytes(device: torch.device, budget: TaskBudget) -> int:

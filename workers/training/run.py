@@ -69,9 +69,24 @@ class Run:
     """Steps of earlier phases (the refinement's budget is what is left)."""
     time_used: float = 0.0
     """Wall seconds of earlier phases."""
+    time_limit_s: float | None = None
+    """The deployment's per-run time limit (``SCALESWEEP_RUN_TIME_LIMIT_S``), for a run whose
+    configuration sets no ``training.timeout_s``."""
     outcome: TrainOutcome | None = None
     result: RunResult | None = None
     _last: tuple[Estimate, Certificate] | None = field(default=None, repr=False)
+
+    @property
+    def timeout_s(self) -> float | None:
+        """The run's wall-time limit: its ``training.timeout_s``, else the deployment's."""
+        own = self.cfg.training.timeout_s
+        return own if own is not None else self.time_limit_s
+
+    def timeout_note(self) -> str:
+        """Which limit :attr:`timeout_s` is, for the failure message."""
+        if self.cfg.training.timeout_s is not None:
+            return f"training.timeout_s = {self.cfg.training.timeout_s:g} s"
+        return f"the per-run time limit {self.time_limit_s:g} s (SCALESWEEP_RUN_TIME_LIMIT_S)"
 
     def prepare(self, problem: Problem) -> None:
         """The problem, teacher and data (timed as ``data``)."""

@@ -122,7 +122,8 @@ class Batch:
         tr = problem.cfg.training
         self.opt.reset(i, lr=tr.lr)
         f_zero = float(data.y @ data.y) / (2 * problem.cfg.n)
-        timeout = None if tr.timeout_s is None else max(1e-3, tr.timeout_s - run.time_used)
+        limit = run.timeout_s
+        timeout = None if limit is None else max(1e-3, limit - run.time_used)
         self.slots[i] = SlotState(
             run=index,
             started=time.monotonic(),
