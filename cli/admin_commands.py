@@ -1,5 +1,6 @@
 """Commands on the database itself (SCALESWEEP_DATABASE_URL), no server involved:
-``db-upgrade`` and ``token create | list | revoke``."""
+``db-upgrade`` and ``token create | list | revoke`` (their parsers are in :mod:`cli.main`);
+SQLAlchemy and Alembic are imported by the commands, when they run."""
 
 from __future__ import annotations
 
@@ -11,24 +12,6 @@ from cli import output as out
 from service.auth import TokenService
 from service.config import Settings
 from service.errors import NotFoundError, SpecError, StorageError
-
-
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the admin commands."""
-    sub.add_parser(
-        "db-upgrade", help="migrate the database (SCALESWEEP_DATABASE_URL) to head"
-    ).set_defaults(run=cmd_db_upgrade)
-    tk = sub.add_parser("token", help="API tokens (in the database, SCALESWEEP_DATABASE_URL)")
-    tk.set_defaults(run=cmd_token)
-    tsub = tk.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    tc = tsub.add_parser("create", help="create a token; prints it once (only its hash is kept)")
-    tc.add_argument("--name", required=True)
-    tc.add_argument("--scope", choices=("read", "write", "admin"), required=True)
-    tc.add_argument("--team", help="the token sees and submits only this team's sweeps")
-    tc.add_argument("--json", action="store_true", help='print {"token": ..., "id": ...}')
-    tl = tsub.add_parser("list", help="every token (never the token itself)")
-    tl.add_argument("--json", action="store_true")
-    tsub.add_parser("revoke", help="revoke a token").add_argument("id", type=int, metavar="ID")
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -50,7 +33,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     try:
         check_schema(url)
     except StorageError as exc:
-        print(f"error: {exc} (run `scalesweep db-upgrade`)", file=sys.stderr)
+        print(f"error: {out.safe(exc)} (run `scalesweep db-upgrade`)", file=sys.stderr)
         return 1
     store = make_token_store(url)
     try:
@@ -64,7 +47,7 @@ def _create(tokens: TokenService, args: argparse.Namespace) -> int:
     try:
         new = tokens.create(args.name, args.scope, args.team)
     except SpecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {out.safe(exc)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({"token": new.token, **out.token_row(new.info)}))
@@ -72,8 +55,8 @@ def _create(tokens: TokenService, args: argparse.Namespace) -> int:
         print(new.token)
         team = f", team {new.info.team}" if new.info.team else ""
         print(
-            f"token {new.info.id} ({new.info.name}, scope {new.info.scope}{team}): "
-            "store it now, it is not shown again",
+            out.safe(f"token {new.info.id} ({new.info.name}, scope {new.info.scope}{team}): ")
+            + "store it now, it is not shown again",
             file=sys.stderr,
         )
     return 0
@@ -89,7 +72,7 @@ def _revoke(tokens: TokenService, args: argparse.Namespace) -> int:
     try:
         row = tokens.revoke(args.id)
     except NotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {out.safe(exc)}", file=sys.stderr)
         return 1
-    print(f"token {row.id} ({row.name}) revoked")
+    print(out.safe(f"token {row.id} ({row.name}) revoked"))
     return 0

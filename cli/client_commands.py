@@ -1,75 +1,24 @@
 """Commands that talk to a scalesweep server through ``service.client``.
 
 ``submit``, ``list``, ``status``, ``edit`` (rename, tags, archive), ``delete``, ``runs``,
-``exponents``, ``theory``, ``phase-diagram``, ``spectra`` and ``cancel``; the server is
-``--server`` or SCALESWEEP_SERVER, the token SCALESWEEP_API_TOKEN.
+``exponents``, ``theory``, ``phase-diagram``, ``spectra`` and ``cancel`` (their parsers are in
+:mod:`cli.main`); the server is ``--server`` or SCALESWEEP_SERVER, the token
+SCALESWEEP_API_TOKEN. Imported only when one of them runs; what it imports stays light
+(no scipy, matplotlib, torch, Ray, SQLAlchemy or FastAPI).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 import pydantic
-import yaml
 
 from cli import output as out
 from cli.output import progress_bar
 from service.client import Client
 from service.config import Settings
 from service.spec import spec_from_obj
-
-
-def _with_id(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    text: str,
-    run: Callable[[argparse.Namespace], int],
-) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=text)
-    p.add_argument("id", type=int, metavar="ID")
-    p.set_defaults(run=run)
-    return p
-
-
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the client commands."""
-    s = sub.add_parser("submit", help="submit a sweep spec (YAML or JSON); prints the sweep id")
-    s.add_argument("spec", type=Path, metavar="SPEC.yaml")
-    s.add_argument("--wait", action="store_true", help="follow progress, then print exponents")
-    s.set_defaults(run=cmd_submit)
-    ls = sub.add_parser("list", help="sweeps, newest first (archived ones hidden)")
-    ls.add_argument("--tag", help="only sweeps with this tag")
-    ls.add_argument("--archived", choices=("false", "true", "all"), default="false")
-    ls.set_defaults(run=cmd_list)
-    _with_id(sub, "status", "a sweep's status and counts", cmd_status)
-    ed = _with_id(sub, "edit", "rename a sweep, set its tags, archive or unarchive it", cmd_edit)
-    ed.add_argument("--name")
-    ed.add_argument("--tags", help="comma-separated; replaces the tags ('' removes them)")
-    arch = ed.add_mutually_exclusive_group()
-    arch.add_argument("--archive", dest="archived", action="store_const", const=True)
-    arch.add_argument("--unarchive", dest="archived", action="store_const", const=False)
-    rm = _with_id(sub, "delete", "delete a sweep with its runs (admin token)", cmd_delete)
-    rm.add_argument("--yes", action="store_true", help="do it (without --yes nothing changes)")
-    _with_id(sub, "cancel", "cancel a sweep", cmd_cancel)
-    r = _with_id(sub, "runs", "every run of a sweep (follows every page)", cmd_runs)
-    r.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    r.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "cancelled"))
-    for name, text, fn in (
-        ("exponents", "fitted scaling exponents of a sweep", cmd_exponents),
-        ("theory", "state-evolution prediction next to the measurement", cmd_theory),
-    ):
-        q = _with_id(sub, name, text, fn)
-        q.add_argument("--x", default="n", help="axis to fit against (default n)")
-        q.add_argument("--by", help="comma-separated grouping axes (default: every varying axis)")
-        q.add_argument("--json", action="store_true")
-    for name, text, fn in (
-        ("phase-diagram", "exponent against the power of a linked weight decay", cmd_phase_diagram),
-        ("spectra", "tail and rank exponents of the weights next to the excess risk", cmd_spectra),
-    ):
-        _with_id(sub, name, text, fn).add_argument("--json", action="store_true")
 
 
 def client(args: argparse.Namespace) -> Client:
@@ -84,14 +33,17 @@ def _by(args: argparse.Namespace) -> list[str] | None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Submit a spec; with --wait follow it and print the exponent table."""
+    from service.documents import read_document
+    from service.errors import SpecError
+
     try:
-        obj = yaml.safe_load(args.spec.read_text())
+        obj = read_document(args.spec)  # UTF-8 YAML, no key given twice
         spec = spec_from_obj(obj)  # refuse locally what the server would refuse (and NaN)
     except OSError as exc:
-        print(f"error: cannot read {args.spec}: {exc}", file=sys.stderr)
+        print(out.safe(f"error: cannot read {args.spec}: {exc}"), file=sys.stderr)
         return 2
-    except yaml.YAMLError as exc:
-        print(f"error: {args.spec} is not valid YAML: {exc}", file=sys.stderr)
+    except SpecError as exc:
+        print(out.safe(f"error: {exc}"), file=sys.stderr)
         return 2
     except pydantic.ValidationError as exc:
         print(out.validation_message(args.spec, exc), file=sys.stderr)
@@ -134,8 +86,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
         sweep = c.get_sweep(args.id)
         if not args.yes:
             print(
-                f"would delete sweep {sweep.id} {sweep.name!r} and its {sweep.n_runs} runs;"
-                " run again with --yes",
+                f"would delete sweep {sweep.id} {out.quoted(sweep.name)} and its "
+                f"{sweep.n_runs} runs; run again with --yes",
                 file=sys.stderr,
             )
             return 2
@@ -164,7 +116,7 @@ def cmd_exponents(args: argparse.Namespace) -> int:
     """Print the fitted exponents."""
     with client(args) as c:
         report = c.exponents(args.id, x=args.x, by=_by(args))
-    print(report.model_dump_json(indent=2) if args.json else out.exponent_table(report))
+    print(out.json_text(report) if args.json else out.exponent_table(report))
     return 0
 
 
@@ -172,7 +124,7 @@ def cmd_theory(args: argparse.Namespace) -> int:
     """Print the theory report."""
     with client(args) as c:
         report = c.theory(args.id, x=args.x, by=_by(args))
-    print(report.model_dump_json(indent=2) if args.json else out.theory_table(report))
+    print(out.json_text(report) if args.json else out.theory_table(report))
     return 0
 
 
@@ -180,7 +132,7 @@ def cmd_phase_diagram(args: argparse.Namespace) -> int:
     """Print the phase diagram."""
     with client(args) as c:
         report = c.phase_diagram(args.id)
-    print(report.model_dump_json(indent=2) if args.json else out.phase_table(report))
+    print(out.json_text(report) if args.json else out.phase_table(report))
     return 0
 
 
@@ -188,7 +140,7 @@ def cmd_spectra(args: argparse.Namespace) -> int:
     """Print the spectra summary."""
     with client(args) as c:
         report = c.spectra_summary(args.id)
-    print(report.model_dump_json(indent=2) if args.json else out.spectra_table(report))
+    print(out.json_text(report) if args.json else out.spectra_table(report))
     return 0
 
 

@@ -1,7 +1,9 @@
 """Commands that compute or serve: ``run-one`` (one run here, no server), ``serve`` (API +
 runner) and ``demo`` (a small built-in sweep end to end through a real server).
 
-``serve`` and ``demo`` assemble the process with :func:`cli.runtime.build_runtime`.
+Their parsers are in :mod:`cli.main`. ``serve`` and ``demo`` assemble the process with
+:func:`cli.runtime.build_runtime`; every heavy import (torch for ``run-one``; SQLAlchemy,
+FastAPI, Ray and the fits for ``serve`` and ``demo``) happens inside the command that needs it.
 """
 
 from __future__ import annotations
@@ -10,64 +12,30 @@ import argparse
 import json
 import signal
 import sys
-from typing import Any
-
-from pydantic import ValidationError
+import time
+from typing import TYPE_CHECKING, Any
 
 from cli import output as out
-from cli.output import progress_bar
-from cli.runtime import build_runtime, embedded_server, freeze_startup_heap
-from service.auth import AUTH_OFF_NOTICE, bind_refusal
-from service.config import get_settings
-from service.logs import configure_logging
-from service.spec import MeasureSpec, RunConfig, TeacherSpec, TrainingSpec, sample_size
 
-
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register run-one, serve and demo."""
-    sv = sub.add_parser("serve", help="API + runner (embedded default: SQLite, local Ray)")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--no-ray", action="store_true", help="run sweeps in-process, without Ray")
-    sv.add_argument("--no-runner", action="store_true", help="API only (the runner runs elsewhere)")
-    sv.set_defaults(run=serve_command)
-
-    o = sub.add_parser("run-one", help="train one configuration here, no server")
-    o.add_argument("--model", choices=("quadratic", "diagonal"), required=True)
-    o.add_argument("--d", type=int, required=True)
-    size = o.add_mutually_exclusive_group(required=True)
-    size.add_argument("--n", type=int)
-    size.add_argument("--alpha", type=float)
-    o.add_argument("--weight-decay", type=float, required=True)
-    o.add_argument("--gamma", type=float, default=1.0)
-    o.add_argument("--noise", type=float, default=0.0)
-    o.add_argument("--seed", type=int, default=0)
-    o.add_argument("--optimizer", choices=("lbfgs", "gd", "adam", "convex"), default="lbfgs")
-    o.add_argument("--rank", type=int)
-    o.add_argument("--dtype", choices=("float32", "float64"))
-    o.add_argument("--max-steps", type=int)
-    o.add_argument("--test-samples", type=int)
-    o.add_argument("--signed", action="store_true", help="signed teacher (quadratic)")
-    o.add_argument("--second-layer", choices=("positive", "signed"))
-    o.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    o.add_argument("--width", type=int)
-    o.add_argument("--lr", type=float)
-    o.add_argument("--tol", type=float)
-    o.add_argument("--timeout-s", type=float)
-    o.add_argument("--curve-every", type=int)
-    o.add_argument("--no-spectrum", action="store_true")
-    o.add_argument("--json", action="store_true", help="print one JSON object")
-    o.set_defaults(run=run_one_command)
-
-    dm = sub.add_parser("demo", help="a small built-in sweep end to end through a real server")
-    dm.add_argument("--port", type=int, default=0, help="0 = pick a free port")
-    dm.set_defaults(run=demo_command)
+if TYPE_CHECKING:
+    from service.client import Client
+    from service.spec import RunConfig
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The RunConfig described by ``run-one``'s options (pydantic validates every field)."""
+    """The RunConfig described by ``run-one``'s options (pydantic validates every field;
+    ValueError for an --alpha that gives no sample size)."""
+    import math
+
+    from service.spec import MeasureSpec, RunConfig, TeacherSpec, TrainingSpec, sample_size
+
     model = args.model
-    n = args.n if args.n is not None else sample_size(model, args.d, args.alpha)
+    if args.n is not None:
+        n = args.n
+    elif math.isfinite(args.alpha) and args.alpha > 0:
+        n = sample_size(model, args.d, args.alpha)
+    else:
+        raise ValueError(f"--alpha must be a positive number, got {args.alpha}")
     training: dict[str, Any] = {"optimizer": args.optimizer}
     for opt in ("dtype", "max_steps", "device", "second_layer", "width", "lr", "tol", "timeout_s"):
         val = getattr(args, opt, None)
@@ -77,9 +45,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if signed and "second_layer" not in training:
         training["second_layer"] = "signed"
     measure: dict[str, Any] = {}
-    if getattr(args, "test_samples", None):
+    if getattr(args, "test_samples", None) is not None:
         measure["test_samples"] = args.test_samples
-    if getattr(args, "curve_every", None):
+    if getattr(args, "curve_every", None) is not None:
         measure["curve_every"] = args.curve_every
     if getattr(args, "no_spectrum", False):
         measure["spectrum"] = False
@@ -95,18 +63,50 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
 
 
+RUN_ONE_OPTIONS = frozenset(
+    "d n weight_decay seed gamma rank noise signed optimizer width second_layer max_steps tol "
+    "dtype device lr timeout_s curve_every test_samples".split()
+)
+"""RunConfig's fields that ``run-one`` sets from an option of the same name."""
+
+
+def _option_of(loc: tuple[int | str, ...]) -> str:
+    """The run-one option behind an invalid field (``--weight-decay``), else the field."""
+    name = str(loc[-1]) if loc else ""
+    if name in RUN_ONE_OPTIONS:
+        return "--" + name.replace("_", "-")
+    return ".".join(str(p) for p in loc) or "configuration"
+
+
 def run_one_command(args: argparse.Namespace) -> int:
     """``scalesweep run-one``: train one configuration in this process and print it."""
-    from workers.tasks import run_one  # torch is imported only for this command
+    from pydantic import ValidationError
 
     try:
         cfg = config_from_args(args)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "config"
-            print(f"scalesweep run-one: {loc}: {err['msg']}", file=sys.stderr)
+        for err in exc.errors(include_url=False):
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            print(f"scalesweep run-one: {_option_of(err['loc'])}: {out.safe(msg)}", file=sys.stderr)
         return 2
-    result = run_one(cfg)
+    except ValueError as exc:
+        print(f"scalesweep run-one: {out.safe(exc)}", file=sys.stderr)
+        return 2
+    from service.config import get_settings
+    from service.errors import LimitError
+    from service.resources import Capacity, check_run
+
+    settings = get_settings()
+    try:  # admission control, as the server does for a sweep: refuse what cannot run here
+        check_run(cfg, Capacity.from_settings(settings), n_field="--n" if args.n else "--alpha")
+    except LimitError as exc:
+        option = "--" + str(exc.field).split(".")[-1].replace("_", "-")
+        print(f"scalesweep run-one: {option}: {out.safe(exc)}", file=sys.stderr)
+        return 2
+    from workers.tasks import run_batch  # torch is imported only for this command
+    from workers.training import TaskBudget
+
+    result = run_batch([cfg], TaskBudget(run_time_limit_s=settings.run_time_limit_s))[0]
     if getattr(args, "json", False):
         print(json.dumps(out.result_document(cfg, result)))
     else:
@@ -117,6 +117,11 @@ def run_one_command(args: argparse.Namespace) -> int:
 def serve_command(args: argparse.Namespace) -> int:
     """``scalesweep serve``: the API and (unless --no-runner) the runner in one process."""
     import uvicorn
+
+    from cli.runtime import build_runtime, freeze_startup_heap
+    from service.auth import AUTH_OFF_NOTICE, bind_refusal
+    from service.config import get_settings
+    from service.logs import configure_logging
 
     settings = get_settings()
     configure_logging()  # JSON lines, with sweep/run/runner ids, for the API and the runner
@@ -178,26 +183,84 @@ DEMO_SWEEPS: list[dict[str, Any]] = [
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    """``scalesweep demo``: a small sweep over both models through a real server."""
+    """``scalesweep demo``: a small sweep over both models through a real server; ends with
+    the comparison with the state-evolution theory in words and how to see the results."""
+    from cli.runtime import embedded_server
     from service.client import Client
+    from service.config import get_settings
 
     # the demo's server listens on loopback only, for its own client: no tokens (and says so)
     settings = get_settings().model_copy(update={"auth": "off"})
-    print(f"scalesweep demo: database {settings.database_url}, local Ray", file=sys.stderr)
+    ray = f"Ray at {settings.ray_address}" if settings.ray_address else "local Ray"
+    print(f"scalesweep demo: database {settings.database_url}, {ray}", file=sys.stderr)
     print("scalesweep demo: authentication off for this loopback-only demo server", file=sys.stderr)
+    started = time.monotonic()
+    verdicts: list[bool] = []
+    ids: list[int] = []
     try:
         with embedded_server(settings, port=args.port) as url:
             print(f"scalesweep demo: server at {url}", file=sys.stderr)
             with Client(url) as client:
                 submitted = [client.submit(spec) for spec in DEMO_SWEEPS]
                 for spec, sub in zip(DEMO_SWEEPS, submitted, strict=True):
-                    print(f"\nsweep {sub.id}: {spec['name']} ({sub.n_runs} runs)")
-                    final = client.wait_for(sub.id, progress_bar(sys.stderr))
+                    ids.append(sub.id)
+                    print(f"\nsweep {sub.id}: {spec['name']} ({sub.n_runs} runs)", flush=True)
+                    client.wait_for(sub.id, out.progress_bar(sys.stderr))
                     print(file=sys.stderr)
-                    print(out.status_text(final))
-                    report = client.exponents(sub.id, x="n", by=["weight_decay"])
-                    print(out.exponent_table(report))
+                    print(_runs_line(client, sub.id))
+                    theory = client.theory(sub.id, x="n", by=["weight_decay"])
+                    exponents = client.exponents(sub.id, x="n", by=["weight_decay"])
+                    text, agree = out.theory_words(theory, exponents)
+                    verdicts += agree
+                    print(text, flush=True)
     except RuntimeError as exc:
-        print(f"scalesweep demo: {exc}", file=sys.stderr)
+        print(f"scalesweep demo: {out.safe(exc)}", file=sys.stderr)
         return 1
+    elapsed = time.monotonic() - started
+    print(
+        f"\n{sum(verdicts)} of {len(verdicts)} groups agree with the state-evolution theory "
+        f"({elapsed:.0f} s, the server's start included)."
+    )
+    print(how_to_look(ids, settings.database_url))
     return 0
+
+
+def _runs_line(client: Client, sweep_id: int) -> str:
+    """How the sweep's runs ended, and how many were reused from the store."""
+    runs = list(client.list_runs(sweep_id))
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    ended = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    reused = sum(r.reused_from is not None for r in runs)
+    how = f" ({reused} reused from earlier runs in the store)" if reused else ""
+    return f"{len(runs)} runs: {ended}{how}"
+
+
+def _command() -> str:
+    """How this process was invoked, for commands to copy: ``.venv/bin/scalesweep`` as
+    typed, else ``scalesweep``."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 if argv0.rsplit("/", 1)[-1] == "scalesweep" else "scalesweep"
+
+
+def how_to_look(sweep_ids: list[int], database_url: str) -> str:
+    """Where to see the demo's sweeps: the dashboard (``serve`` on the same database, its
+    default address) and the commands that print the answers."""
+    from service.config import Settings
+
+    cmd = _command()
+    if database_url == Settings.model_fields["database_url"].default:
+        where = "  # from this folder: the same database, ./scalesweep.db"
+    else:
+        where = "  # with the same SCALESWEEP_DATABASE_URL"
+    pages = " and ".join(f"http://127.0.0.1:8000/sweeps/{i}" for i in sweep_ids)
+    first = sweep_ids[0] if sweep_ids else "ID"
+    return (
+        "\nSee the results in the dashboard:\n"
+        f"  {cmd} serve{where}\n"
+        f"  then open {pages}\n"
+        "  (every sweep: http://127.0.0.1:8000/). With the server running, in a terminal:\n"
+        f"  {cmd} theory {first} --by weight_decay\n"
+        f"  {cmd} plot {first} --kind risk --by weight_decay --out risk.png"
+    )

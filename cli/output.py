@@ -1,5 +1,16 @@
 """Text output of the ``scalesweep`` CLI: status lines, run tables (table, CSV, JSON), the
-answers of the queries as tables, token lists, and the progress bar."""
+answers of the queries as tables, token lists, and the progress bar.
+
+Every string that reaches a terminal as text goes through :func:`safe`: names, tags, errors
+and whatever else a user or a server supplied, with control characters (ESC, BEL, CR, LF, the
+other C0 and C1 controls) and the invisible bidirectional controls written as visible
+escapes, so that no ANSI sequence or reordering reaches the terminal. :func:`table` applies it
+to every cell; JSON is written with :func:`json_text` (``json.dumps``, ASCII only). CSV is
+data (the export's format) and is written as it is.
+
+Imports nothing heavy: the models are only annotations here, the export's rows are imported
+by the functions that write them.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +20,38 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-import pydantic
-
-from service.analysis.reports import (
-    ExponentReport,
-    GroupFit,
-    PhaseDiagram,
-    SpectraSummary,
-    TheoryReport,
-)
-from service.client import Progress
-from service.export import csv_chunks, row_of
-from service.records import RunRecord, SweepRecord
-from service.results import RunResult
-from service.spec import RunConfig
+from service.text import escape_controls
 
 if TYPE_CHECKING:
+    import pydantic
+
+    from service.analysis.reports import (
+        ExponentReport,
+        GroupFit,
+        PhaseDiagram,
+        PointTheory,
+        SpectraSummary,
+        TheoryReport,
+    )
+    from service.client import Progress
+    from service.records import RunRecord, SweepRecord
+    from service.results import RunResult
+    from service.spec import RunConfig
     from service.storage.tokens import TokenRow
+
+
+def safe(value: object) -> str:
+    """``value`` as text fit for a terminal: every control character (C0, C1, DEL) and
+    bidirectional control written as a visible escape (``\\x1b``, ``\\n``, ``\\u202e``);
+    other text, right-to-left letters included, unchanged (:func:`service.text.escape_controls`)."""
+    return escape_controls(str(value))
+
+
+def json_text(model: pydantic.BaseModel, indent: int | None = 2) -> str:
+    """A pydantic model as JSON with every non-ASCII character escaped (``json.dumps``):
+    nothing in it can act on a terminal."""
+    return json.dumps(model.model_dump(mode="json"), indent=indent)
+
 
 TABLE_COLUMNS = (
     "run_id",
@@ -43,23 +69,27 @@ TABLE_COLUMNS = (
 
 def validation_message(source: Path | str, exc: pydantic.ValidationError) -> str:
     """One line per invalid field, naming it."""
-    lines = [f"error: {source} is not a valid sweep spec:"]
+    lines = [f"error: {safe(source)} is not a valid sweep spec:"]
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
-        lines.append(f"  {loc}: {err['msg']}")
+        lines.append(f"  {safe(loc)}: {safe(err['msg'])}")
     return "\n".join(lines)
 
 
+def quoted(name: str) -> str:
+    """A name in quotes, safe for a terminal (:func:`safe`)."""
+    return repr(safe(name))
+
+
 def status_text(sweep: SweepRecord) -> str:
-    """A few lines describing a sweep."""
+    """A few lines describing a sweep (the name and tags through :func:`safe`)."""
     counts = ", ".join(f"{k} {v}" for k, v in sorted(sweep.counts.items()) if v) or "no runs"
     finished = sweep.finished_at.isoformat() if sweep.finished_at else "-"
     tags = f"  tags {', '.join(sweep.tags)}" if sweep.tags else ""
     archived = "  archived" if sweep.archived else ""
-    return (
-        f"sweep {sweep.id} {sweep.name!r}: {sweep.status}, {sweep.n_runs} runs ({counts})\n"
-        f"  created {sweep.created_at.isoformat()}  finished {finished}{tags}{archived}"
-    )
+    head = f"sweep {sweep.id} {quoted(sweep.name)}: {sweep.status}, {sweep.n_runs} runs ({counts})"
+    tail = f"created {sweep.created_at.isoformat()}  finished {finished}{tags}{archived}"
+    return f"{safe(head)}\n  {safe(tail)}"
 
 
 def sweeps_table(sweeps: Sequence[SweepRecord]) -> str:
@@ -83,6 +113,8 @@ def sweeps_table(sweeps: Sequence[SweepRecord]) -> str:
 
 def runs_csv(runs: Sequence[RunRecord]) -> str:
     """Every run as CSV with the export's columns (``service.export``: the DESIGN names)."""
+    from service.export import csv_chunks
+
     return "".join(csv_chunks(runs))
 
 
@@ -100,7 +132,9 @@ def _cell(value: Any) -> str:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """An aligned text table."""
+    """An aligned text table; every cell through :func:`safe`."""
+    header = [safe(h) for h in header]
+    rows = [[safe(c) for c in r] for r in rows]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -109,6 +143,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def runs_table(runs: Sequence[RunRecord]) -> str:
     """An aligned text table of the main columns."""
+    from service.export import row_of
+
     rows = [[_cell(row[k]) for k in TABLE_COLUMNS] for row in map(row_of, runs)]
     return table(TABLE_COLUMNS, rows) + f"{len(runs)} runs\n"
 
@@ -151,7 +187,8 @@ def exponent_table(report: ExponentReport) -> str:
             by_method.setdefault(g.ci_method, []).append(label(g))
     notes = [f"CI of {'; '.join(labels)}: {m}" for m, labels in by_method.items()]
     notes += [f"{label(g)}: {n}" for g in report.groups for n in g.selection_notes]
-    return title + (table(header, rows) if rows else "no runs\n") + "".join(f"{n}\n" for n in notes)
+    text = safe(title) + (table(header, rows) if rows else "no runs\n")
+    return text + "".join(f"{safe(n)}\n" for n in notes)
 
 
 def theory_table(report: TheoryReport) -> str:
@@ -183,9 +220,9 @@ def theory_table(report: TheoryReport) -> str:
         )  # fmt: skip
     text += "\nexponents over the same window, the same form\n" + table(gheader, grows)
     if report.estimator:
-        text += f"estimator: {report.estimator}\n"
+        text += f"estimator: {safe(report.estimator)}\n"
     if report.note:
-        text += f"note: {report.note}\n"
+        text += f"note: {safe(report.note)}\n"
     return text
 
 
@@ -202,8 +239,8 @@ def phase_table(report: PhaseDiagram) -> str:
              f.measured_form or "-", _cell(f.se_exponent), _cell(f.heuristic_exponent),
              f.regime or "-", _cell(f.df_over_n), str(f.n_runs)]
         )  # fmt: skip
-    title = f"sweep {report.sweep_id}: exponent of R vs {report.x} per family lambda ~ n^-l\n"
-    return title + table(header, rows) + f"regimes: {report.regime_rule}\n"
+    title = f"sweep {report.sweep_id}: exponent of R vs {safe(report.x)} per family lambda ~ n^-l\n"
+    return title + table(header, rows) + f"regimes: {safe(report.regime_rule)}\n"
 
 
 def spectra_table(report: SpectraSummary) -> str:
@@ -218,7 +255,7 @@ def spectra_table(report: SpectraSummary) -> str:
          _cell(p.rank_exponent_mean), _cell(p.predicted_alpha_ww)]
         for p in report.points
     ]  # fmt: skip
-    return f"sweep {report.sweep_id}: spectra ({report.note})\n" + table(header, rows)
+    return f"sweep {report.sweep_id}: spectra ({safe(report.note)})\n" + table(header, rows)
 
 
 TOKEN_COLUMNS = ("id", "name", "scope", "team", "created", "last_used", "revoked")
@@ -259,7 +296,8 @@ def progress_bar(stream: TextIO, width: int = 30) -> Callable[[Progress], None]:
         filled = width * p.done // p.n_runs if p.n_runs else width
         counts = " ".join(f"{k}={v}" for k, v in sorted(p.counts.items()) if v)
         bar = "#" * filled + "." * (width - filled)
-        stream.write(f"\r[{bar}] {p.done}/{p.n_runs} {p.status} {counts}\x1b[K")
+        line = safe(f"[{bar}] {p.done}/{p.n_runs} {p.status} {counts}")
+        stream.write(f"\r{line}\x1b[K")  # the bar's own controls: back to the start, clear
         stream.flush()
 
     return draw
@@ -281,7 +319,7 @@ def run_summary(cfg: RunConfig, result: RunResult) -> str:
         f"seed={cfg.seed} optimizer={cfg.training.optimizer}: {result.status}"
     ]
     if result.error:
-        lines.append(f"  error: {result.error}")
+        lines.append(f"  {error_line(result.error)}")
     m = result.metrics
     if m is not None:
         lines.append(
@@ -304,4 +342,72 @@ def run_summary(cfg: RunConfig, result: RunResult) -> str:
         )
         rank = f"rank exponent={sp.rank_fit.exponent:.3f}" if sp.rank_fit else "no rank fit"
         lines.append(f"  spectrum {sp.kind}: {len(sp.values)} values, {tail}, {rank}")
-    return "\n".join(lines)
+    return "\n".join(safe(line) for line in lines)
+
+
+def error_line(message: str) -> str:
+    """``error: MESSAGE`` once, whether or not the message starts with it already (a run's
+    error from an exception reads ``error: RuntimeError: ...``), through :func:`safe`."""
+    return "error: " + safe(message.removeprefix("error: "))
+
+
+SE_OF_MEAN = 3.0
+"""A measured point matches the theory within this many standard errors of its seed mean
+(as in the verdicts, ``service.analysis.verdict``)."""
+
+
+def theory_words(theory: TheoryReport, exponents: ExponentReport) -> tuple[str, list[bool]]:
+    """The comparison with the state-evolution theory in plain words, one paragraph per group:
+    the measured exponent with its 95% interval and the form's shape, the theory's exponent
+    over the same window and whether it lies inside that interval, and how close the
+    measured R is to the theory's at each x. Returns the text and, per group, whether it
+    agrees (the theory's exponent inside the measured interval)."""
+    fits = {tuple(sorted(g.group.items())): g for g in exponents.groups}
+    x = safe(theory.x)
+    lines = [f"Against the state-evolution theory (THEORY.md), R ~ C {x}^-exponent:"]
+    agrees: list[bool] = []
+    for g in theory.groups:
+        label = ", ".join(f"{a.replace('_', ' ')} {_cell(g.group.get(a))}" for a in theory.by)
+        label = safe(label or "all runs")
+        ci, beta, predicted = g.measured_ci, g.measured_exponent, g.predicted_exponent
+        if g.error is not None or ci is None or beta is None or predicted is None:
+            why = g.error or "no measured or predicted exponent"
+            lines.append(f"  {label}: no comparison ({safe(why)})")
+            agrees.append(False)
+            continue
+        inside = ci[0] <= predicted <= ci[1]
+        agrees.append(inside)
+        shape = ""
+        fit = fits.get(tuple(sorted(g.group.items())))
+        if g.form == "plateau" and fit is not None and fit.plateau is not None:
+            shape = f", levelling off at R = {fit.plateau:.3g}"
+        elif (g.form or "").startswith("broken") and fit is not None and fit.breaks:
+            where = ", ".join(f"{b:.3g}" for b in fit.breaks)
+            shape = f" (the slope after a break at {x} = {where})"
+        window = f" over {x} = {g.x_window[0]:g} to {g.x_window[1]:g}" if g.x_window else ""
+        verdict = "inside it: agrees" if inside else "outside it: does not agree"
+        lines.append(
+            f"  {label}: measured exponent {beta:.3g} (95% interval {ci[0]:.3g} to {ci[1]:.3g})"
+            f"{shape};\n    the theory's is {predicted:.3g}{window}, {verdict}."
+        )
+        points = [p for p in theory.points if all(getattr(p, a, None) == g.group.get(a)
+                                                   for a in theory.by)]  # fmt: skip
+        compared = [p for p in points if p.rel_diff is not None]
+        if compared:
+            worst = max(abs(p.rel_diff or 0.0) for p in compared)
+            close = sum(1 for p in compared if _within_se(p))
+            lines.append(
+                f"    R itself: within {worst:.0%} of the theory's at each of the "
+                f"{len(compared)} values of {x} ({close} within 3 standard errors)."
+            )
+    if theory.note:
+        lines.append(f"  note: {safe(theory.note)}")
+    return "\n".join(lines), agrees
+
+
+def _within_se(p: PointTheory) -> bool:
+    """The point's seed mean within :data:`SE_OF_MEAN` standard errors of the theory's R."""
+    predicted = (p.predicted or {}).get("excess_risk")
+    if p.measured_mean is None or p.measured_se is None or not isinstance(predicted, float):
+        return False
+    return abs(p.measured_mean - predicted) <= SE_OF_MEAN * p.measured_se

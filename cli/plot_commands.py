@@ -3,42 +3,23 @@
 ``plot ID --kind risk|theory|spectrum|phase|compare [--run RUN] [--x n] [--by AXES]
 [--ids 1,2] --out FILE.png|svg|pdf`` fetches what the dashboard shows from the server and
 draws it with matplotlib; ``export ID --format csv|parquet|jsonl --out FILE`` streams every
-run of a sweep into a file.
+run of a sweep into a file (their parsers are in :mod:`cli.main`). matplotlib is imported
+by ``plot`` only, when it draws.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
+from cli import client_commands
+from cli import output as out
 
-from cli import client_commands, figures
-from service.client import Client
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``plot`` and ``export``."""
-    p = sub.add_parser("plot", help="a paper figure of a sweep or run (.png, .svg, .pdf)")
-    p.add_argument("id", type=int, metavar="ID", help="sweep id (compare: the first sweep)")
-    p.add_argument("--kind", choices=figures.KINDS, default="risk")
-    p.add_argument(
-        "--run",
-        dest="run_id",
-        type=int,
-        help="--kind spectrum: the run (default: the sweep's first succeeded run)",
-    )
-    p.add_argument("--x", default="n", help="axis to plot against (default n)")
-    p.add_argument("--by", help="comma-separated grouping axes (default: every varying axis)")
-    p.add_argument("--ids", help="--kind compare: more sweep ids, comma-separated")
-    p.add_argument("--out", type=Path, required=True, metavar="FILE")
-    p.set_defaults(run=cmd_plot)
-    e = sub.add_parser("export", help="every run of a sweep as csv, parquet or jsonl")
-    e.add_argument("id", type=int, metavar="ID")
-    e.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
-    e.add_argument("--out", type=Path, required=True, metavar="FILE")
-    e.set_defaults(run=cmd_export)
+    from service.client import Client
 
 
 def _by(text: str | None) -> list[str] | None:
@@ -47,6 +28,8 @@ def _by(text: str | None) -> list[str] | None:
 
 def draw(c: Client, args: argparse.Namespace) -> Figure:
     """The figure ``args`` asks for, from the server ``c``."""
+    from cli import figures
+
     sweep = c.get_sweep(args.id)
     by = _by(args.by)
     if args.kind == "risk":
@@ -79,16 +62,19 @@ def draw(c: Client, args: argparse.Namespace) -> Figure:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     """Draw and save one figure."""
+    from cli import figures
+
     if args.out.suffix.lower() not in figures.FORMATS:
-        print(f"error: --out must end in .png, .svg or .pdf, got {args.out.name}", file=sys.stderr)
+        got = out.safe(args.out.name)
+        print(f"error: --out must end in .png, .svg or .pdf, got {got}", file=sys.stderr)
         return 2
     with client_commands.client(args) as c:
         try:
             fig = draw(c, args)
         except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {out.safe(exc)}", file=sys.stderr)
             return 2
-    print(figures.save(fig, args.out))
+    print(out.safe(figures.save(fig, args.out)))
     return 0
 
 
@@ -99,5 +85,5 @@ def cmd_export(args: argparse.Namespace) -> int:
     with client_commands.client(args) as c, tmp.open("wb") as f:
         size = c.export(args.id, f, format=args.format)
     tmp.replace(args.out)  # never a half-written file under the asked name
-    print(f"{args.out} ({size} bytes)")
+    print(out.safe(f"{args.out} ({size} bytes)"))
     return 0

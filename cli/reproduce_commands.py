@@ -5,7 +5,8 @@
 embedded server on SQLite and local Ray, as ``demo`` does), waits with a progress bar,
 writes the figures (``DIR/*.png`` and ``.pdf``, through :mod:`cli.figures`) and
 ``DIR/verdict.json``, and prints the verdict table. The exit status is 0 when the verdict
-agrees, 1 when it does not.
+agrees, 1 when it does not. The parser is in :mod:`cli.main`; matplotlib and the embedded
+server are imported when an example runs (``--list`` needs neither).
 """
 
 from __future__ import annotations
@@ -16,50 +17,29 @@ import sys
 from contextlib import ExitStack
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cli import figures
 from cli import output as out
 from cli.client_commands import client
 from cli.output import progress_bar
-from cli.runtime import embedded_server
-from service.analysis.reports import (
-    ExponentReport,
-    PhaseDiagram,
-    PointTheory,
-    SpectraSummary,
-    SpectrumTheory,
-    TheoryReport,
-)
-from service.analysis.verdict import (
-    GroupVerdict,
-    Verdict,
-    allowance_at,
-    combine,
-    curve_verdicts,
-    grid_point,
-    phase_verdicts,
-    spectrum_verdicts,
-    tail_verdicts,
-)
 from service.client import Client
 from service.config import get_settings
 from service.errors import SpecError
 from service.examples import Example, VerdictRule, all_examples, find_example
-from service.records import RunRecord, SweepRecord
-from service.results import Spectrum
 
-
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``reproduce``."""
-    r = sub.add_parser("reproduce", help="run an example of the paper and judge it against theory")
-    r.add_argument("name", nargs="?", metavar="NAME", help="the example (see --list)")
-    r.add_argument("--list", action="store_true", help="list the examples")
-    r.add_argument("--json", action="store_true", help="with --list: as JSON")
-    r.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
-    r.add_argument("--out", type=Path, help="folder for figures and verdict.json (default ./NAME)")
-    r.add_argument("--no-ray", action="store_true", help="embedded server: train in-process")
-    r.set_defaults(run=cmd_reproduce)
+if TYPE_CHECKING:
+    # the verdicts need the theory (scipy): imported when an example is judged
+    from service.analysis.reports import (
+        ExponentReport,
+        PhaseDiagram,
+        PointTheory,
+        SpectraSummary,
+        SpectrumTheory,
+        TheoryReport,
+    )
+    from service.analysis.verdict import GroupVerdict, Verdict
+    from service.records import RunRecord, SweepRecord
+    from service.results import Spectrum
 
 
 def example_rows(examples: list[Example]) -> list[dict[str, Any]]:
@@ -118,6 +98,14 @@ class SweepAnswers:
 
 def judge(example: Example, answers: list[SweepAnswers], scale: str) -> Verdict:
     """The verdict of finished sweeps, by the example's rule."""
+    from service.analysis.verdict import (
+        combine,
+        curve_verdicts,
+        phase_verdicts,
+        spectrum_verdicts,
+        tail_verdicts,
+    )
+
     rule = example.verdict
     groups: list[GroupVerdict] = []
     for a in answers:
@@ -134,6 +122,9 @@ def judge(example: Example, answers: list[SweepAnswers], scale: str) -> Verdict:
 
 def write_figures(example: Example, answers: list[SweepAnswers], folder: Path) -> list[Path]:
     """The example's figures for each sweep, as PNG and PDF."""
+    from cli import figures
+    from service.analysis.verdict import grid_point
+
     written: list[Path] = []
     for a in answers:
         sw = a.sweep
@@ -165,6 +156,8 @@ def write_figures(example: Example, answers: list[SweepAnswers], folder: Path) -
 def allowance_of(rule: VerdictRule, p: PointTheory) -> tuple[float, float]:
     """The verdict's relative allowance at a grid point, below and above (what the theory
     figure draws)."""
+    from service.analysis.verdict import allowance_at
+
     return allowance_at(rule, p.model, p.d, p.n)
 
 
@@ -189,9 +182,9 @@ def verdict_table(verdict: Verdict) -> str:
         "agrees",
     ]  # fmt: skip
     lines = [out.table(header, rows)]
-    lines += [f"- {g.group}: {g.why}" for g in verdict.groups]
+    lines += [out.safe(f"- {g.group}: {g.why}") for g in verdict.groups]
     sources = sorted({g.allowance_source for g in verdict.groups if not g.raw_agrees})
-    lines += [f"allowance: {src}" for src in sources if src != "none"]
+    lines += [out.safe(f"allowance: {src}") for src in sources if src != "none"]
     lines.append(
         f"\n{verdict.example} ({verdict.scale}): agrees = {str(verdict.agrees).lower()}"
         f" ({verdict.raw_agrees} of {verdict.n_expected} expected groups without any allowance)"
@@ -208,7 +201,7 @@ def run_example(c: Client, example: Example, scale: str, folder: Path) -> Verdic
     submitted = [c.submit(spec) for spec in example.scales[scale]]  # type: ignore[index]
     sweeps = []
     for spec, sub in zip(example.scales[scale], submitted, strict=True):  # type: ignore[index]
-        print(f"sweep {sub.id}: {spec.name} ({sub.n_runs} runs)", file=sys.stderr)
+        print(f"sweep {sub.id}: {out.safe(spec.name)} ({sub.n_runs} runs)", file=sys.stderr)
         sweeps.append(c.wait_for(sub.id, progress_bar(sys.stderr)))
         print(file=sys.stderr)
     answers = [SweepAnswers(c, sw, example) for sw in sweeps]
@@ -246,11 +239,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     try:
         example = find_example(args.name)
     except SpecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {out.safe(exc)}", file=sys.stderr)
         return 2
     folder = args.out or Path(example.name)
     try:
         with ExitStack() as stack:
+            from cli.runtime import embedded_server
+
             if args.server:  # a team's server, with SCALESWEEP_API_TOKEN
                 c = stack.enter_context(client(args))
             else:  # loopback only, for this command's own client: no tokens
@@ -259,7 +254,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 c = stack.enter_context(Client(url))
             verdict = run_example(c, example, args.scale, folder)
     except RuntimeError as exc:  # the embedded server did not start
-        print(f"scalesweep reproduce: {exc}", file=sys.stderr)
+        print(f"scalesweep reproduce: {out.safe(exc)}", file=sys.stderr)
         return 1
     print(verdict_table(verdict))
     print(f"\nfigures and verdict.json in {folder}/")

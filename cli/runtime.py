@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scalesweep.runner")
 
+
 def freeze_startup_heap() -> None:
     """Collect once, then move everything alive (modules, the app, the store) out of the
     cyclic collector's sight (``gc.freeze``): a server's full collections then scan only what
@@ -117,7 +118,7 @@ def build_executor(
 
 def task_function(settings: Settings) -> BatchFn:
     """The real task function with this deployment's budget per task (batching, memory,
-    GPU share), picklable for Ray."""
+    GPU share, the per-run time limit), picklable for Ray."""
     from workers.tasks import run_batch
     from workers.training import TaskBudget
 
@@ -125,6 +126,7 @@ def task_function(settings: Settings) -> BatchFn:
         batched=settings.batching == "on",
         memory_mb=settings.task_memory_mb,
         gpu_share=settings.gpus_per_task,
+        run_time_limit_s=settings.run_time_limit_s,
     )
     return functools.partial(run_batch, budget=budget)
 

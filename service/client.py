@@ -17,13 +17,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
-from service.analysis.reports import (
-    ExponentReport,
-    PhaseDiagram,
-    SpectraSummary,
-    SpectrumTheory,
-    TheoryReport,
-)
 from service.config import Settings
 from service.records import RunRecord, SweepRecord
 from service.results import RunStatus, Spectrum
@@ -31,6 +24,16 @@ from service.spec import SweepSpec
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    # the answers' models import the fits' Segment, and with it scipy: loaded by the methods
+    # that return them, so that a client that only submits and follows stays light
+    from service.analysis.reports import (
+        ExponentReport,
+        PhaseDiagram,
+        SpectraSummary,
+        SpectrumTheory,
+        TheoryReport,
+    )
 
 TERMINAL = ("succeeded", "cancelled")
 
@@ -248,6 +251,8 @@ class Client:
         data = self._request("GET", f"/v1/runs/{run_id}/spectrum", params={"theory": "true"})
         spectra = [_spectrum(s) for s in data["spectra"]]
         theory = data.get("theory")
+        from service.analysis.reports import SpectrumTheory
+
         return spectra, SpectrumTheory.model_validate(theory) if theory else None
 
     def cancel(self, sweep_id: int) -> SweepRecord:
@@ -267,6 +272,8 @@ class Client:
         if by is not None:
             params["by"] = ",".join(by)
         data = self._request("GET", f"/v1/sweeps/{sweep_id}/exponents", params=params)
+        from service.analysis.reports import ExponentReport
+
         return ExponentReport.model_validate(data)
 
     def theory(self, sweep_id: int, *, x: str = "n", by: list[str] | None = None) -> TheoryReport:
@@ -275,16 +282,22 @@ class Client:
         if by is not None:
             params["by"] = ",".join(by)
         data = self._request("GET", f"/v1/sweeps/{sweep_id}/theory", params=params)
+        from service.analysis.reports import TheoryReport
+
         return TheoryReport.model_validate(data)
 
     def phase_diagram(self, sweep_id: int) -> PhaseDiagram:
         """Exponent against the power l of a linked weight decay, per family."""
         data = self._request("GET", f"/v1/sweeps/{sweep_id}/phase-diagram")
+        from service.analysis.reports import PhaseDiagram
+
         return PhaseDiagram.model_validate(data)
 
     def spectra_summary(self, sweep_id: int) -> SpectraSummary:
         """Tail and rank exponents of the weights next to the excess risk, per grid point."""
         data = self._request("GET", f"/v1/sweeps/{sweep_id}/spectra/summary")
+        from service.analysis.reports import SpectraSummary
+
         return SpectraSummary.model_validate(data)
 
     def health(self) -> dict[str, Any]:

@@ -11,13 +11,25 @@ its share and sizes its slots to it) -- one CPU otherwise, and
 every attempt is counted in the database). Completed tasks are collected with ``ray.wait``
 (never a blocking ``ray.get`` loop); Ray errors become per-run exceptions. A ``cuda`` run on
 a cluster without GPUs fails at once (rather than waiting forever as an infeasible task).
+
+A local Ray (no address) starts quietly and writes nothing outside its own folder
+(:func:`start_local_ray`): its sessions and logs in a fresh temporary folder removed when the
+executor closes, and Ray's default token authentication with a token made for this process
+and passed to Ray's processes in their environment (``RAY_AUTH_TOKEN``), never written to
+``~/.ray/auth_token``. An explicit ``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN`` or
+``RAY_AUTH_TOKEN_PATH`` is left to Ray as given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import secrets
+import shutil
+import tempfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import ray
@@ -36,6 +48,58 @@ GPU_CHECK_EVERY_S = 30.0
 RECANCEL_EVERY_S = 1.0
 """A cancelled task still in flight is cancelled again this often: a ``ray.cancel`` that
 arrives while the task is being handed to a worker can be lost."""
+
+
+RAY_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+"""Ray's token-authentication settings (https://docs.ray.io/en/latest/ray-security/token-auth.html)."""
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+"""The logger of Ray's notice that a new local cluster turned token authentication on."""
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """``name``'s warnings dropped inside the block (its level restored after)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def start_local_ray(num_cpus: int | None = None) -> str:
+    """Start a new local Ray, quietly, with every file of it in a fresh temporary folder (its
+    path returned; the caller removes it after ``ray.shutdown``).
+
+    Token authentication (Ray's default for local clusters) keeps its token in this process's
+    environment, which Ray's processes inherit, instead of generating ``~/.ray/auth_token``;
+    Ray's notice that it turned token authentication on, and its INFO lines, are not
+    printed. Warnings and errors still are.
+    """
+    if not any(os.environ.get(k) for k in RAY_AUTH_ENV):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    elif os.environ.get("RAY_AUTH_MODE", "").lower() == "token" and not (
+        os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+    ):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # rather than a file in ~/.ray
+    # short (Ray's socket paths must fit in 107 bytes), under RAY_TMPDIR when it is set
+    temp_dir = tempfile.mkdtemp(prefix="scalesweep-ray-", dir=os.environ.get("RAY_TMPDIR"))
+    kwargs: dict[str, Any] = {
+        "address": "local",
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+        "_temp_dir": temp_dir,
+    }
+    if num_cpus is not None:
+        kwargs["num_cpus"] = num_cpus
+    try:
+        with _quiet_logger(RAY_AUTH_LOGGER):
+            ray.init(**kwargs)
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    return temp_dir
 
 
 def execute(fn: BatchFn, cfgs: list[RunConfig], gpu_share: float = 0.0) -> list[RunResult]:
@@ -67,14 +131,15 @@ class RayExecutor:
         if not 0.0 < gpus_per_task <= 1.0:
             raise ValueError(f"gpus_per_task must be in (0, 1], got {gpus_per_task}")
         self._owns_ray = False
+        self._temp_dir: str | None = None
         self._gpus_per_task = gpus_per_task
         self._gpu_memory_bytes = gpu_memory_mb * 2**20
         if not skip_init and not ray.is_initialized():
-            # unset: a new local Ray, never a cluster some `ray start` left on this machine
-            kwargs: dict[str, Any] = {"address": ray_address or "local"}
-            if ray_address is None and num_cpus is not None:
-                kwargs["num_cpus"] = num_cpus
-            ray.init(**kwargs)
+            if ray_address is None:
+                # a new local Ray, never a cluster some `ray start` left on this machine
+                self._temp_dir = start_local_ray(num_cpus)
+            else:
+                ray.init(address=ray_address)
             self._owns_ray = True
         self._max_retries = max_retries
         self._remote: Any = None
@@ -161,6 +226,9 @@ class RayExecutor:
         self._refused.clear()
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
 
     def status(self) -> dict[str, Any]:
         """Ray's readiness for ``/healthz``: alive nodes, their CPUs and GPUs, tasks in flight

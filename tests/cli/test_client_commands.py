@@ -89,6 +89,22 @@ def test_invalid_spec_file_is_refused_locally(
     assert store.list_sweeps().items == []
 
 
+def test_spec_files_with_a_repeated_key_or_not_utf8_are_refused(
+    app_client: Client, store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repeated = tmp_path / "repeated.yaml"
+    text = yaml.safe_dump(SPEC)
+    repeated.write_text(text + "model: quadratic\n")  # silently the last one, for PyYAML
+    assert main(["submit", str(repeated)]) == 2
+    assert "found the key 'model' twice" in capsys.readouterr().err
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes((text + "name: café\n").encode("latin-1"))
+    assert main(["submit", str(latin)]) == 2
+    err = capsys.readouterr().err
+    assert "is not UTF-8 text" in err and "Traceback" not in err
+    assert store.list_sweeps().items == []
+
+
 def test_unreachable_server_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--server", "http://127.0.0.1:9", "status", "1"]) == 1
     assert "cannot reach" in capsys.readouterr().err

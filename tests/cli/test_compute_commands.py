@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cli.main import main
+from service.config import get_settings
 
 METRICS = {
     "excess_risk",
@@ -56,15 +57,30 @@ def test_run_one_refuses_bad_input_naming_the_field(capsys: pytest.CaptureFixtur
         ["run-one", "--model", "diagonal", "--d", "10", "--n", "20", "--weight-decay", "-1"]
     )
     assert code == 2
-    assert "weight_decay" in capsys.readouterr().err
+    assert "--weight-decay: Input should be greater than or equal to 0" in capsys.readouterr().err
 
 
 def test_run_one_failure_exits_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["run-one", "--model", "quadratic", "--d", "6", "--n", "80", "--weight-decay", "0.01"]
-    code = main([*argv, "--optimizer", "gd", "--lr", "1000", "--max-steps", "50", "--json"])
+    diverging = [*argv, "--optimizer", "gd", "--lr", "1000", "--max-steps", "50"]
+    code = main([*diverging, "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 1
     assert doc["status"] == "failed" and doc["metrics"] is None and "diverged" in doc["error"]
+    assert main(diverging) == 1
+    text = capsys.readouterr().out
+    assert "failed" in text and "\n  error: diverged" in text and "error: error" not in text
+
+
+def test_run_one_names_the_option_of_an_invalid_value(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["run-one", "--model", "quadratic", "--d", "6", "--weight-decay", "0.01"]
+    assert main([*base, "--n", "80", "--rank", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "teacher.rank (7) must be <= d (6)" in err and "Value error" not in err
+    assert main([*base, "--n", "80", "--tol", "2"]) == 2
+    assert "scalesweep run-one: --tol: " in capsys.readouterr().err
+    assert main([*base, "--alpha", "-2"]) == 2  # would round to n = 1 if it were let through
+    assert "--alpha must be a positive number, got -2.0" in capsys.readouterr().err
 
 
 class _NoRuntime:
@@ -86,11 +102,11 @@ def _serve_args(host: str) -> argparse.Namespace:
 def test_serve_command_refuses_a_public_address_without_auth(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from cli import compute_commands
+    from cli import compute_commands, runtime
     from service.config import get_settings
 
     built: list[Any] = []
-    monkeypatch.setattr(compute_commands, "build_runtime", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(runtime, "build_runtime", lambda *a, **k: built.append(a))
     monkeypatch.setenv("SCALESWEEP_AUTH", "off")
     monkeypatch.setenv("SCALESWEEP_DATABASE_URL", f"sqlite:///{tmp_path}/x.db")
     get_settings.cache_clear()
@@ -108,11 +124,11 @@ def test_serve_command_on_loopback_says_auth_is_off(
 ) -> None:
     import uvicorn
 
-    from cli import compute_commands
+    from cli import compute_commands, runtime
     from service.config import get_settings
 
     ran: list[str] = []
-    monkeypatch.setattr(compute_commands, "build_runtime", lambda *a, **k: _NoRuntime())
+    monkeypatch.setattr(runtime, "build_runtime", lambda *a, **k: _NoRuntime())
     monkeypatch.setattr(uvicorn, "run", lambda app, host, **kw: ran.append(host))
     monkeypatch.setenv("SCALESWEEP_AUTH", "off")
     monkeypatch.setenv("SCALESWEEP_DATABASE_URL", f"sqlite:///{tmp_path}/x.db")
@@ -123,3 +139,18 @@ def test_serve_command_on_loopback_says_auth_is_off(
         get_settings.cache_clear()
     assert ran == ["127.0.0.1"]
     assert "authentication is off" in capsys.readouterr().err
+
+
+def test_run_one_refuses_what_cannot_fit_before_training(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SCALESWEEP_WORKER_MEMORY_MB", str(24 * 1024))
+    get_settings.cache_clear()
+    try:
+        code = main(["run-one", "--model", "quadratic", "--d", "100000", "--n", "20",
+                     "--weight-decay", "0.1"])  # fmt: skip
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("scalesweep run-one: --d: quadratic d = 100000"), err
+    assert "TiB of memory" in err and "the largest worker has 24 GiB" in err
