@@ -7,14 +7,17 @@ JSON API with the tab's token (``Authorization: Bearer``, kept in sessionStorage
 on a 401, never put in a URL) and build the page with DOM nodes and ``textContent``, so user
 input (names, tags, errors, config values) is never parsed as HTML.
 
-Every asset comes from the installed package: this package's ``static/`` folder and
-plotly.js from the plotly wheel (``plotly/package_data/plotly.min.js``, MIT licence). The
-pages send a Content-Security-Policy that allows scripts from this server only and
+Every asset comes from the installed package: this package's ``static/`` folder, plotly.js
+from the plotly wheel (``plotly/package_data/plotly.min.js``, MIT licence) and the display
+names of :mod:`service.display` (``/static/display-names.js``: the table the paper figures
+use too, so a page says λ and "power law" where the API says weight_decay and power_law).
+The pages send a Content-Security-Policy that allows scripts from this server only and
 connections to it only, so nothing is fetched from another host.
 """
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from html import escape
 from importlib.resources import files
@@ -25,9 +28,11 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.schemas import RunId, SweepId
+from service import display
 
 STATIC_DIR = Path(str(files("api.dashboard") / "static"))
 PLOTLY_PATH = "/static/vendor/plotly.min.js"
+DISPLAY_PATH = "/static/display-names.js"
 CSP = "; ".join(
     [
         "default-src 'none'",
@@ -82,6 +87,7 @@ def page(request: Request, title: str, script: str, **data: int) -> HTMLResponse
 <span id="auth-state"></span></header>
 <main id="app"><p class="muted">Loading…</p></main>
 <script src="{PLOTLY_PATH}"></script>
+<script src="{DISPLAY_PATH}"></script>
 <script src="/static/common.js"></script>
 <script src="/static/{escape(script)}.js"></script>
 </body>
@@ -127,6 +133,23 @@ def plotly_asset() -> Response:
         plotly_js(),
         media_type="text/javascript",
         headers={"Cache-Control": "public, max-age=86400", **SECURITY_HEADERS},
+    )
+
+
+@cache
+def display_names_js() -> str:
+    """The display-name table as a script: ``window.SS_DISPLAY = {...};``."""
+    table = json.dumps(display.table(), ensure_ascii=False)
+    return f"window.SS_DISPLAY = Object.freeze({table});\n"
+
+
+@router.get(DISPLAY_PATH)
+def display_names_asset() -> Response:
+    """The display names (service.display) that common.js reads."""
+    return Response(
+        display_names_js(),
+        media_type="text/javascript; charset=utf-8",
+        headers={"Cache-Control": "no-cache", **SECURITY_HEADERS},
     )
 
 

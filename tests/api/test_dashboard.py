@@ -3,13 +3,15 @@ drives a real Chromium)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 from api_helpers import TestClient
 
-from api.dashboard import CSP, PLOTLY_PATH, STATIC_DIR
+from api.dashboard import CSP, DISPLAY_PATH, PLOTLY_PATH, STATIC_DIR
+from service import display
 
 PAGES = ["/", "/sweeps/1", "/sweeps/1/phase", "/runs/1", "/compare", "/compare?ids=1,2"]
 
@@ -62,3 +64,21 @@ def test_bad_ids_in_page_paths_are_422(client: TestClient) -> None:
 def test_the_api_docs_keep_the_dashboard_out_of_the_schema(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "/sweeps/{sweep_id}" not in paths and "/v1/sweeps/{sweep_id}/export" in paths
+
+
+def test_the_pages_get_the_display_names_of_the_figures(client: TestClient) -> None:
+    # one table (service.display) for the dashboard and the paper figures
+    html = client.get("/sweeps/1").text
+    refs = re.findall(r'<script src="([^"]*)"', html)
+    assert refs.index(DISPLAY_PATH) < refs.index("/static/common.js")  # read by common.js
+    r = client.get(DISPLAY_PATH)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    assert r.headers["content-security-policy"] == CSP
+    prefix, suffix = "window.SS_DISPLAY = Object.freeze(", ");\n"
+    assert r.text.startswith(prefix) and r.text.endswith(suffix)
+    table = json.loads(r.text[len(prefix) : -len(suffix)])
+    assert table == display.table()
+    assert table["fields"]["weight_decay"]["symbol"] == "λ"
+    assert table["fields"]["link_power"] == {"symbol": "l", "tex": "l", "meaning": "λ ∝ x⁻ˡ",
+                                             "sign": -1}  # fmt: skip
+    assert table["forms"]["broken_power_law"] == "broken power law"

@@ -2,9 +2,11 @@
 
 A live uvicorn server in a thread serves a store seeded by hand; the tests stand in for the
 runner where a sweep must progress. Every page must load with no console error and no
-request to another host; plots are drawn on log axes; progress updates while a sweep runs;
-user input is never run as HTML; with SCALESWEEP_AUTH=on the token is asked once per tab,
-sent as a Bearer header and never put in a URL.
+request to another host; plots are drawn on log axes with readable tick labels; legends use
+the display names the figures use; progress updates while a sweep runs; what is empty says
+what is coming, errors read as sentences; user input is never run as HTML; with
+SCALESWEEP_AUTH=on the token is asked once per tab, sent as a Bearer header and never put
+in a URL.
 
 Without /usr/bin/chromium these tests skip, unless SCALESWEEP_REQUIRE_BROWSER=1 (.ci/run
 installs the package and sets it), where they fail.
@@ -13,6 +15,7 @@ installs the package and sets it), where they fail.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -27,6 +30,7 @@ import uvicorn
 from factories import curve, result, spectrum, tail_fit
 
 from api.main import create_app
+from service import display
 from service.auth import TokenService
 from service.config import Settings
 from service.spec import SweepSpec
@@ -135,7 +139,20 @@ def _seed(live: Live) -> None:
     )
     b = store.create_sweep(quad, max_runs=1000)
     _finish(store, b.id)
-    live.ids.update(diag=a.id, quad=b.id, run=next(iter_runs(store, a.id)).id)
+    wide = SweepSpec.model_validate(
+        {"name": "wide", "model": "diagonal",
+         "grid": {"d": [20], "n": [200, 400, 800, 1600], "weight_decay": [0.01]}}
+    )  # fmt: skip
+    c = store.create_sweep(wide, max_runs=100)
+    _finish(store, c.id)
+    # a run that recorded no learning curve
+    bare = store.create_sweep(SweepSpec.model_validate(
+        {"name": "bare", "model": "diagonal", "grid": {"d": [6], "n": [10], "weight_decay": [0.1]}}
+    ), max_runs=10)  # fmt: skip
+    run = next(iter_runs(store, bare.id))
+    store.record_results([(run.id, result(run.config_hash, 0.1, spectra=[SPECTRUM]))])
+    live.ids.update(diag=a.id, quad=b.id, wide=c.id, run=next(iter_runs(store, a.id)).id,
+                    bare_run=run.id)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +239,19 @@ def _axis_types(page: Page, plot_id: str) -> list[str]:
     return types
 
 
+def _tick_texts(page: Page, plot_id: str, axis: str) -> list[str]:
+    texts: list[str] = page.evaluate(
+        f"() => [...document.querySelectorAll('#{plot_id} .{axis}tick text')]"
+        ".map(t => t.textContent)"
+    )
+    return texts
+
+
+READABLE_LOG_TICK = r"^([0-9.]+|([0-9.]+×)?10[⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+)$"
+"""A plain number (0.005, 1600) or a power of ten: never a bare mantissa ("2", "3") that
+means 200 or 0.003 only to someone who counts the minor ticks."""
+
+
 @pytest.mark.parametrize("width", [1400, 420])
 def test_every_page_loads_clean_with_log_axes(
     live: Live, watched: Callable[..., Watched], width: int
@@ -238,8 +268,17 @@ def test_every_page_loads_clean_with_log_axes(
     legend = page.evaluate(
         "() => document.getElementById('risk-plot').data.map(t => t.name).filter(Boolean)"
     )
-    assert any("link_power=-0.5" in name for name in legend), legend
+    # display names (service.display): the spec's link power -0.5 is l = 0.5 (λ ∝ n^-l)
+    assert any(name.startswith("l = 0.5") for name in legend), legend
+    assert not any("link_power" in name or "power_law" in name for name in legend), legend
+    # log ticks: the grid's own n, and readable numbers on R, at either width
+    assert _tick_texts(page, "risk-plot", "x") == ["25", "50", "100", "200"]
+    yticks = _tick_texts(page, "risk-plot", "y")
+    assert len(yticks) >= 3 and all(re.match(READABLE_LOG_TICK, t) for t in yticks), yticks
     assert page.locator("#runs-table tbody tr").count() == 24  # 24 runs, one page of 25
+    page.goto(f"{live.url}/sweeps/{live.ids['wide']}")
+    assert _axis_types(page, "risk-plot") == ["log", "log"]
+    assert _tick_texts(page, "risk-plot", "x") == ["200", "400", "800", "1600"]
     page.goto(f"{live.url}/runs/{live.ids['run']}")
     assert _axis_types(page, "spectrum-rank") == ["log", "log"]
     assert _axis_types(page, "curve-plot") == ["log", "log"]
@@ -254,6 +293,62 @@ def test_every_page_loads_clean_with_log_axes(
     assert _axis_types(page, "compare-plot") == ["log", "log"]
     page.wait_for_selector("#compare-table tbody tr", timeout=WAIT_MS)
     w.clean()
+
+
+def test_empty_states_and_errors_read_as_sentences(
+    live: Live, watched: Callable[..., Watched]
+) -> None:
+    w = watched()
+    page = w.page
+    # a sweep without a scaling path has no phase diagram: a sentence, not the API's JSON
+    page.goto(f"{live.url}/sweeps/{live.ids['quad']}/phase")
+    page.wait_for_selector("#page-error", timeout=WAIT_MS)
+    text = page.inner_text("#page-error")
+    assert text.startswith("This sweep has no phase diagram:"), text
+    assert "[{" not in text and '{"' not in text and "value_error" not in text
+    # any API error is its message: here the 422 list of the phase-diagram route
+    message = page.evaluate(
+        f"() => SS.api('/v1/sweeps/{live.ids['quad']}/phase-diagram').then(() => 'answered',"
+        " (e) => e.message)"
+    )
+    assert message.startswith("The phase diagram needs a sweep whose weight_decay is linked")
+    assert "[{" not in message and "value_error" not in message and "loc" not in message
+    # the display names are the figures' (one table, service.display), formatted alike
+    same = page.evaluate(
+        "() => [SS.groupLabel({weight_decay: 0.01, link_power: -0.5}), SS.groupLabel({}),"
+        " SS.formName('broken_power_law_2'), SS.fmtG(0.00001234, 4), SS.fmtG(1600, 4)]"
+    )
+    assert same == [
+        display.group_label({"weight_decay": 0.01, "link_power": -0.5}),
+        display.group_label({}),
+        display.form("broken_power_law_2"),
+        display.number(0.00001234),
+        display.number(1600),
+    ]
+    # before any run finishes: what is coming, no empty axes
+    spec = SweepSpec.model_validate(
+        {
+            "name": "waiting",
+            "model": "diagonal",
+            "grid": {"d": [7], "n": [11, 22], "weight_decay": [0.1]},  # no finished twin
+        }
+    )
+    sweep = live.store.create_sweep(spec, max_runs=10)
+    page.goto(f"{live.url}/sweeps/{sweep.id}")
+    page.wait_for_selector("#risk-plot .empty-state", timeout=WAIT_MS)
+    assert page.inner_text("#risk-plot").startswith("No finished runs yet: the plot appears")
+    assert page.locator("#risk-plot .main-svg").count() == 0  # no axes drawn
+    assert page.inner_text("#exponents").startswith("No exponents yet")
+    assert page.inner_text("#theory").startswith("No comparison with the state evolution yet")
+    # a run without a learning curve: one line, not a 340 px blank block
+    page.goto(f"{live.url}/runs/{live.ids['bare_run']}")
+    page.wait_for_selector("#curve-plot .empty-state", timeout=WAIT_MS)
+    assert page.inner_text("#curve-plot").startswith("No learning curve recorded")
+    box = page.locator("#curve-plot").bounding_box()
+    assert box is not None and box["height"] < 60, box
+    # the one console error: the browser's log of the 422 the evaluate above asked for
+    assert all("422" in e for e in w.errors) and len(w.errors) == 1, w.errors
+    assert w.dialogs == [] and w.foreign == []
 
 
 def test_user_input_is_shown_as_text_and_never_runs(
@@ -361,7 +456,7 @@ def test_token_prompt_bearer_header_and_other_teams_not_found(
     # another team's sweep is not found, exactly as an unknown one
     page.goto(f"{live_auth.url}/sweeps/{live_auth.ids['theirs']}")
     page.wait_for_selector("#page-error", timeout=WAIT_MS)
-    assert page.inner_text("#page-error").startswith("Not found")
+    assert page.inner_text("#page-error") == f"Sweep {live_auth.ids['theirs']} not found."
     api_calls = [r for r in w.requests if "/v1/" in r["url"]]
     assert api_calls and all(
         r["headers"].get("authorization") == f"Bearer {token}" for r in api_calls

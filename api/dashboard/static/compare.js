@@ -3,8 +3,8 @@
 "use strict";
 
 (() => {
-  const { el, api, allPages, num, interval, axisValue, AXIS_LABEL, groupLabel, groupKey,
-    COLORS, logLayout, plot, fail, mean, stderr, dataTable } = SS;
+  const { el, api, allPages, num, interval, axisValue, axisLabel, formName, groupLabel,
+    groupKey, COLORS, logLayout, plot, emptyState, fail, mean, stderr, dataTable } = SS;
   const app = document.getElementById("app");
   const params = new URLSearchParams(location.search);
   const ids = (params.get("ids") || "").split(",").map((s) => Number(s.trim()))
@@ -36,7 +36,8 @@
     for (const { sweep, runs, exponents } of data) {
       const by = exponents.by;
       const groups = new Map();
-      for (const r of runs.filter((r) => r.metrics && r.metrics.converged && r.metrics.excess_risk > 0)) {
+      for (const r of runs.filter((r) => r.metrics && r.metrics.converged && r.metrics.excess_risk > 0 &&
+        axisValue(r.config, x) > 0)) {
         const key = groupKey(by.map((a) => axisValue(r.config, a)));
         if (!groups.has(key)) groups.set(key, new Map());
         const xv = axisValue(r.config, x);
@@ -67,14 +68,20 @@
       { key: "sweep", label: "sweep", num: true, render: (r) => el("a", { href: `/sweeps/${r.sweep}` }, String(r.sweep)) },
       { key: "name", label: "name", wrap: true },
       { key: "group", label: "group" },
-      { key: "form", label: "form", render: (r) => r.form || "" },
+      { key: "form", label: "form", render: (r) => formName(r.form) },
       { key: "exponent", label: "β", num: true, render: (r) => num(r.exponent, 4) },
       { key: "ci", label: "95% interval", render: (r) => interval(r.ci) },
       { key: "n_runs", label: "runs", num: true },
     ];
     app.replaceChildren(el("h1", {}, `Compare sweeps ${ids.join(", ")}`), picker(), node,
-      dataTable(cols, rows, { id: "compare-table", pageSize: 50 }));
-    await plot(node, traces, logLayout(AXIS_LABEL[x] || x, "excess risk R", { height: 520 }));
+      dataTable(cols, rows, { id: "compare-table", pageSize: 50,
+        empty: "No fitted group in these sweeps yet: they appear as runs finish." }));
+    if (!traces.length) {
+      emptyState(node, "No finished runs in these sweeps yet: the plot appears when the " +
+        "first run succeeds.");
+      return;
+    }
+    await plot(node, traces, logLayout(axisLabel(x), axisLabel("excess_risk"), { height: 520 }));
   }
 
   load().catch((e) => fail(app, e));

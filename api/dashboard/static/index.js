@@ -50,12 +50,20 @@
     }
   }
 
+  function emptyText() {
+    const which = state.archived === "true" ? "archived sweep" : "sweep";
+    if (state.tag) return `No ${which} is tagged “${state.tag}”.`;
+    if (state.archived === "true") return "No sweep is archived.";
+    return "No sweeps yet: submit one with scalesweep submit spec.yaml.";
+  }
+
   async function load() {
     const query = { archived: state.archived };
     if (state.tag) query.tag = state.tag;
     const sweeps = await allPages("/v1/sweeps", query);
     if (!table) {
-      table = dataTable(columns(), sweeps, { id: "sweeps-table", pageSize: 50 });
+      table = dataTable(columns(), sweeps, { id: "sweeps-table", pageSize: 50,
+        empty: emptyText });
       app.replaceChildren(
         el("h1", {}, "Sweeps"),
         el("div", { class: "controls" },

@@ -4,7 +4,8 @@
 "use strict";
 
 (() => {
-  const { el, api, num, interval, badge, kv, logLayout, plot, fail } = SS;
+  const { el, api, num, interval, badge, kv, logLayout, plot, emptyState, fail, symbol,
+    axisLabel, shown, countAxis } = SS;
   const app = document.getElementById("app");
   const runId = Number(document.body.dataset.runId);
 
@@ -60,11 +61,15 @@
     const c = run.config;
     return kv([
       ["sweep", el("a", { href: `/sweeps/${run.sweep_id}` }, `sweep ${run.sweep_id}`)],
-      ["model", c.model], ["d", c.d], ["n", c.n], ["weight decay λ", num(c.weight_decay, 6)],
-      ["seed", c.seed], ["γ", c.teacher.gamma], ["rank", c.teacher.rank ?? ""],
-      ["noise Δ", c.teacher.noise], ["optimizer", c.training.optimizer],
+      ["model", c.model], [axisLabel("d"), c.d], [axisLabel("n"), c.n],
+      [axisLabel("weight_decay"), num(c.weight_decay, 6)],
+      ["seed", c.seed], [axisLabel("gamma"), c.teacher.gamma],
+      [axisLabel("rank"), c.teacher.rank ?? "full"],
+      [axisLabel("noise"), c.teacher.noise], ["optimizer", c.training.optimizer],
       ["width", c.training.width ?? "default"], ["dtype", c.training.dtype],
-      ["device", c.training.device], ["link power", c.link_power ?? ""],
+      ["device", c.training.device],
+      [axisLabel("link_power"), c.link_power === null || c.link_power === undefined
+        ? "no scaling path" : num(shown("link_power", c.link_power), 4)],
       ["status", badge(run.status)], ["error", run.error || ""],
       ["reused from", run.reused_from ? el("a", { href: `/runs/${run.reused_from}` }, `run ${run.reused_from}`) : ""],
     ]);
@@ -73,8 +78,7 @@
   async function curvePlot(node, run) {
     const curve = run.curve || [];
     if (!curve.length) {
-      node.replaceChildren(el("p", { class: "muted" },
-        "No learning curve recorded (set measure.curve_every in the spec)."));
+      emptyState(node, "No learning curve recorded (set measure.curve_every in the spec).");
       return;
     }
     const steps = curve.map((p) => Math.max(1, p.step));
@@ -84,22 +88,32 @@
     ], logLayout("step", "value", { height: 360 }));
   }
 
-  async function spectrumPlots(hist, rank, notes, spectra) {
+  async function spectrumPlots(run, hist, rank, notes, spectra) {
     if (!spectra.spectra.length) {
-      hist.replaceChildren(el("p", { class: "muted" }, "No spectrum stored for this run."));
-      rank.replaceChildren();
+      emptyState(hist, "No spectrum stored for this run" +
+        (run.status === "succeeded" ? " (measure.spectrum was off)." : ": it is stored when the run succeeds."));
+      rank.remove();
       return;
     }
     const s = spectra.spectra[0];
+    const name = symbol(s.kind);
     // the certified minimum's zeros, and values within the certificate's resolution of zero,
     // have no place on a log axis (the fits leave them out too)
-    const floor = Math.max(1e-8 * Math.max(...s.values), s.resolution || 0);
+    const top = s.values.reduce((a, b) => Math.max(a, b), 0);
+    const floor = Math.max(1e-8 * top, s.resolution || 0);
     const positive = s.values.filter((v) => v > floor);
+    if (!positive.length) {
+      emptyState(hist, `No value of ${name} is above the certificate's resolution ` +
+        `(${s.values.length} values, all zero or within ${num(floor, 3)} of it): nothing to draw on a log axis.`);
+      rank.remove();
+      notes.replaceChildren();
+      return;
+    }
     const theory = spectra.theory;
     // histogram over log-spaced bins, drawn as steps on a log x axis
     const both = theory ? positive.concat(theory.predicted_values.filter((v) => v > floor)) : positive;
-    const lo = Math.log10(Math.min(...both));
-    const hi = Math.log10(Math.max(...both));
+    const lo = Math.log10(both.reduce((a, b) => Math.min(a, b)));
+    const hi = Math.log10(both.reduce((a, b) => Math.max(a, b)));
     const bins = Math.max(5, Math.min(40, Math.ceil(Math.sqrt(positive.length)) * 2));
     const width = Math.max(hi - lo, 1e-9) / bins;
     const edges = Array.from({ length: bins + 1 }, (_, i) => 10 ** (lo + i * width));
@@ -113,18 +127,22 @@
     };
     const steps = (c) => ({ x: edges.flatMap((e, i) => (i < bins ? [e, edges[i + 1]] : [])),
       y: c.flatMap((v) => [v, v]) });
-    const measured = steps(counts(positive));
+    const measuredCounts = counts(positive);
+    const measured = steps(measuredCounts);
     const histTraces = [{ x: measured.x, y: measured.y, mode: "lines", fill: "tozeroy",
-      name: `${s.kind} (measured)`, line: { color: "#1f77b4", shape: "hv" } }];
+      name: `${name} (measured)`, line: { color: "#1f77b4", shape: "hv" } }];
+    let most = Math.max(...measuredCounts);
     if (theory) {
-      const predicted = steps(counts(theory.predicted_values.filter((v) => v > floor)));
+      const predictedCounts = counts(theory.predicted_values.filter((v) => v > floor));
+      most = Math.max(most, ...predictedCounts);
+      const predicted = steps(predictedCounts);
       histTraces.push({ x: predicted.x, y: predicted.y, mode: "lines", name: "predicted",
         line: { color: "#d62728", dash: "dash", shape: "hv" } });
     }
-    await plot(hist, histTraces, logLayout(`${s.kind} value`, "count",
-      { yaxis: { type: "linear", title: { text: "count" }, rangemode: "tozero" }, height: 360 }));
+    await plot(hist, histTraces, logLayout(axisLabel(s.kind), "count",
+      { yaxis: countAxis(most, 200, "count"), height: 360 }));
     const ranks = positive.map((_, i) => i + 1);
-    const traces = [{ x: ranks, y: positive, mode: "markers", name: `${s.kind} (measured)`,
+    const traces = [{ x: ranks, y: positive, mode: "markers", name: `${name} (measured)`,
       marker: { size: 5, color: "#1f77b4" } }];
     if (theory) {
       const pred = theory.predicted_values.filter((v) => v > floor);
@@ -136,14 +154,13 @@
       // a power-law tail with density exponent alpha above xmin: value ~ xmin (r / n_tail)^(-1/(alpha-1))
       const rs = [];
       // drawn over the measured values only: from xmin up to the largest value
-      const top = Math.max(...positive);
       const at = (r) => tf.xmin * (r / tf.n_tail) ** (-1 / (tf.alpha - 1));
       for (let r = 1; r <= tf.n_tail; r += Math.max(1, Math.floor(tf.n_tail / 40))) {
         if (at(r) <= top) rs.push(r);
       }
       rs.push(tf.n_tail);
       traces.push({ x: rs, y: rs.map(at),
-        mode: "lines", name: `tail fit α=${num(tf.alpha, 3)}`, line: { color: "#2ca02c", width: 2 } });
+        mode: "lines", name: `tail fit α = ${num(tf.alpha, 3)}`, line: { color: "#2ca02c", width: 2 } });
     }
     if (s.rank_fit) {
       const rf = s.rank_fit;
@@ -151,7 +168,7 @@
       traces.push({ x: rs, y: rs.map((r) => rf.prefactor * r ** (-rf.exponent)), mode: "lines",
         name: `rank fit exponent ${num(rf.exponent, 3)}`, line: { color: "#9467bd", dash: "dot" } });
     }
-    await plot(rank, traces, logLayout("rank", `${s.kind} value`, { height: 360 }));
+    await plot(rank, traces, logLayout("rank", axisLabel(s.kind), { height: 360 }));
     notes.replaceChildren(
       el("p", { class: "note" }, `The certified minimum: ${positive.length} of ${s.n_values_total} values ` +
         (s.resolution ? `above the certificate's resolution ${num(s.resolution, 3)} ` : "non-zero ") +
@@ -185,7 +202,7 @@
       el("div", { class: "grid2" }, hist, rank), notes);
     await curvePlot(curve, run);
     const spectra = await api(`/v1/runs/${runId}/spectrum?theory=true`);
-    await spectrumPlots(hist, rank, notes, spectra);
+    await spectrumPlots(run, hist, rank, notes, spectra);
   }
 
   load().catch((e) => fail(app, e));

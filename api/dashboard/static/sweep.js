@@ -1,13 +1,14 @@
 /* GET /sweeps/{id}: live progress (server-sent events); the log-log plot of R against x per
  * group (seed means with error bars, single seeds faint, the fitted curve with its band,
  * plateau and breaks, the state-evolution curve); the exponents and theory tables; every
- * run in a table (filter, sort, pages); exports and figures. */
+ * run in a table (filter, sort, pages); exports and figures. Before a run has finished, the
+ * plot and the tables say what is coming instead of drawing empty axes. */
 "use strict";
 
 (() => {
   const { el, api, allPages, num, interval, badge, progressBar, dataTable, axisValue,
-    AXIS_LABEL, groupLabel, groupKey, COLORS, logLayout, plot, fail, mean, stderr, download,
-    sse } = SS;
+    symbol, axisLabel, shown, formName, formsIn, groupLabel, groupKey, COLORS, logLayout, plot,
+    emptyState, errorText, fail, mean, stderr, download, sse } = SS;
   const app = document.getElementById("app");
   const sweepId = Number(document.body.dataset.sweepId);
   const X_AXES = ["n", "alpha", "d", "weight_decay"];
@@ -39,23 +40,23 @@
   }
 
   function controls() {
-    const xs = X_AXES.map((a) => el("option", { value: a, selected: a === state.x }, a));
+    const xs = X_AXES.map((a) => el("option", { value: a, selected: a === state.x }, axisLabel(a)));
     const boxes = GROUP_AXES.filter((a) => a !== state.x && !(state.x === "n" && a === "alpha") &&
       !(state.x === "alpha" && a === "n") && varying(a)).map((a) =>
       el("label", {}, el("input", { type: "checkbox", class: "by", value: a,
-        checked: (state.by || []).includes(a), onchange: onGroupChange }), ` ${a}`));
+        checked: (state.by || []).includes(a), onchange: onGroupChange }), ` ${axisLabel(a)}`));
     return el("div", { class: "controls", id: "plot-controls" },
       el("label", {}, "x ", el("select", { id: "x-axis", onchange: (e) => {
         state.x = e.target.value;
         state.by = null;
-        refresh();
+        refresh().catch((err) => fail(app, err));
       } }, xs)),
       el("span", {}, "group by: ", boxes.length ? boxes : el("span", { class: "muted" }, "nothing varies")));
   }
 
   function onGroupChange() {
     state.by = [...document.querySelectorAll("input.by:checked")].map((b) => b.value);
-    refresh();
+    refresh().catch((err) => fail(app, err));
   }
 
   function groupsOf(runs, by) {
@@ -71,12 +72,12 @@
     return [...groups.values()];
   }
 
-  function riskTraces(exponents, theory) {
+  function riskTraces(runs, exponents, theory) {
     const by = exponents.by;
     const fits = new Map(exponents.groups.map((g) => [groupKey(by.map((a) => g.group[a])), g]));
     const traces = [];
     const shapes = [];
-    const groups = groupsOf(state.runs.filter(usable), by)
+    const groups = groupsOf(runs, by)
       .sort((a, b) => (a.key < b.key ? -1 : 1));
     groups.forEach((g, i) => {
       const color = COLORS[i % COLORS.length];
@@ -107,11 +108,11 @@
           showlegend: false, hoverinfo: "skip", type: "scatter" });
         traces.push({ x: cx, y: fit.curve.map((p) => p.fit), mode: "lines", type: "scatter",
           line: { color, width: 2 }, legendgroup: label,
-          name: `${label}: fit ${fit.form}, β=${num(fit.exponent, 3)} ${interval(fit.exponent_ci)}` });
+          name: `${label}: ${formName(fit.form)}, β = ${num(fit.exponent, 3)} ${interval(fit.exponent_ci)}` });
         if (fit.plateau) {
           traces.push({ x: [cx[0], cx[cx.length - 1]], y: [fit.plateau, fit.plateau], mode: "lines",
             type: "scatter", line: { color, dash: "dot", width: 1 }, legendgroup: label,
-            name: `${label}: plateau ${num(fit.plateau, 3)}` });
+            name: `${label}: plateau R = ${num(fit.plateau, 3)}` });
         }
         for (const b of fit.breaks || []) {
           shapes.push({ type: "line", xref: "x", yref: "paper", x0: b, x1: b, y0: 0, y1: 1,
@@ -144,7 +145,7 @@
   function exponentsTable(exponents) {
     const cols = [
       { key: "group", label: "group", value: (g) => groupLabel(g.group), render: (g) => groupLabel(g.group) },
-      { key: "form", label: "form", render: (g) => g.form || "" },
+      { key: "form", label: "form", render: (g) => formName(g.form) },
       { key: "exponent", label: "β", num: true, render: (g) => num(g.exponent, 4) },
       { key: "ci", label: "95% interval", render: (g) => interval(g.exponent_ci) },
       { key: "plateau", label: "plateau", num: true, render: (g) => num(g.plateau, 3) },
@@ -155,9 +156,10 @@
       { key: "ci_method", label: "interval from", wrap: true, render: (g) => g.ci_method || "" },
       { key: "error", label: "note", wrap: true,
         value: (g) => g.error || (g.selection_notes || []).join("; "),
-        render: (g) => g.error || (g.selection_notes || []).join("; ") },
+        render: (g) => formsIn(g.error || (g.selection_notes || []).join("; ")) },
     ];
-    return el("div", {}, dataTable(cols, exponents.groups, { id: "exponents-table", pageSize: 25 }),
+    return el("div", {}, dataTable(cols, exponents.groups, { id: "exponents-table", pageSize: 25,
+      empty: "No group to fit." }),
       el("p", { class: "note" }, `Selection: ${exponents.selection} (bootstrap seed ` +
         `${exponents.bootstrap_seed}).`));
   }
@@ -172,8 +174,8 @@
       { key: "error", label: "note", wrap: true, render: (g) => g.error || "" },
     ];
     const pointCols = [
-      { key: "x", label: state.x, num: true, value: (p) => pointAxis(p, state.x), render: (p) => num(pointAxis(p, state.x), 5) },
-      { key: "weight_decay", label: "λ", num: true, render: (p) => num(p.weight_decay, 4) },
+      { key: "x", label: symbol(state.x), num: true, value: (p) => pointAxis(p, state.x), render: (p) => num(pointAxis(p, state.x), 5) },
+      { key: "weight_decay", label: symbol("weight_decay"), num: true, render: (p) => num(p.weight_decay, 4) },
       { key: "measured_mean", label: "measured R", num: true, render: (p) => num(p.measured_mean, 4) },
       { key: "measured_se", label: "± std. err.", num: true, render: (p) => num(p.measured_se, 2) },
       { key: "predicted", label: "state ev. R", num: true, value: (p) => (p.predicted ? p.predicted.excess_risk : null),
@@ -181,10 +183,12 @@
       { key: "rel_diff", label: "rel. diff", num: true, render: (p) => num(p.rel_diff, 3) },
       { key: "n_seeds", label: "seeds", num: true },
     ];
-    return el("div", {}, dataTable(cols, theory.groups, { id: "theory-table", pageSize: 25 }),
+    return el("div", {}, dataTable(cols, theory.groups, { id: "theory-table", pageSize: 25,
+      empty: "No group to compare." }),
       theory.note ? el("p", { class: "note" }, theory.note) : null,
       el("details", {}, el("summary", {}, "per grid point"),
-        dataTable(pointCols, theory.points, { id: "theory-points", pageSize: 25 })));
+        dataTable(pointCols, theory.points, { id: "theory-points", pageSize: 25,
+          empty: "No grid point has a finished run yet." })));
   }
 
   function runsSection() {
@@ -193,13 +197,16 @@
       { key: "index", label: "#", num: true },
       { key: "status", label: "status", render: (r) => badge(r.status) },
       { key: "seed", label: "seed", num: true, value: (r) => r.config.seed, render: (r) => r.config.seed },
-      { key: "d", label: "d", num: true, value: (r) => r.config.d, render: (r) => r.config.d },
-      { key: "n", label: "n", num: true, value: (r) => r.config.n, render: (r) => r.config.n },
-      { key: "weight_decay", label: "λ", num: true, value: (r) => r.config.weight_decay,
+      { key: "d", label: symbol("d"), num: true, value: (r) => r.config.d, render: (r) => r.config.d },
+      { key: "n", label: symbol("n"), num: true, value: (r) => r.config.n, render: (r) => r.config.n },
+      { key: "weight_decay", label: symbol("weight_decay"), num: true, value: (r) => r.config.weight_decay,
         render: (r) => num(r.config.weight_decay, 4) },
-      { key: "gamma", label: "γ", num: true, value: (r) => r.config.teacher.gamma, render: (r) => num(r.config.teacher.gamma, 3) },
-      { key: "noise", label: "Δ", num: true, value: (r) => r.config.teacher.noise, render: (r) => num(r.config.teacher.noise, 3) },
-      { key: "excess_risk", label: "R", num: true, value: (r) => (r.metrics ? r.metrics.excess_risk : null),
+      state.sweep.spec.link ? { key: "link_power", label: symbol("link_power"), num: true,
+        value: (r) => shown("link_power", r.config.link_power),
+        render: (r) => num(shown("link_power", r.config.link_power), 4) } : null,
+      { key: "gamma", label: symbol("gamma"), num: true, value: (r) => r.config.teacher.gamma, render: (r) => num(r.config.teacher.gamma, 3) },
+      { key: "noise", label: symbol("noise"), num: true, value: (r) => r.config.teacher.noise, render: (r) => num(r.config.teacher.noise, 3) },
+      { key: "excess_risk", label: symbol("excess_risk"), num: true, value: (r) => (r.metrics ? r.metrics.excess_risk : null),
         render: (r) => (r.metrics ? num(r.metrics.excess_risk, 4) : "") },
       { key: "converged", label: "converged", value: (r) => (r.metrics ? r.metrics.converged : null),
         render: (r) => (r.metrics ? badge(r.metrics.converged) : "") },
@@ -212,9 +219,10 @@
       { key: "wall", label: "s", num: true, value: (r) => (r.metrics ? r.metrics.wall_time_s : null),
         render: (r) => (r.metrics ? num(r.metrics.wall_time_s, 3) : "") },
       { key: "error", label: "error", wrap: true, render: (r) => r.error || "" },
-    ];
+    ].filter(Boolean);
     const filtered = () => state.runs.filter((r) => !state.statusFilter || r.status === state.statusFilter);
-    const table = dataTable(cols, filtered(), { id: "runs-table", pageSize: 25, sortKey: "index" });
+    const table = dataTable(cols, filtered(), { id: "runs-table", pageSize: 25, sortKey: "index",
+      empty: () => (state.statusFilter ? `No run is ${state.statusFilter}.` : "This sweep has no runs.") });
     const select = el("select", { id: "status-filter", onchange: (e) => {
       state.statusFilter = e.target.value;
       table.update(filtered());
@@ -248,7 +256,9 @@
     const q = new URLSearchParams({ x: state.x });
     if (state.by) q.set("by", state.by.join(","));
     const [exponents, theory] = await Promise.all([
-      api(`/v1/sweeps/${sweepId}/exponents?${q}`),
+      // a refused fit (e.g. an x the sweep cannot be fitted against) leaves the page up
+      api(`/v1/sweeps/${sweepId}/exponents?${q}`)
+        .catch((e) => ({ error: e, by: state.by || [], groups: [] })),
       api(`/v1/sweeps/${sweepId}/theory?${q}`).catch((e) => ({ error: e })),
     ]);
     state.by = exponents.by;
@@ -256,19 +266,59 @@
     if (!nodes.root) build();
     nodes.header.replaceWith(nodes.header = header(sweep));
     nodes.controls.replaceWith(nodes.controls = controls());
-    const { traces, shapes } = riskTraces(exponents, theoryOk);
-    const usableCount = state.runs.filter(usable).length;
-    nodes.plotNote.textContent = `${usableCount} of ${state.runs.length} runs plotted ` +
-      "(succeeded and certified, R > 0); markers: seed means ± standard error, faint: single seeds; " +
-      "line and band: fitted form with its exponent's 95% interval; dashed: state evolution.";
-    await plot(nodes.plot, traces, logLayout(AXIS_LABEL[state.x] || state.x, "excess risk R",
-      { shapes, height: 520 }));
-    nodes.exponents.replaceChildren(exponentsTable(exponents));
-    nodes.theory.replaceChildren(theoryOk ? theoryTable(theoryOk)
-      : el("p", { class: "muted" }, `No theory: ${theory.error ? theory.error.message : ""}`));
+    const finished = state.runs.filter(usable);
+    const drawn = finished.filter((r) => axisValue(r.config, state.x) > 0);
+    const empty = emptyText(sweep, finished, drawn);
+    if (empty) {
+      emptyState(nodes.plot, empty);
+      nodes.plotNote.textContent = "";
+    } else {
+      const { traces, shapes } = riskTraces(drawn, exponents, theoryOk);
+      const off = finished.length - drawn.length;
+      nodes.plotNote.textContent = `${drawn.length} of ${state.runs.length} runs plotted ` +
+        "(succeeded and certified, R > 0" +
+        (off ? `; ${off} with ${symbol(state.x)} ≤ 0 left off the log axis` : "") +
+        "); markers: seed means ± standard error, faint: single seeds; " +
+        "line and band: fitted form with its exponent's 95% interval; dashed: state evolution.";
+      await plot(nodes.plot, traces, logLayout(axisLabel(state.x), axisLabel("excess_risk"),
+        { shapes, height: 520 }));
+    }
+    if (!finished.length) {
+      emptyState(nodes.exponents, "No exponents yet: they are fitted as runs finish.");
+      emptyState(nodes.theory,
+        "No comparison with the state evolution yet: it appears as runs finish.");
+    } else {
+      nodes.exponents.classList.remove("empty");
+      nodes.exponents.replaceChildren(exponents.error
+        ? el("p", { class: "error" }, `No exponents: ${errorText(exponents.error)}`)
+        : exponentsTable(exponents));
+      nodes.theory.classList.remove("empty");
+      nodes.theory.replaceChildren(theoryOk ? theoryTable(theoryOk)
+        : el("p", { class: "muted empty-state" },
+          `No comparison with the state evolution: ${errorText(theory.error)}`));
+    }
     nodes.runs.update();
     nodes.exports.replaceWith(nodes.exports = exportsSection());
     return sweep;
+  }
+
+  /** What the risk plot says instead of empty axes (null: there is something to draw). */
+  function emptyText(sweep, finished, drawn) {
+    if (drawn.length) return null;
+    const c = sweep.counts || {};
+    const ended = (c.succeeded || 0) + (c.failed || 0) + (c.cancelled || 0);
+    const active = sweep.status === "queued" || sweep.status === "running";
+    if (finished.length) {
+      return `Nothing to plot against ${symbol(state.x)}: every finished run has ` +
+        `${symbol(state.x)} ≤ 0, which a log axis cannot show. Choose another x.`;
+    }
+    if (!ended) {
+      return `No finished runs yet: the plot appears when the first run finishes ` +
+        `(0 of ${sweep.n_runs} ended).`;
+    }
+    const why = `none of the ${ended} ended runs succeeded with a certified minimum and R > 0`;
+    return active ? `No run to plot yet: ${why}; the plot appears when one does.`
+      : `Nothing to plot: ${why} (the runs table below gives their errors).`;
   }
 
   function build() {
