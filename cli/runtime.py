@@ -127,6 +127,7 @@ def task_function(settings: Settings) -> BatchFn:
         memory_mb=settings.task_memory_mb,
         gpu_share=settings.gpus_per_task,
         run_time_limit_s=settings.run_time_limit_s,
+        width_restarts=settings.width_restarts,
     )
     return functools.partial(run_batch, budget=budget)
 

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     """Nominal float64 rate of one CPU worker for admission control's time floor: fast on
     purpose (this 2-core machine: 43 GFLOP/s for a one-thread float64 matmul), so that only
     runs that could not finish are refused."""
+    width_restarts: int = Field(default=5, ge=1, le=16)
+    """Restarts a narrow network's run compares when it sets no ``training.restarts``
+    (a width below the convex solution's rank: the certificate is second-order
+    stationarity plus agreement of the restarts)."""
+    width_restarts_max: int = Field(default=8, ge=1, le=16)
+    """The most restarts a spec may ask for on this deployment (422 above it)."""
     gpu_tflops: PositiveFloat = 60.0
     """Nominal rate of one GPU for the same floor (an H200: 67 TFLOP/s float64 tensor)."""
     max_body_bytes: PositiveInt = 1024 * 1024

@@ -87,6 +87,10 @@ class CurvePoint(_Model):
     excess_risk: float
 
 
+CertificateKind = Literal["duality_gap", "second_order"]
+"""How a run's point is certified (:attr:`RunMetrics.certificate`)."""
+
+
 class RunMetrics(_Model):
     """The metrics of a finished run (DESIGN.md field names, plus certificates)."""
 
@@ -100,7 +104,11 @@ class RunMetrics(_Model):
     """Euclidean norm of the gradient of the objective w.r.t. the trained parameters
     (for the convex optimizer: the prox-gradient fixed-point residual)."""
     converged: bool
-    """A stop criterion was met *and* the duality gap of the equivalent convex problem is small."""
+    """A stop criterion was met *and* the run's certificate holds: the duality gap of the
+    equivalent convex problem is small (``certificate: duality_gap``, a global minimum) or,
+    for a network narrower than the convex solution's rank, the point is second-order
+    stationary and the restarts agree (``certificate: second_order``, not a global-minimum
+    certificate)."""
     steps: int
     stop_reason: StopReason
     wall_time_s: float
@@ -134,6 +142,27 @@ class RunMetrics(_Model):
     """Runs trained together in the batch this run trained in (1: alone; None: convex)."""
     corrections: int | None = None
     """Support corrections applied during training (workers.corrections)."""
+    certificate: CertificateKind | None = None
+    """What certifies the reported point: ``duality_gap`` (the convex problem's gap: a global
+    minimum; every full-width run, and a narrow one whose minimum has rank <= its width),
+    ``second_order`` (a width below the convex solution's rank: the rank-constrained problem
+    is non-convex; gradient and the Hessian's smallest eigenvalue checked, and ``restarts``
+    runs from other initialisations reached the same objective within ``restart_spread``).
+    None: stored before certificates had kinds (a duality gap)."""
+    hessian_min_eig: float | None = None
+    """``second_order``: the smallest eigenvalue of the objective's Hessian in the network's
+    parameters at the reported point (Lanczos; >= minus the tolerance at a second-order
+    stationary point; the rotations of W give exact zeros)."""
+    restarts: int | None = None
+    """``second_order``: training runs from independent initialisations compared (this one
+    included)."""
+    restarts_at_best: int | None = None
+    """``second_order``: restarts that reached the lowest objective (within the agreement
+    tolerance); the certificate needs two."""
+    restart_spread: float | None = None
+    """``second_order``: relative spread (max - min)/|min| of the restarts' objectives; the
+    restarts agree when it is at most the run's agreement tolerance (the reported point is the
+    lowest)."""
     timings: dict[str, float] | None = None
     """Seconds per phase of the run: ``data`` (teacher and data onto the device), ``train``
     (the training loop or the convex solve, certificates and corrections apart),

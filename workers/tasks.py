@@ -34,6 +34,13 @@ from workers.certificate import CERTIFIED, Certificate
 from workers.problems import Estimate, Problem, Teacher, problem_for
 from workers.rng import stream
 from workers.screening import METHOD as SUPPORT_METHOD
+from workers.second_order import (
+    RANK_METHOD,
+    SecondOrder,
+    hessian_min_eig,
+    objective_of,
+    rank_limited_solution,
+)
 from workers.training import Run, TaskBudget, TrainOutcome, train
 
 _TEST_CHUNK = 20_000
@@ -132,16 +139,23 @@ def _network_solved(run: Run, out: TrainOutcome) -> _Solved:
     )
 
 
-def _result(run: Run, solved: _Solved) -> RunResult:
-    """Metrics, spectra and status of a solved run (the honesty rules of the module doc)."""
+def _result(run: Run, solved: _Solved, second: SecondOrder | None = None) -> RunResult:
+    """Metrics, spectra and status of a solved run (the honesty rules of the module doc);
+    ``second``: the second-order certificate of a narrow run whose gap stays open."""
     cfg = run.cfg
     problem, teacher, data = run.ready
     est = solved.est
     gap = solved.cert.gap
-    converged = solved.stop_reason in ("gradient", "objective", "duality_gap") and gap <= CERTIFIED
+    stopped = solved.stop_reason in ("gradient", "objective", "duality_gap")
+    by_gap = gap <= CERTIFIED
+    converged = stopped and (by_gap or (second is not None and second.holds))
     resid = data.y - problem.predict(data.x, est.solution)
     t0 = time.perf_counter()
-    certified = problem.certified(data, est, solved.cert)
+    narrow = second is not None and not by_gap  # the gap proves nothing about this point
+    if narrow:
+        certified = rank_limited_solution(est, gap)
+    else:
+        certified = problem.certified(data, est, solved.cert)
     run.timings.certificate += time.perf_counter() - t0
     unique, minimizer_note = problem.unique_minimizer()
     terr, terr_se = (None, None)
@@ -167,17 +181,24 @@ def _result(run: Run, solved: _Solved) -> RunResult:
         duality_gap=gap,
         support=certified.support,
         penalty_norm=certified.penalty_norm,
-        support_method=SUPPORT_METHOD,
+        support_method=RANK_METHOD if narrow else SUPPORT_METHOD,
         screened=certified.screened,
         resolution=certified.resolution,
         unique_minimizer=unique,
         minimizer_note=minimizer_note,
         batch_size=solved.batch_size,
         corrections=solved.corrections,
+        certificate="duality_gap" if by_gap or second is None else "second_order",
+        hessian_min_eig=None if by_gap or second is None else second.hessian_min_eig,
+        restarts=None if by_gap or second is None else len(second.objectives),
+        restarts_at_best=None if by_gap or second is None else second.at_best,
+        restart_spread=None if by_gap or second is None else second.spread,
         timings=run.timings.as_dict(),
     )
     error = None
-    if not converged:
+    if stopped and not by_gap and second is not None:
+        error = None if second.holds else f"width {cfg.width}: {second.verdict()}"
+    elif not converged:
         error = (
             f"did not converge: stopped on {solved.stop_reason} after {solved.steps} "
             f"steps with relative duality gap {gap:.3g} (needs <= {CERTIFIED:g})"
@@ -194,19 +215,77 @@ def _result(run: Run, solved: _Solved) -> RunResult:
 
 def _train_networks(runs: list[Run], budget: TaskBudget) -> None:
     """Every network run of the task, batched by shape (workers.training); a run's result
-    is made as soon as it finishes, so a later failure of the batch keeps it."""
+    is made as soon as it finishes, so a later failure of the batch keeps it. A narrow run
+    whose gap stays open waits for its restarts (:func:`_certify_narrow`)."""
+    narrow: list[tuple[Run, _Solved]] = []
     try:
         for i, outcome in train(runs, budget):
             run = runs[i]
             run.outcome = outcome
             try:
-                run.result = _result(run, _network_solved(run, outcome))
+                solved = _network_solved(run, outcome)
+                if _needs_second_order(run, solved):
+                    narrow.append((run, solved))
+                    continue
+                run.result = _result(run, solved)
             except Exception as exc:
                 _fail(run, exc)
+        if narrow:
+            _certify_narrow(narrow, budget)
     except Exception as exc:  # the batch broke: every run it did not finish fails with it
         for run in runs:
             if run.result is None:
                 _fail(run, exc)
+
+
+def _needs_second_order(run: Run, solved: _Solved) -> bool:
+    """A stationary narrow network whose duality gap stays open (workers.second_order)."""
+    return (
+        run.ready[0].width_limited
+        and solved.stop_reason in ("gradient", "objective")
+        and solved.cert.gap > CERTIFIED
+    )
+
+
+def _certify_narrow(narrow: list[tuple[Run, _Solved]], budget: TaskBudget) -> None:
+    """Train each narrow run's restarts (all of them batched), keep the lowest objective,
+    check its Hessian and make the result with the second-order certificate."""
+    restarts: list[Run] = []
+    owner: list[int] = []
+    for j, (run, _) in enumerate(narrow):
+        problem, teacher, data = run.ready
+        k = run.cfg.training.restarts or budget.width_restarts
+        for r in range(1, k):
+            restarts.append(
+                Run(cfg=run.cfg, problem=problem, teacher=teacher, data=data,
+                    start=problem.init_params(r), time_limit_s=run.time_limit_s)
+            )  # fmt: skip
+            owner.append(j)
+    outcomes: dict[int, TrainOutcome] = dict(train(restarts, budget)) if restarts else {}
+    for j, (run, solved) in enumerate(narrow):
+        try:
+            problem, _, data = run.ready
+            assert run.outcome is not None
+            tried = [(run, run.outcome)] + [
+                (restarts[i], outcomes[i]) for i in range(len(restarts)) if owner[i] == j
+            ]
+            for other, _ in tried[1:]:
+                run.timings.restarts += other.timings.train + other.timings.certificate
+                run.timings.restarts += other.timings.corrections
+            objectives = [objective_of(problem, data, out.params) for _, out in tried]
+            best = min(range(len(tried)), key=lambda i: objectives[i])
+            if best != 0:
+                solved = _network_solved(run, tried[best][1])
+                if solved.cert.gap <= CERTIFIED:  # a restart reached the convex minimum
+                    run.result = _result(run, solved)
+                    continue
+            t0 = time.perf_counter()
+            min_eig = hessian_min_eig(problem, data, tried[best][1].params)
+            run.timings.certificate += time.perf_counter() - t0
+            second = SecondOrder(tuple(objectives), best, min_eig, run.cfg.weight_decay)
+            run.result = _result(run, solved, second)
+        except Exception as exc:
+            _fail(run, exc)
 
 
 def run_batch(

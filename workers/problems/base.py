@@ -108,8 +108,17 @@ class Problem(ABC):
         """The batched networks of this run's shape (model, d, width, second layer)."""
 
     @abstractmethod
-    def init_params(self) -> Params:
-        """The initial parameters, i.i.d. N(0, init_scale^2) from the run's ``init`` stream."""
+    def init_params(self, restart: int = 0) -> Params:
+        """The initial parameters, i.i.d. N(0, init_scale^2) from the run's ``init`` stream
+        (``restart`` > 0: its restart-th independent variant, :func:`workers.rng.stream`)."""
+
+    @property
+    def width_limited(self) -> bool:
+        """Whether the network may be too narrow for the convex problem's minimum (fewer rows
+        of a sign than d): its minimum is then certified by the duality gap only when the
+        convex solution's rank fits, and otherwise by second-order stationarity and
+        restarts (:mod:`workers.second_order`)."""
+        return False
 
     @abstractmethod
     def estimate(self, params: Params) -> Estimate:

@@ -56,8 +56,12 @@ class DiagonalProblem(Problem):
     def nets(self, device: torch.device, dtype: torch.dtype) -> DiagonalNets:
         return DiagonalNets(self.cfg.d, device=device, dtype=dtype)
 
-    def init_params(self) -> Params:
-        rng, scale, d = stream(self.cfg.seed, "init"), self.cfg.training.init_scale, self.cfg.d
+    def init_params(self, restart: int = 0) -> Params:
+        rng, scale, d = (
+            stream(self.cfg.seed, "init", restart),
+            self.cfg.training.init_scale,
+            self.cfg.d,
+        )
         a = init_values(rng, scale, (d,))  # a first, then w: part of the reproducibility contract
         return {"a": self.tensor(a), "w": self.tensor(init_values(rng, scale, (d,)))}
 

@@ -89,10 +89,20 @@ class QuadraticProblem(Problem):
         c = self.cfg
         return QuadraticNets(c.d, c.width, c.training.second_layer, device=device, dtype=dtype)
 
-    def init_params(self) -> Params:
+    def init_params(self, restart: int = 0) -> Params:
         c = self.cfg
-        w = init_values(stream(c.seed, "init"), c.training.init_scale, (c.width, c.d))
+        w = init_values(stream(c.seed, "init", restart), c.training.init_scale, (c.width, c.d))
         return {"W": self.tensor(w)}
+
+    @property
+    def width_limited(self) -> bool:
+        """Fewer rows of a sign than d: ``m < d`` (positive second layer), or fewer than d
+        positive or negative rows (signed, ``ceil(m/2)`` positive)."""
+        m, d = self.cfg.width, self.cfg.d
+        if self.psd:
+            return m < d
+        positive = (m + 1) // 2
+        return positive < d or m - positive < d
 
     def second_layer(self) -> Tensor:
         """s: +1 for every row (positive), or +1 on the first ceil(m/2) rows and -1 after."""

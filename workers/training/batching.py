@@ -52,6 +52,9 @@ class TaskBudget:
     """The share of its GPU the task holds (Ray's fractional ``num_gpus``)."""
     run_time_limit_s: float | None = None
     """Wall-time limit of a run that sets no ``training.timeout_s`` (None: none)."""
+    width_restarts: int = 5
+    """Restarts of a narrow network whose gap stays open, when it sets no
+    ``training.restarts`` (:mod:`workers.second_order`)."""
 
 
 def task_memory_bytes(device: torch.device, budget: TaskBudget) -> int:

@@ -41,15 +41,20 @@ class Timings:
     """Support corrections (workers.corrections)."""
     spectra: float = 0.0
     """Eigen-decompositions and fits of the spectra."""
+    restarts: float = 0.0
+    """A narrow network's restarts (their training, certificates and corrections)."""
 
     def as_dict(self) -> dict[str, float]:
-        return {
+        out = {
             "data": self.data,
             "train": self.train,
             "certificate": self.certificate,
             "corrections": self.corrections,
             "spectra": self.spectra,
         }
+        if self.restarts:
+            out["restarts"] = self.restarts
+        return out
 
 
 @dataclass
