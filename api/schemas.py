@@ -12,13 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from service.analysis.reports import SpectrumTheory
 from service.records import SweepStatus
 from service.results import Spectrum
-from service.spec import MAX_INT
+from service.spec import MAX_INT, MAX_WIDTH
 from service.text import check_text
 
-GridAxis = Literal["d", "n", "alpha", "weight_decay", "seed", "gamma", "noise"]
+GridAxis = Literal[
+    "d", "n", "alpha", "weight_decay", "seed", "gamma", "noise", "width", "width_ratio"
+]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-_INT_AXES = {"d": 1, "n": 1, "seed": 0}  # axis -> smallest allowed value (largest: MAX_INT)
-_POSITIVE_AXES = ("alpha", "gamma")
+_INT_AXES = {"d": (1, MAX_INT), "n": (1, MAX_INT), "seed": (0, MAX_INT), "width": (1, MAX_WIDTH)}
+"""Integer axes -> (smallest, largest) allowed value."""
+_POSITIVE_AXES = ("alpha", "gamma", "width_ratio")
 
 MAX_SQL_INT = MAX_INT
 """Ids and integer filters live in SQL INTEGER columns: a larger value matches nothing, and
@@ -80,11 +83,9 @@ class ExtendRequest(_Schema):
             if len(set(values)) != len(values):
                 raise ValueError(f"grid.{axis} has repeated values")
             if axis in _INT_AXES:
-                lo = _INT_AXES[axis]
-                if not all(float(v).is_integer() and lo <= v <= MAX_INT for v in values):
-                    raise ValueError(
-                        f"grid.{axis} values must be whole numbers in [{lo}, {MAX_INT}]"
-                    )
+                lo, hi = _INT_AXES[axis]
+                if not all(float(v).is_integer() and lo <= v <= hi for v in values):
+                    raise ValueError(f"grid.{axis} values must be whole numbers in [{lo}, {hi}]")
                 grid[axis] = [int(v) for v in values]
             elif axis in _POSITIVE_AXES and any(v <= 0 for v in values):
                 raise ValueError(f"grid.{axis} values must be > 0")

@@ -37,7 +37,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     else:
         raise ValueError(f"--alpha must be a positive number, got {args.alpha}")
     training: dict[str, Any] = {"optimizer": args.optimizer}
-    for opt in ("dtype", "max_steps", "device", "second_layer", "width", "lr", "tol", "timeout_s"):
+    options = ("dtype", "max_steps", "device", "second_layer", "width", "restarts", "lr", "tol",
+               "timeout_s")  # fmt: skip
+    for opt in options:
         val = getattr(args, opt, None)
         if val is not None:
             training[opt] = val
@@ -64,8 +66,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 RUN_ONE_OPTIONS = frozenset(
-    "d n weight_decay seed gamma rank noise signed optimizer width second_layer max_steps tol "
-    "dtype device lr timeout_s curve_every test_samples".split()
+    "d n weight_decay seed gamma rank noise signed optimizer width restarts second_layer "
+    "max_steps tol dtype device lr timeout_s curve_every test_samples".split()
 )
 """RunConfig's fields that ``run-one`` sets from an option of the same name."""
 
@@ -106,7 +108,10 @@ def run_one_command(args: argparse.Namespace) -> int:
     from workers.tasks import run_batch  # torch is imported only for this command
     from workers.training import TaskBudget
 
-    result = run_batch([cfg], TaskBudget(run_time_limit_s=settings.run_time_limit_s))[0]
+    budget = TaskBudget(
+        run_time_limit_s=settings.run_time_limit_s, width_restarts=settings.width_restarts
+    )
+    result = run_batch([cfg], budget)[0]
     if getattr(args, "json", False):
         print(json.dumps(out.result_document(cfg, result)))
     else:

@@ -137,6 +137,7 @@ def axis_value(run: RunRecord, axis: str) -> float | None:
         "rank": c.teacher.rank,
         "seed": c.seed,
         "link_power": c.link_power,
+        "width": c.width,
     }
     if axis not in values:
         raise ValueError(f"unknown axis {axis!r}")
@@ -245,8 +246,9 @@ class ReadableLogLocator(Locator):
     else 1-2-5 per decade, 1-3, every decade, every 2nd, 3rd, 5th, 10th decade; the first
     set with two visible ticks whose labels fit, else the sparsest."""
 
-    def __init__(self, grid: Sequence[float] | None = None) -> None:
+    def __init__(self, grid: Sequence[float] | None = None, integer: bool = False) -> None:
         self.grid = [float(v) for v in grid] if grid else None
+        self.integer = integer
 
     def __call__(self) -> Sequence[float]:
         vmin, vmax = self.axis.get_view_interval() if self.axis else (1.0, 10.0)
@@ -256,6 +258,8 @@ class ReadableLogLocator(Locator):
         sets = [self.grid] if self.grid else []
         sets += [_decades(vmin, vmax, (1.0, 2.0, 5.0), 1), _decades(vmin, vmax, (1.0, 3.0), 1)]
         sets += [_decades(vmin, vmax, (1.0,), every) for every in (1, 2, 3, 5, 10)]
+        if self.integer:  # counts (widths): whole numbers only
+            sets = [[t for t in ts if t >= 1 and float(t).is_integer()] for ts in sets]
         return sets
 
     def tick_values(self, vmin: float, vmax: float) -> Sequence[float]:
@@ -289,11 +293,13 @@ class ReadableLogLocator(Locator):
         return True
 
 
-def _log_ticks(axis: Axis, values: Iterable[float], grid: bool) -> None:
+def _log_ticks(axis: Axis, values: Iterable[float], grid: bool, integer: bool = False) -> None:
     """Ticks on a log axis that read: plain numbers (:func:`tick_text`), never touching
     (:class:`ReadableLogLocator`); with ``grid`` (an x axis of grid values), the values
     themselves where there are 3 to 8 of them at least a factor 1.4 apart. One x value:
-    that value, with a range of a factor 1.6 either side (not a decade of empty axis)."""
+    that value, with a range of a factor 1.6 either side (not a decade of empty axis).
+    ``integer`` (a count, as the width): the grid's values first whenever their labels fit,
+    and only whole numbers as ticks."""
     vals = sorted({float(v) for v in values if _positive(v)})
     if not vals:
         return
@@ -303,8 +309,8 @@ def _log_ticks(axis: Axis, values: Iterable[float], grid: bool) -> None:
         axis.set_major_locator(FixedLocator(vals))
     else:
         ratios = [b / a for a, b in zip(vals, vals[1:], strict=False)]
-        own = grid and 3 <= len(vals) <= 8 and min(ratios) >= 1.4
-        axis.set_major_locator(ReadableLogLocator(vals if own else None))
+        own = grid and (integer or (3 <= len(vals) <= 8 and min(ratios) >= 1.4))
+        axis.set_major_locator(ReadableLogLocator(vals if own else None, integer=integer))
     axis.set_major_formatter(FuncFormatter(lambda v, _: tick_text(v)))
     axis.set_minor_formatter(NullFormatter())
 
@@ -358,7 +364,7 @@ def _loglog(ax: Axes, x: str, xs: Iterable[float], ylabel: str = R_LABEL) -> Non
     data's extent (y)."""
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _log_ticks(ax.xaxis, xs, grid=True)
+    _log_ticks(ax.xaxis, xs, grid=True, integer=x == "width")
     _log_ticks(ax.yaxis, ax.dataLim.intervaly, grid=False)
     ax.set_xlabel(display.axis_label(x, math=True))
     ax.set_ylabel(ylabel)

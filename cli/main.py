@@ -31,6 +31,9 @@ from typing import Any
 PLOT_KINDS = ("risk", "theory", "spectrum", "phase", "compare")
 """``plot --kind`` (``cli.figures.KINDS``, written here so that the parser needs no
 matplotlib; a test keeps the two equal)."""
+X_AXES = ("n", "alpha", "d", "weight_decay", "gamma", "noise", "width")
+"""``--x`` of ``exponents`` and ``plot`` (``service.analysis.grouping.X_AXES``, written here
+so that the parser needs no numpy; a test keeps the two equal)."""
 SWEEP_ID_HELP = "the sweep's id (as submit or list print it)"
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
@@ -196,9 +199,10 @@ def _client_parsers(c: _Commands) -> None:
 
 def _x_by(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument(
-        "--x", default="n", metavar="AXIS",
-        help=f"the axis to {verb}: n, alpha, d, weight_decay or another axis of the grid "
-        "(default: n)",
+        "--x", default="n", metavar="AXIS", choices=X_AXES,
+        help=f"the axis to {verb}: {', '.join(X_AXES[:-1])} or {X_AXES[-1]} (the hidden "
+        "width m: on a log axis with the widths as ticks; R need not be a power law of it, "
+        "the fit's notes say so) (default: n)",
     )  # fmt: skip
     p.add_argument(
         "--by", metavar="A,B",
@@ -412,7 +416,15 @@ def _run_one_parser(c: _Commands) -> None:
     )  # fmt: skip
     o.add_argument(
         "--width", type=int, metavar="M",
-        help="quadratic: hidden width m (default: d, 2d with a signed second layer)",
+        help="quadratic: hidden width m, every neuron counted, 1 to 1,000,000; m >= d is the "
+        "convex problem; below the convex solution's rank the certificate is second-order + "
+        "restarts (default: d, 2d with a signed second layer)",
+    )  # fmt: skip
+    o.add_argument(
+        "--restarts", type=int, metavar="K",
+        help="quadratic, a width below the convex solution's rank: trainings from independent "
+        "initialisations that must agree, this one included, 1 to 16 (default: "
+        "SCALESWEEP_WIDTH_RESTARTS, 3 unless set; at most SCALESWEEP_WIDTH_RESTARTS_MAX)",
     )  # fmt: skip
     o.add_argument(
         "--lr", type=float, metavar="ETA",

@@ -45,6 +45,8 @@ FIELDS: dict[str, Name] = {
     "noise": Name("Δ", r"\Delta", "label noise"),
     "rank": Name("r", "r", "teacher's rank"),
     "seed": Name("seed", r"\mathrm{seed}", "random seed"),
+    "width": Name("m", "m", "width"),
+    "width_ratio": Name("m/d", "m/d", "width ratio"),
     "excess_risk": Name("R", "R", "excess risk"),
     "exponent": Name("β", r"\beta", "exponent of R ∝ x⁻ᵝ"),
 }

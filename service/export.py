@@ -3,9 +3,13 @@
 The columns are fixed (:data:`COLUMNS`, the DESIGN.md names): the run's identity and
 status, its configuration flattened (``model``, ``d``, ``n``, ``alpha``, ``weight_decay``,
 ``gamma``, ``rank``, ``noise``, ``seed``, ``optimizer``, ``width``, ``dtype``, ``device``,
-...), and every metric under its own name. The configuration's ``device`` is the one asked
-for (``auto``, ``cpu``, ``cuda``); the metric of the device the run trained on is
-``device_used``. A missing value is empty in CSV and null in JSON lines and Parquet.
+...), and every metric under its own name. ``width`` is the run's effective hidden width
+(``RunConfig.width``: ``training.width``, else d, 2d with a signed second layer; d for the
+diagonal net). The configuration's ``device`` is the one asked for (``auto``, ``cpu``,
+``cuda``); the metric of the device the run trained on is ``device_used``; likewise
+``training_restarts`` is the configuration's ``training.restarts`` (empty: the deployment's
+default) and ``restarts`` the metric (the trainings a narrow run compared). A missing value
+is empty in CSV and null in JSON lines and Parquet.
 
 Each writer consumes an iterator of runs (``service.storage.iter_runs`` reads one page at
 a time) and yields chunks, one per page of runs, so an export never holds more than a page
@@ -86,7 +90,9 @@ def _fields(
 
 
 _TEACHER = _fields(TeacherSpec)
-_TRAINING = _fields(TrainingSpec, skip=("width",))  # the effective width is a run column
+# the effective width is a run column; the restarts asked for are ``training_restarts``
+# (None: the deployment's default), beside the metric ``restarts`` (how many were compared)
+_TRAINING = _fields(TrainingSpec, skip=("width",), rename={"restarts": "training_restarts"})
 _MEASURE = _fields(MeasureSpec)
 _METRICS = _fields(RunMetrics, rename={"device": "device_used"})
 

@@ -96,6 +96,15 @@ class RunPoint:
     excess_risk: float | None
     signed: bool = False
     """Quadratic: signed teacher and second layer."""
+    width: int = 0
+    """The effective hidden width m (``RunConfig.width``, the ``runs.width`` column):
+    ``training.width`` or its default d (2d with a signed second layer); d for the diagonal
+    net. Left out (0) when a point is built by hand: filled in with d (2d when ``signed``)."""
+
+    def __post_init__(self) -> None:
+        if self.width == 0:
+            signed = self.model == "quadratic" and self.signed
+            object.__setattr__(self, "width", 2 * self.d if signed else self.d)
 
 
 class SpectrumPoint(_Record):

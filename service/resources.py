@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from service.errors import LimitError
-from service.spec import RunConfig, SweepSpec, expand
+from service.spec import RunConfig, SweepSpec, expand, width_axis_name
 
 if TYPE_CHECKING:
     from service.config import Settings
@@ -98,6 +98,10 @@ class Capacity:
     run_time_limit_s: float
     cpu_flops: float
     gpu_flops: float
+    width_restarts: int = 5
+    """Restarts a narrow run makes when it sets none (``SCALESWEEP_WIDTH_RESTARTS``)."""
+    max_restarts: int = 8
+    """The most restarts a spec may ask for (``SCALESWEEP_WIDTH_RESTARTS_MAX``)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Capacity:
@@ -110,6 +114,8 @@ class Capacity:
             run_time_limit_s=settings.run_time_limit_s,
             cpu_flops=settings.worker_gflops * 1e9,
             gpu_flops=settings.gpu_tflops * 1e12,
+            width_restarts=settings.width_restarts,
+            max_restarts=settings.width_restarts_max,
         )
 
 
@@ -172,21 +178,36 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.3g} h" if seconds >= 3600 else f"{seconds:.3g} s"
 
 
-def _field(cfg: RunConfig, part: str, grid_field: str) -> str:
+def _field(cfg: RunConfig, part: str, grid_field: str, width_field: str) -> str:
     """The spec field a need comes from: the one the researcher would change."""
     if part == "test":
         return "measure.test_samples"
     if part == "optimizer" and cfg.training.width is not None:
-        return "training.width"
+        return width_field
     if part in ("matrices", "optimizer") or (part == "data" and cfg.d >= cfg.n):
         return "grid.d"
     return grid_field
 
 
-def check_run(cfg: RunConfig, capacity: Capacity, *, n_field: str = "grid.n") -> None:
+def check_run(
+    cfg: RunConfig,
+    capacity: Capacity,
+    *,
+    n_field: str = "grid.n",
+    width_field: str = "training.width",
+) -> None:
     """LimitError (422) naming the field when the run cannot fit the deployment's memory or
     finish within its time limit (module docstring); ``n_field``: where the run's n comes
-    from (``grid.n`` or ``grid.alpha``)."""
+    from (``grid.n`` or ``grid.alpha``), ``width_field`` its width (``training.width``,
+    ``grid.width`` or ``grid.width_ratio``)."""
+    asked = cfg.training.restarts
+    if asked is not None and asked > capacity.max_restarts:
+        raise LimitError(
+            f"training.restarts = {asked} is more than this deployment allows "
+            f"({capacity.max_restarts}, SCALESWEEP_WIDTH_RESTARTS_MAX)",
+            422,
+            "training.restarts",
+        )
     on_gpu = cfg.training.device == "cuda"
     what = f"{cfg.model} d = {cfg.d}, n = {cfg.n}"
     if cfg.model == "quadratic":
@@ -206,10 +227,13 @@ def check_run(cfg: RunConfig, capacity: Capacity, *, n_field: str = "grid.n") ->
         raise LimitError(
             f"{what} needs at least {_gib(total)} of memory ({parts}); {where}",
             422,
-            _field(cfg, part, n_field),
+            _field(cfg, part, n_field, width_field),
         )
     rate = capacity.gpu_flops if on_gpu else capacity.cpu_flops
-    seconds = time_need_flops(cfg) / rate
+    trainings = 1
+    if cfg.model == "quadratic" and cfg.width < cfg.d:  # a narrow run may train its restarts
+        trainings = asked if asked is not None else capacity.width_restarts
+    seconds = trainings * time_need_flops(cfg) / rate
     if seconds > capacity.run_time_limit_s:
         field = (
             "measure.test_samples"
@@ -218,14 +242,22 @@ def check_run(cfg: RunConfig, capacity: Capacity, *, n_field: str = "grid.n") ->
         )
         raise LimitError(
             f"{what} takes at least {_duration(seconds)} ({MIN_EVALUATIONS} passes over its "
-            f"data at {rate / 1e9:g} GFLOP/s); the per-run time limit is "
+            f"data at {rate / 1e9:g} GFLOP/s"
+            + (f", {trainings} restarts of a narrow network" if trainings > 1 else "")
+            + f"); the per-run time limit is "
             f"{_duration(capacity.run_time_limit_s)} (SCALESWEEP_RUN_TIME_LIMIT_S)",
             422,
             field,
         )
 
 
-def admit(cfgs: Iterable[RunConfig], capacity: Capacity, *, n_field: str = "grid.n") -> None:
+def admit(
+    cfgs: Iterable[RunConfig],
+    capacity: Capacity,
+    *,
+    n_field: str = "grid.n",
+    width_field: str = "training.width",
+) -> None:
     """:func:`check_run` on every distinct shape of ``cfgs`` (seeds, weight decays and
     teachers cost the same), the largest first: the first refusal is raised."""
     shapes: dict[tuple[object, ...], RunConfig] = {}
@@ -235,11 +267,18 @@ def admit(cfgs: Iterable[RunConfig], capacity: Capacity, *, n_field: str = "grid
                cfg.measure.test_samples, cfg.measure.spectrum)  # fmt: skip
         shapes.setdefault(key, cfg)
     for cfg in sorted(shapes.values(), key=lambda c: -sum(memory_need(c).values())):
-        check_run(cfg, capacity, n_field=n_field)
+        check_run(cfg, capacity, n_field=n_field, width_field=width_field)
 
 
 def admit_spec(spec: SweepSpec, capacity: Capacity, *, max_runs: int) -> None:
     """:func:`admit` on the runs of a sweep spec (at most ``max_runs + 1`` of them: a larger
     sweep is refused by the store for its size)."""
     n_field = "grid.alpha" if spec.grid.alpha is not None else "grid.n"
-    admit(itertools.islice(expand(spec), max_runs + 1), capacity, n_field=n_field)
+    width_axis = width_axis_name(spec.grid)
+    width_field = "training.width" if width_axis is None else f"grid.{width_axis}"
+    admit(
+        itertools.islice(expand(spec), max_runs + 1),
+        capacity,
+        n_field=n_field,
+        width_field=width_field,
+    )

@@ -43,10 +43,16 @@ PositiveFiniteFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFiniteFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 MAX_INT = 2**31 - 1
-"""The largest value of every integer field (d, n, seed, rank, width, max_steps,
-curve_every, test_samples, a range's num): SQL INTEGER's, so that SQLite and PostgreSQL
-accept the same specs. What a deployment can actually run is decided by admission control
-(:mod:`service.resources`), with the estimate in the answer."""
+"""The largest value of every integer field (d, n, seed, rank, max_steps, curve_every,
+test_samples, a range's num; widths have :data:`MAX_WIDTH`): SQL INTEGER's, so that SQLite
+and PostgreSQL accept the same specs. What a deployment can actually run is decided by
+admission control (:mod:`service.resources`), with the estimate in the answer."""
+MAX_RESTARTS = 16
+"""The most restarts a spec may ask for (a deployment may allow fewer)."""
+MAX_WIDTH = 1_000_000
+"""The largest hidden width m (``training.width``, ``grid.width``, and the widths
+``grid.width_ratio`` gives): a width x d weight matrix beyond it is no network anyone trains
+here, and admission control would refuse it anyway."""
 PositiveInt = Annotated[int, Field(ge=1, le=MAX_INT)]
 """An integer in [1, 2**31 - 1]."""
 NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_INT)]
@@ -74,8 +80,11 @@ class TrainingSpec(_Frozen):
     """How a run is trained (the network's own parameters, or the convex equivalent)."""
 
     optimizer: Optimizer = "lbfgs"
-    width: PositiveInt | None = None
-    """Quadratic: hidden width m; default d (2d for a signed second layer)."""
+    width: Annotated[int, Field(ge=1, le=MAX_WIDTH)] | None = None
+    """Quadratic: hidden width m, every neuron counted (a signed second layer has
+    ``ceil(m/2)`` positive ones); default d (2d for a signed second layer); at most
+    1,000,000. Widths above d are allowed (m >= d is the convex problem). A sweep over widths
+    gives ``grid.width`` or ``grid.width_ratio`` instead (expansion sets this field)."""
     second_layer: Literal["positive", "signed"] = "positive"
     max_steps: PositiveInt = 20000
     tol: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 1e-8
@@ -90,6 +99,10 @@ class TrainingSpec(_Frozen):
     """Standard deviation of the i.i.d. Gaussian initialisation of the parameters."""
     timeout_s: PositiveFiniteFloat | None = None
     """Wall-time limit of one run; a run that exceeds it fails with stop_reason 'timeout'."""
+    restarts: Annotated[int, Field(ge=1, le=MAX_RESTARTS)] | None = None
+    """A network narrower than its convex solution's rank (a non-convex problem): how many
+    trainings from independent initialisations must agree (this one included); default
+    ``SCALESWEEP_WIDTH_RESTARTS``, at most ``SCALESWEEP_WIDTH_RESTARTS_MAX``."""
 
 
 class MeasureSpec(_Frozen):
@@ -208,6 +221,12 @@ IntAxis = Annotated[
     Annotated[list[PositiveInt], Tag("values")] | Annotated[Space, Tag("range")],
     Discriminator(_axis_kind),
 ]
+WidthAxis = Annotated[
+    Annotated[list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]], Tag("values")]
+    | Annotated[Space, Tag("range")],
+    Discriminator(_axis_kind),
+]
+"""Hidden widths: whole numbers in [1, MAX_WIDTH], or a range whose points are rounded."""
 
 
 def _axis_values(axis: Axis | list[int] | None) -> list[float]:
@@ -229,12 +248,21 @@ class Grid(_Frozen):
     """Optional: several teacher exponents (overrides teacher.gamma)."""
     noise: Axis | None = None
     """Optional: several label-noise variances (overrides teacher.noise)."""
+    width: WidthAxis | None = None
+    """Optional, quadratic only: hidden widths m (overrides ``training.width``, which must then
+    be left out): whole numbers in [1, 1,000,000]; a range's points are rounded and widths
+    that round to the same integer are one. Or give ``width_ratio``."""
+    width_ratio: Axis | None = None
+    """Optional, quadratic only: widths as ratios m/d > 0; at each d the width is
+    ``max(1, round(ratio * d))`` (ratios that give the same width at a d are one run)."""
 
     @model_validator(mode="after")
     def _check(self) -> Grid:
         if (self.n is None) == (self.alpha is None):
             raise ValueError("give exactly one of grid.n or grid.alpha")
-        for name in ("d", "n", "alpha", "weight_decay", "seed", "gamma", "noise"):
+        if self.width is not None and self.width_ratio is not None:
+            raise ValueError("give at most one of grid.width or grid.width_ratio")
+        for name in GRID_AXES:
             axis = getattr(self, name)
             if axis is None:
                 continue
@@ -265,7 +293,36 @@ class Grid(_Frozen):
                 raise ValueError(f"grid.{name} values must be >= 0")
         if any(v < 1 for v in _axis_values(self.d)):
             raise ValueError("grid.d values must be >= 1")
+        self._check_widths()
         return self
+
+    def _check_widths(self) -> None:
+        """Every width the grid gives is a whole number in [1, MAX_WIDTH] (ValueError naming
+        ``grid.width`` or ``grid.width_ratio``)."""
+        if isinstance(self.width, Space):
+            pts = self.width.values()
+            bad = [v for v in pts if not 1 <= round(v) <= MAX_WIDTH]
+            if bad:
+                raise ValueError(
+                    f"grid.width range points must round to widths in [1, {MAX_WIDTH}]; "
+                    f"got {bad[0]:g}"
+                )
+        ratios = _axis_values(self.width_ratio)
+        if any(r <= 0 for r in ratios):
+            raise ValueError("grid.width_ratio values must be > 0 (m/d)")
+        if ratios:
+            d_max, r_max = max(_axis_values(self.d)), max(ratios)
+            if round(r_max * d_max) > MAX_WIDTH:
+                raise ValueError(
+                    f"grid.width_ratio {r_max:g} gives width {round(r_max * d_max)} at "
+                    f"d = {d_max:g}, more than {MAX_WIDTH}"
+                )
+
+
+GRID_AXES = (
+    "d", "n", "alpha", "weight_decay", "seed", "gamma", "noise", "width", "width_ratio",
+)  # fmt: skip
+"""Every axis a grid may have."""
 
 
 class LinkSpec(_Frozen):
@@ -314,6 +371,17 @@ class SweepSpec(_Frozen):
             raise ValueError("give grid.weight_decay or link.weight_decay")
         if self.teacher.rank is not None and self.teacher.rank > min(_axis_values(self.grid.d)):
             raise ValueError("teacher.rank must be <= every grid.d value")
+        width_axis = width_axis_name(self.grid)
+        if width_axis is not None and self.model != "quadratic":
+            raise ValueError(
+                f"grid.{width_axis} applies to the quadratic model only (the diagonal "
+                "network's width is d)"
+            )
+        if width_axis is not None and self.training.width is not None:
+            raise ValueError(
+                f"give the width once: grid.{width_axis} or training.width, not both "
+                "(remove training.width)"
+            )
         for d in _dimensions(self.grid):
             ns = sample_sizes(self, d)
             if self.grid.alpha is not None and max(ns) > MAX_INT:
@@ -329,7 +397,6 @@ class SweepSpec(_Frozen):
         """Number of runs the grid expands to (without expanding it)."""
         g = self.grid
         sizes = [
-            len(_axis_values(g.d)),
             len(_axis_values(g.n if g.n is not None else g.alpha)),
             len(self.link["weight_decay"].powers())
             if self.link is not None and "weight_decay" in self.link
@@ -338,7 +405,11 @@ class SweepSpec(_Frozen):
             max(1, len(_axis_values(g.gamma))),
             max(1, len(_axis_values(g.noise))),
         ]
-        return math.prod(sizes)
+        per_d = math.prod(sizes)
+        if g.width_ratio is None:
+            n_widths = len(widths(self, 1)) if g.width is not None else 1
+            return len(_axis_values(g.d)) * n_widths * per_d
+        return sum(len(widths(self, d)) for d in _dimensions(g)) * per_d
 
 
 def samples_per_unit(model: Model, d: int) -> int:
@@ -382,6 +453,29 @@ def sample_sizes(spec: SweepSpec, d: int) -> list[int]:
     return list(dict.fromkeys(ns))
 
 
+def width_axis_name(grid: Grid) -> str | None:
+    """``width`` or ``width_ratio``: the grid's width axis (None: the width is
+    ``training.width``, or the model's default)."""
+    if grid.width is not None:
+        return "width"
+    return "width_ratio" if grid.width_ratio is not None else None
+
+
+def widths(spec: SweepSpec, d: int) -> list[int | None]:
+    """The distinct hidden widths of the sweep at dimension ``d``, in order: ``grid.width``
+    (a range's points rounded), ``max(1, round(ratio * d))`` of ``grid.width_ratio`` (widths
+    that coincide after rounding are one), or ``[None]`` without a width axis (the run's
+    ``training.width`` stays as the spec gives it)."""
+    g = spec.grid
+    if g.width is not None:
+        ms = [int(round(v)) for v in _axis_values(g.width)]
+    elif g.width_ratio is not None:
+        ms = [max(1, round(r * d)) for r in _axis_values(g.width_ratio)]
+    else:
+        return [None]
+    return list(dict.fromkeys(ms))
+
+
 def linked_weight_decays(spec: SweepSpec, d: int, n: int) -> list[tuple[float, float]]:
     """``(lambda, power)`` of every linked family at (d, n): lambda = coef * of^power.
 
@@ -409,30 +503,39 @@ def linked_weight_decays(spec: SweepSpec, d: int, n: int) -> list[tuple[float, f
 
 
 def expand(spec: SweepSpec) -> Iterator[RunConfig]:
-    """Every run of the sweep, in a fixed order (d, n, weight decay, gamma, noise, seed)."""
+    """Every run of the sweep, in a fixed order: d, n, width, weight decay, gamma, noise,
+    seed (the width right after n: a sweep's runs of one shape, which batch together, stay
+    next to each other). A width axis sets each run's ``training.width``."""
     g = spec.grid
     gammas = _axis_values(g.gamma) or [spec.teacher.gamma]
     noises = _axis_values(g.noise) or [spec.teacher.noise]
     linked = spec.link is not None and "weight_decay" in spec.link
     for d in _dimensions(g):
+        trainings = [
+            spec.training if m is None else spec.training.model_copy(update={"width": m})
+            for m in widths(spec, d)
+        ]
         for n in sample_sizes(spec, d):
             wds: list[tuple[float, float | None]]
             if linked:
                 wds = list(linked_weight_decays(spec, d, n))
             else:
                 wds = [(v, None) for v in _axis_values(g.weight_decay)]
-            for (wd, power), gamma, noise, seed in itertools.product(wds, gammas, noises, g.seed):
-                yield RunConfig(
-                    model=spec.model,
-                    d=d,
-                    n=n,
-                    weight_decay=wd,
-                    seed=seed,
-                    teacher=spec.teacher.model_copy(update={"gamma": gamma, "noise": noise}),
-                    training=spec.training,
-                    measure=spec.measure,
-                    link_power=power,
-                )
+            for training in trainings:
+                for (wd, power), gamma, noise, seed in itertools.product(
+                    wds, gammas, noises, g.seed
+                ):
+                    yield RunConfig(
+                        model=spec.model,
+                        d=d,
+                        n=n,
+                        weight_decay=wd,
+                        seed=seed,
+                        teacher=spec.teacher.model_copy(update={"gamma": gamma, "noise": noise}),
+                        training=training,
+                        measure=spec.measure,
+                        link_power=power,
+                    )
 
 
 def spec_from_obj(obj: Any) -> SweepSpec:

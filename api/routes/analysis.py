@@ -29,7 +29,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "Unknown axis or a query the sweep cannot answer"},
 }
 XAxis = Annotated[
-    str, Query(description="Axis to fit against: n, alpha, d, weight_decay, gamma, noise")
+    str,
+    Query(
+        description="Axis to fit against: n, alpha, d, weight_decay, gamma, noise, width "
+        "(against the width R need not be a power law: each group's notes say so)"
+    ),
 ]
 ByAxes = Annotated[
     str | None,

@@ -36,7 +36,7 @@ from service.export import MEDIA_TYPES, Format, export_chunks
 from service.records import Page, RunRecord, SweepRecord
 from service.resources import Capacity, admit_spec
 from service.results import RunStatus
-from service.spec import Model, Optimizer, SweepSpec
+from service.spec import MAX_WIDTH, Model, Optimizer, SweepSpec
 from service.storage.base import iter_runs
 from service.storage.store import extended_spec
 
@@ -201,6 +201,15 @@ def list_runs(
     noise: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     seed: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT)] = None,
     optimizer: Optimizer | None = None,
+    width: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_WIDTH,
+            description="Effective hidden width m: training.width, else d (2d with a "
+            "signed second layer); the diagonal net's is d",
+        ),
+    ] = None,
 ) -> Page[RunRecord]:
     """Runs of a sweep in expansion order, with config and metrics; filter on status and config."""
     given = {
@@ -212,6 +221,7 @@ def list_runs(
         "noise": noise,
         "seed": seed,
         "optimizer": optimizer,
+        "width": width,
     }
     filters: dict[str, float | int | str] = {k: v for k, v in given.items() if v is not None}
     store.get_sweep(sweep_id)  # 404 for an unknown sweep rather than an empty page

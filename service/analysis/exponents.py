@@ -5,10 +5,14 @@ For each group (the values of the ``by`` axes) every usable run contributes one 
 a power law with plateau and a broken power law (crossovers), and gives a 95% interval from
 a bootstrap over seeds with a fixed seed, so the same query gives the same numbers. Runs that
 failed, did not converge, or have a non-positive / non-finite risk are left out and counted.
+Against x = width every group also says that R need not be a power law of the width, and
+where its seed means rise and fall (:func:`width_notes`).
 """
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,12 +87,13 @@ def fit_group(
         "n_unconverged": counts["unconverged"],
         "n_pending": counts["pending"],
     }
+    notes = width_notes(xs, ys) if x == "width" else []
     try:
         fit = fit_scaling(
             np.array(xs), np.array(ys), np.array(seeds), bootstrap=bootstrap, seed=BOOTSTRAP_SEED
         )
     except FitError as exc:
-        return GroupFit(**common, error=str(exc)), None
+        return GroupFit(**common, error=str(exc), selection_notes=notes), None
     gf = GroupFit(
         **common,
         form=fit.form,
@@ -106,9 +111,51 @@ def fit_group(
         segments=list(fit.segments),
         goodness=fit.goodness,
         candidates=dict(fit.candidates),
-        selection_notes=list(fit.notes),
+        selection_notes=[*notes, *fit.notes],
     )
     return gf.model_copy(update={"curve": fitted_curve(gf)}), fit.selection
+
+
+WIDTH_NOTE = (
+    "R against the width m is not expected to be a power law: below the rank of the convex "
+    "solution the network solves another (non-convex, rank-constrained) problem, and R may "
+    "rise and fall with m; the form and exponent summarise this window only"
+)
+"""Said by every group fitted against x = width."""
+
+
+def width_notes(xs: Sequence[float], ys: Sequence[float]) -> list[str]:
+    """What a fit against the width must not hide: :data:`WIDTH_NOTE`, and where the seed
+    means of log R turn (an interior maximum or minimum above both ends by more than twice
+    their standard errors), the turn in words."""
+    logs: dict[float, list[float]] = defaultdict(list)
+    for xv, yv in zip(xs, ys, strict=True):
+        logs[xv].append(math.log(yv))
+    ms = sorted(logs)
+    if len(ms) < 3:
+        return [WIDTH_NOTE]
+    means = [float(np.mean(logs[m])) for m in ms]
+    ses = [
+        float(np.std(logs[m], ddof=1) / math.sqrt(len(logs[m]))) if len(logs[m]) > 1 else 0.0
+        for m in ms
+    ]
+
+    def clear(i: int, j: int, sign: int) -> bool:
+        """means[i] beyond means[j] in direction ``sign`` by more than 2 standard errors."""
+        return sign * (means[i] - means[j]) > 2.0 * math.hypot(ses[i], ses[j])
+
+    inner = range(1, len(ms) - 1)
+    for sign, shape in ((1, "rises to a peak"), (-1, "falls to a dip")):
+        k = max(inner, key=lambda i: sign * means[i])
+        if clear(k, 0, sign) and clear(k, len(ms) - 1, sign):
+            then = "falls" if sign == 1 else "rises"
+            return [
+                WIDTH_NOTE,
+                f"R is not monotone in m: from m = {ms[0]:g} it {shape} at m = {ms[k]:g} "
+                f"(geometric seed mean R = {math.exp(means[k]):.3g}) and {then} up to "
+                f"m = {ms[-1]:g}; no single power law describes it",
+            ]
+    return [WIDTH_NOTE]
 
 
 def sweep_exponents(

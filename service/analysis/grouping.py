@@ -13,7 +13,7 @@ from service.errors import SpecError
 from service.records import RunPoint
 from service.spec import samples_per_unit, unique_minimizer
 
-X_AXES = ("n", "alpha", "d", "weight_decay", "gamma", "noise")
+X_AXES = ("n", "alpha", "d", "weight_decay", "gamma", "noise", "width")
 BY_AXES = (*X_AXES, "link_power")
 
 
@@ -43,6 +43,8 @@ def axis_value(p: RunPoint, axis: str) -> float | None:
             return p.noise
         case "link_power":
             return p.link_power
+        case "width":
+            return float(p.width)
     raise SpecError(f"unknown axis {axis!r}; use one of {', '.join(BY_AXES)}", field="query.by")
 
 
@@ -60,13 +62,37 @@ def check_axes(x: str, by: Sequence[str] | None) -> None:
         raise SpecError("by lists an axis twice", field="query.by")
 
 
+def widths_by_d(points: Sequence[RunPoint]) -> dict[int, frozenset[int]]:
+    """The widths of the runs at each d."""
+    out: dict[int, set[int]] = defaultdict(set)
+    for p in points:
+        out[p.d].add(p.width)
+    return {d: frozenset(ws) for d, ws in out.items()}
+
+
+def width_varies(points: Sequence[RunPoint]) -> bool:
+    """Whether the width is an axis of the sweep: it takes several values at some d (a width
+    that follows d, as the default m = d does, is told apart by d)."""
+    return any(len(ws) > 1 for ws in widths_by_d(points).values())
+
+
 def default_by(x: str, points: Sequence[RunPoint]) -> list[str]:
-    """Every other axis that varies in the sweep and is not tied to x."""
+    """Every other axis that varies in the sweep and is not tied to x.
+
+    The width is an axis of its own only where it varies at a fixed d (``grid.width``,
+    ``grid.width_ratio``); a width that follows d (the default m = d, one width ratio) is
+    told apart by d already. Against x = d it is tied to d unless every d has the same
+    widths (``grid.width``; a ratio's widths change with d, as alpha's n do)."""
     linked = any(p.link_power is not None for p in points)
-    candidates = ["d", "n", "link_power" if linked else "weight_decay", "gamma", "noise"]
+    candidates = ["d", "n", "width", "link_power" if linked else "weight_decay", "gamma", "noise"]
     tied = {"n", "alpha"} if x in ("n", "alpha") else {x}
     if x == "d":
         tied |= {"n"}  # n changes with d when the grid gives alpha
+    by_d = widths_by_d(points)
+    if not width_varies(points):
+        tied.add("width")  # a function of d (or one width)
+    elif x == "d" and len(set(by_d.values())) > 1:
+        tied.add("width")  # the widths change with d (a width ratio)
     return [a for a in candidates if a not in tied and len({axis_value(p, a) for p in points}) > 1]
 
 

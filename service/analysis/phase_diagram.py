@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.analysis.grouping import group_points
+from service.analysis.grouping import group_points, width_varies
 from service.analysis.reports import FamilyPhase, PhaseDiagram, PointTheory
 from service.analysis.theory_comparison import sweep_theory
 from service.errors import SpecError
@@ -57,6 +57,8 @@ def sweep_phase_diagram(
         )
     x = link.of if link.of != "d" else "n"
     others = [a for a in ("d", "gamma", "noise") if len({getattr(p, a) for p in points}) > 1]
+    if width_varies(points):
+        others.append("width")  # one family per (power, width)
     by = ["link_power", *others]
     theory = sweep_theory(
         sweep_id, points, x=x, by=by, bootstrap=bootstrap, include_non_unique=include_non_unique

@@ -96,6 +96,9 @@ class PointTheory(Report):
     noise: float
     rank: int | None
     link_power: float | None
+    width: int | None = None
+    """The effective hidden width m of the point's runs (``RunPoint.width``; None: not
+    given): plots and the phase diagram match points to groups on it like on every axis."""
     predicted: dict[str, float | int | str | None] | None
     """R (excess_risk), tau or sigma, zeta, df, support, train_mse, draws, finite_size_note."""
     prediction_error: str | None = None
@@ -188,6 +191,9 @@ class SpectraPoint(Report):
     gamma: float
     noise: float
     link_power: float | None
+    width: int | None = None
+    """The effective hidden width m of the point's runs (``RunPoint.width``): a width sweep
+    has one point per width."""
     kind: str
     n_runs: int
     excess_risk_mean: float | None

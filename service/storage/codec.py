@@ -35,6 +35,7 @@ RUN_FILTERS: dict[str, type] = {
     "d": int,
     "n": int,
     "seed": int,
+    "width": int,
     "weight_decay": float,
     "gamma": float,
     "noise": float,
@@ -56,6 +57,7 @@ def config_columns(cfg: RunConfig, config_hash: str) -> dict[str, Any]:
         "seed": cfg.seed,
         "optimizer": cfg.training.optimizer,
         "link_power": cfg.link_power,
+        "width": cfg.width,
     }
 
 

@@ -30,7 +30,15 @@ from sqlalchemy import (
 from service.errors import ConflictError, LimitError, RunNotFound, SpecError, SweepNotFound
 from service.records import Page, RunPoint, RunRecord, SpectrumPoint, StoreMetrics, SweepRecord
 from service.results import CurvePoint, RunStatus, Spectrum
-from service.spec import RunConfig, Space, SweepSpec, expand
+from service.spec import (
+    GRID_AXES,
+    RunConfig,
+    Space,
+    SweepSpec,
+    expand,
+    width_axis_name,
+    widths,
+)
 from service.storage.base import ANY_TEAM, Grid, TeamFilter
 from service.storage.codec import (
     ACTIVE,
@@ -51,7 +59,6 @@ from service.storage.metrics import collect
 from service.storage.queue import RunnerQueue, end_attempts, utcnow
 from service.storage.tables import CurveRow, Run, SpectrumRow, Submission, Sweep, SweepTag
 
-_GRID_AXES = ("d", "n", "alpha", "weight_decay", "seed", "gamma", "noise")
 _FLOAT_RTOL = 1e-9  # float filters match values within this relative tolerance
 
 
@@ -71,21 +78,41 @@ def _expand_at_most(spec: SweepSpec, max_runs: int) -> dict[str, RunConfig]:
 
 
 def extended_spec(spec: SweepSpec, grid: Mapping[str, list[float] | list[int]]) -> SweepSpec:
-    """``spec`` with the values of ``grid`` appended to its axes (SpecError naming the axis)."""
+    """``spec`` with the values of ``grid`` appended to its axes (SpecError naming the axis).
+
+    ``gamma`` and ``noise`` extend the teacher's single value when the grid has no such axis,
+    and ``width`` the sweep's ``training.width`` (which then moves into the grid). A sweep of
+    default-width runs has no width to extend: its runs' configurations say no width, and
+    writing d into them would make them other runs."""
     if not grid:
         raise SpecError("give at least one grid axis to extend", "grid")
     data = spec.model_dump(mode="json")
     for axis, values in grid.items():
         field = f"grid.{axis}"
-        if axis not in _GRID_AXES:
-            raise SpecError(f"unknown grid axis {axis!r}; axes: {', '.join(_GRID_AXES)}", field)
+        if axis not in GRID_AXES:
+            raise SpecError(f"unknown grid axis {axis!r}; axes: {', '.join(GRID_AXES)}", field)
         if not isinstance(values, list) or not values:
             raise SpecError(f"{field} must be a non-empty list of values to add", field)
         current = getattr(spec.grid, axis)
-        if current is not None:
+        base: list[Any]
+        if axis == "width" and current is not None:
+            base = list(widths(spec, 1))  # whole numbers, a range's points rounded
+        elif current is not None:
             base = current.values() if isinstance(current, Space) else list(current)
         elif axis in ("gamma", "noise"):
             base = [getattr(spec.teacher, axis)]
+        elif axis == "width" and spec.training.width is not None:
+            base = [spec.training.width]
+            data["training"]["width"] = None
+        elif axis in ("width", "width_ratio"):
+            other = width_axis_name(spec.grid)
+            if other is not None:
+                why = f"its widths are grid.{other}: extend that"
+            elif spec.training.width is not None:
+                why = f"its width is training.width = {spec.training.width}: extend grid.width"
+            else:
+                why = "its runs have the default width (d); submit a sweep with grid.width"
+            raise SpecError(f"the sweep has no {field} axis to extend ({why})", field)
         else:
             raise SpecError(f"the sweep has no {field} axis to extend", field)
         data["grid"][axis] = base + [v for v in dict.fromkeys(values) if v not in base]
@@ -93,7 +120,10 @@ def extended_spec(spec: SweepSpec, grid: Mapping[str, list[float] | list[int]]) 
         return SweepSpec.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
-        raise SpecError(f"the extended spec is invalid: {first['msg']}", "grid") from e
+        loc = tuple(str(p) for p in first["loc"])
+        named = ".".join(loc[:2]) if len(loc) >= 2 and loc[0] == "grid" else None
+        where = named or (f"grid.{next(iter(grid))}" if len(grid) == 1 else "grid")
+        raise SpecError(f"the extended spec is invalid: {first['msg']}", where) from e
 
 
 def _run_filter(field: str, value: float | int | str) -> ColumnElement[bool]:
@@ -372,7 +402,7 @@ class Store(RunnerQueue):
         """Key columns and excess risk of every run of a sweep, in expansion order."""
         cols = (
             Run.id, Run.status, Run.converged, Run.model, Run.d, Run.n, Run.weight_decay,
-            Run.gamma, Run.noise, Run.seed, Run.link_power, Run.excess_risk,
+            Run.gamma, Run.noise, Run.seed, Run.link_power, Run.excess_risk, Run.width,
         )  # fmt: skip
         with self._transaction(write=False) as conn:
             sweep = self._sweep_row(conn, sweep_id)
@@ -402,6 +432,7 @@ class Store(RunnerQueue):
                 rank=rank,
                 signed=signed,
                 excess_risk=r[11],
+                width=r[12],
             )  # fmt: skip
             for r in rows
         ]

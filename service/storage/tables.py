@@ -132,6 +132,9 @@ class Run(Base):
     seed: Mapped[int] = mapped_column(Integer, index=True)
     optimizer: Mapped[str] = mapped_column(String(16), index=True)
     link_power: Mapped[float | None] = mapped_column(Double, nullable=True, index=True)
+    width: Mapped[int] = mapped_column(Integer, index=True)
+    """The effective hidden width (``RunConfig.width``): ``training.width``, else the
+    quadratic default d (2d with a signed second layer); d for the diagonal net (its width)."""
     # queue state
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -9,6 +9,7 @@ import json
 import tracemalloc
 from typing import Any
 
+import factories
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -68,6 +69,36 @@ def test_every_run_once_with_the_design_columns(client: TestClient, store: Store
     failed = next(r for r in rows if r["status"] == "failed")
     assert failed["error"] == "diverged"
     assert failed["excess_risk"] in (None, "")  # missing, never a made-up number
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_the_width_column_is_the_runs_effective_width(
+    client: TestClient, store: Store, fmt: str
+) -> None:
+    assert len(set(COLUMN_NAMES)) == len(COLUMN_NAMES)  # one column per name
+    body = {
+        "model": "quadratic",
+        "grid": {"d": [4, 6], "n": [30], "weight_decay": [0.1], "width_ratio": [0.5, 2]},
+        "training": {"restarts": 2},
+    }
+    sweep_id = int(client.post("/v1/sweeps", json=body).json()["id"])
+    runs = list(iter_runs(store, sweep_id))
+    store.record_results(
+        [
+            (r.id, factories.result(r.config_hash, 0.1, certificate="second_order", restarts=2))
+            for r in runs
+        ]
+    )
+    response = client.get(f"/v1/sweeps/{sweep_id}/export", params={"format": fmt})
+    rows = _rows(response.content, fmt)
+    assert [(int(r["d"]), int(r["width"])) for r in rows] == [(4, 2), (4, 8), (6, 3), (6, 12)]
+    # what was asked (training.restarts) beside what was compared (the metric)
+    assert {str(r["training_restarts"]) for r in rows} == {"2"}
+    assert {str(r["restarts"]) for r in rows} == {"2"}
+    assert {r["certificate"] for r in rows} == {"second_order"}
+    diagonal = _finished_sweep(client, store)  # the diagonal net's width is d
+    rows = _rows(client.get(f"/v1/sweeps/{diagonal}/export", params={"format": fmt}).content, fmt)
+    assert all(int(r["width"]) == int(r["d"]) for r in rows)
 
 
 def test_bad_format_and_unknown_sweep_are_4xx_naming_the_field(client: TestClient) -> None:

@@ -351,6 +351,76 @@ def test_empty_states_and_errors_read_as_sentences(
     assert w.dialogs == [] and w.foreign == []
 
 
+def test_a_width_sweep_offers_width_as_x_and_group_and_says_what_certifies_a_run(
+    live: Live, watched: Callable[..., Watched]
+) -> None:
+    spec = SweepSpec.model_validate(
+        {
+            "name": "widths",
+            "model": "quadratic",
+            "grid": {"d": [8], "n": [40, 80], "weight_decay": [0.1], "width": [2, 4, 8, 16],
+                     "seed": [0, 1]},
+        }
+    )  # fmt: skip
+    sweep = live.store.create_sweep(spec, max_runs=100)
+    runs = list(iter_runs(live.store, sweep.id))
+    narrow = {"certificate": "second_order", "hessian_min_eig": -2e-12, "restarts": 3,
+              "restart_spread": 4e-9}  # fmt: skip
+    live.store.record_results(
+        [
+            (r.id, result(r.config_hash, (1.0 + r.config.width / 8) * (1.0 + 0.05 * r.config.seed)
+                          / r.config.n, **(narrow if r.config.width == 2 else {})))
+            for r in runs
+        ]
+    )  # fmt: skip
+    w = watched()
+    page = w.page
+    page.goto(f"{live.url}/sweeps/{sweep.id}")
+    page.wait_for_selector("#exponents-table tbody tr", timeout=WAIT_MS)
+    xs = page.locator("#x-axis option").evaluate_all("os => os.map(o => o.value)")
+    assert "width" in xs, xs
+    assert page.locator("#x-axis option[value='width']").inner_text() == "m (width)"
+    groups = page.locator("input.by").evaluate_all("bs => bs.map(b => b.value)")
+    assert "width" in groups, groups
+    headers = page.locator("#runs-table thead th").all_inner_texts()
+    assert any(h.strip().startswith("m") for h in headers), headers
+    page.select_option("#x-axis", "width")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#risk-plot .xtick text')].map(t => t.textContent)"
+        ".join(',') === '2,4,8,16'",
+        timeout=WAIT_MS,
+    )
+    page.wait_for_function(
+        "() => document.getElementById('exponents-table').textContent"
+        ".includes('not expected to be a power law')",
+        timeout=WAIT_MS,
+    )
+    groups = page.locator("input.by").evaluate_all("bs => bs.map(b => b.value)")
+    assert "n" in groups and "width" not in groups, groups
+    # a sweep whose width does not vary offers no width axis
+    page.goto(f"{live.url}/sweeps/{live.ids['quad']}")
+    page.wait_for_selector("#exponents-table tbody tr", timeout=WAIT_MS)
+    xs = page.locator("#x-axis option").evaluate_all("os => os.map(o => o.value)")
+    assert "width" not in xs, xs
+    # the run page: the width in the configuration, the certificate in words
+    first = runs[0]
+    assert first.config.width == 2
+    page.goto(f"{live.url}/runs/{first.id}")
+    page.wait_for_selector("dt:has-text('certificate') + dd", timeout=WAIT_MS)
+    cert = page.locator("dt:text-is('certificate') + dd").inner_text()
+    assert cert.startswith("second-order stationary, 3 restarts agree (spread 4.0e-9)"), cert
+    assert "not a global-minimum certificate" in cert
+    assert page.locator("dt:text-is('restarts compared') + dd").inner_text() == "3"
+    assert page.locator("dt:text-is('m (width)') + dd").inner_text() == "2"
+    page.goto(f"{live.url}/runs/{runs[-1].id}")  # width 16: a duality-gap certificate
+    page.wait_for_selector("dt:text-is('certificate') + dd", timeout=WAIT_MS)
+    assert page.locator("dt:text-is('certificate') + dd").inner_text() == (
+        "duality gap (global minimum)"
+    )
+    assert page.locator("dt:text-is('restarts compared')").count() == 0
+    w.clean()
+
+
 def test_user_input_is_shown_as_text_and_never_runs(
     live: Live, watched: Callable[..., Watched]
 ) -> None:

@@ -4,7 +4,9 @@ saying what is wrong with the body), never a 5xx, and nothing is stored.
 The classes: integers beyond the SQL columns (d, n, seed, extend's seed), non-integers where
 integers are meant, link powers that overflow or underflow lambda, names with control
 characters, NUL, bidirectional controls or a lone surrogate, bodies nested too deeply or not
-UTF-8, and runs admission control refuses (memory, time) with the estimate in the message.
+UTF-8, widths out of range (0, above 1,000,000, fractions, on the diagonal model, given twice)
+in a spec, an extension or a filter, and runs admission control refuses (memory, time) with
+the estimate in the message.
 """
 
 from __future__ import annotations
@@ -92,6 +94,20 @@ SPECS = [
     ("training.max_steps", body("training.max_steps", 10**30), "training.max_steps"),
     ("measure.test_samples", body("measure.test_samples", 10**12), "measure.test_samples"),
     ("training.width", body("training.width", 10**9, model="quadratic"), "training.width"),
+    ("grid.width 0", body("grid.width", [0, 4], model="quadratic"), "grid.width"),
+    ("grid.width 10**7", body("grid.width", [10**7], model="quadratic"), "grid.width"),
+    ("grid.width fraction", body("grid.width", [10.5], model="quadratic"), "grid.width"),
+    ("grid.width diagonal", body("grid.width", [4]), "grid.width"),
+    (
+        "grid.width and training.width",
+        body("grid.width", [4], model="quadratic", training={"width": 8}),
+        "training.width",
+    ),
+    (
+        "grid.width_ratio too wide",
+        body("grid.width_ratio", [2e5], model="quadratic"),
+        "grid.width_ratio",
+    ),
     (
         "link power overflow",
         body("link", {"weight_decay": {"coef": 1.0, "power": 400}}, drop="weight_decay"),
@@ -189,6 +205,35 @@ def test_extend_patch_and_ids_refuse_out_of_range_values(
     for path in (f"/v1/sweeps/{10**30}", f"/v1/runs/{2**63}", f"/v1/sweeps/{sid}/runs?seed=1e30"):
         resp = client.get(path)
         assert resp.status_code == 422, (path, resp.text)
+
+
+def test_bad_widths_in_extend_and_filters_are_422_and_change_nothing(
+    app_store: tuple[TestClient, Store],
+) -> None:
+    client, store = app_store
+    spec = body("grid.width", [2, 8], model="quadratic")
+    created = client.post("/v1/sweeps", json=spec)
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    before = [(r.id, r.config_hash) for r in store.list_runs(sid, limit=1000).items]
+    assert len(before) == 4
+    for grid, field in (
+        ({"width": [0]}, "grid.width"),
+        ({"width": [10**7]}, "grid.width"),
+        ({"width": [10.5]}, "grid.width"),
+        ({"width": [-1]}, "grid.width"),
+        ({"width_ratio": [0.5]}, "grid.width_ratio"),  # the sweep's widths are grid.width
+        ({"width_ratio": [-0.5]}, "grid.width_ratio"),
+    ):
+        _named(client.post(f"/v1/sweeps/{sid}/extend", json={"grid": grid}), field)
+    after = [(r.id, r.config_hash) for r in store.list_runs(sid, limit=1000).items]
+    assert after == before and store.get_sweep(sid).spec.grid.width == [2, 8]
+    for value in ("0", str(10**7), "2.5", "-3"):
+        resp = client.get(f"/v1/sweeps/{sid}/runs", params={"width": value})
+        _named(resp, "width")
+    ok = client.get(f"/v1/sweeps/{sid}/runs", params={"width": 8})
+    assert ok.status_code == 200
+    assert [r["config"]["training"]["width"] for r in ok.json()["items"]] == [8, 8]
 
 
 def test_openapi_declares_the_refusals(app_store: tuple[TestClient, Store]) -> None:

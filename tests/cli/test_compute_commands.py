@@ -83,6 +83,25 @@ def test_run_one_names_the_option_of_an_invalid_value(capsys: pytest.CaptureFixt
     assert "--alpha must be a positive number, got -2.0" in capsys.readouterr().err
 
 
+def test_run_one_width_and_restarts_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.compute_commands import config_from_args
+    from cli.main import build_parser
+
+    base = ["run-one", "--model", "quadratic", "--d", "6", "--n", "80", "--weight-decay", "0.01"]
+    cfg = config_from_args(build_parser().parse_args([*base, "--width", "2", "--restarts", "4"]))
+    assert (cfg.width, cfg.training.width, cfg.training.restarts) == (2, 2, 4)
+    assert config_from_args(build_parser().parse_args(base)).training.restarts is None
+    for option, value, words in (
+        ("--width", "0", "greater than or equal to 1"),
+        ("--width", "2000000", "less than or equal to 1000000"),
+        ("--restarts", "0", "greater than or equal to 1"),
+        ("--restarts", "17", "less than or equal to 16"),
+    ):
+        assert main([*base, option, value]) == 2
+        err = capsys.readouterr().err
+        assert f"scalesweep run-one: {option}: " in err and words in err, err
+
+
 class _NoRuntime:
     """build_runtime's stand-in: an app placeholder and nothing to start or stop."""
 

@@ -214,3 +214,37 @@ def test_titles_fit_the_figure_at_column_width(
     out = figures.save(fig, tmp_path / f"{kind}.png")
     with Image.open(out) as png:  # savefig's tight box adds nothing outside the figure
         assert png.width <= math.ceil(width * figures.STYLE["savefig.dpi"]), png.width
+
+
+def test_risk_against_the_width_has_a_log_axis_ticked_at_the_widths(
+    app_client: Client, store: Store
+) -> None:
+    widths = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]  # more than 8: still the widths as ticks
+    body = {
+        "name": "width",
+        "model": "quadratic",
+        "grid": {"d": [8], "n": [64, 128], "weight_decay": [0.1], "width": widths, "seed": [0, 1]},
+    }
+    sweep = store.create_sweep(SweepSpec.model_validate(body), max_runs=1000)
+    store.record_results(
+        [
+            (r.id, result(r.config_hash, (1.0 + 0.05 * r.config.seed) * r.config.width**-0.5))
+            for r in all_runs(store, sweep.id)
+        ]
+    )
+    fig = draw(app_client, _args(sweep.id, "risk", x="width", by="n"))
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert ax.get_xlabel() == "$m$ (width)"
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    labels = [t.get_text() for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi]
+    assert ticks == [float(m) for m in widths], ticks  # the widths themselves, whole numbers
+    assert labels == [str(m) for m in widths], labels
+    legend = " | ".join(_texts(fig))
+    assert "$n$ = 64" in legend and "$n$ = 128" in legend, legend
+    # widths are counts: the ticks the locator falls back on are whole numbers only
+    locator = figures.ReadableLogLocator(integer=True)
+    for ticks in locator.candidates(0.3, 40.0):
+        assert ticks and all(t >= 1 and float(t).is_integer() for t in ticks), ticks

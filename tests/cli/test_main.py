@@ -122,10 +122,17 @@ RUN_ONE_SPEC_DEFAULTS = {
     "lr": ("TrainingSpec", "lr"),
     "tol": ("TrainingSpec", "tol"),
     "timeout_s": ("TrainingSpec", "timeout_s"),
+    "restarts": ("TrainingSpec", "restarts"),
     "test_samples": ("MeasureSpec", "test_samples"),
     "curve_every": ("MeasureSpec", "curve_every"),
 }
-NONE_STATED_AS = {"rank": "d", "width": "d", "lr": "none", "timeout_s": "none"}
+NONE_STATED_AS = {
+    "rank": "d",
+    "width": "d",
+    "lr": "none",
+    "timeout_s": "none",
+    "restarts": "SCALESWEEP_WIDTH_RESTARTS",
+}
 
 
 def test_run_one_help_states_the_specs_own_defaults() -> None:
@@ -152,6 +159,23 @@ def test_plot_kinds_are_the_figures_kinds() -> None:
     from cli import figures
 
     assert main.PLOT_KINDS == figures.KINDS
+
+
+def test_x_axes_are_the_analyses_and_plot_help_lists_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from service.analysis.grouping import X_AXES
+
+    assert main.X_AXES == X_AXES
+    with pytest.raises(SystemExit):
+        main.main(["plot", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "n, alpha, d, weight_decay, gamma, noise or width" in text, text
+    args = main.build_parser().parse_args(["plot", "3", "--x", "width", "--out", "r.pdf"])
+    assert args.x == "width"
+    with pytest.raises(SystemExit):
+        main.build_parser().parse_args(["exponents", "3", "--x", "depth"])
+    assert "invalid choice: 'depth'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

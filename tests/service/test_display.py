@@ -41,3 +41,10 @@ def test_labels_forms_and_spectra_have_names() -> None:
     table = display.table()
     assert set(table) == {"fields", "spectra", "forms"}
     assert table["fields"]["alpha"]["symbol"] == "α"
+
+
+def test_the_width_axes_have_names() -> None:
+    assert display.axis_label("width") == "m (width)"
+    assert display.symbol("width_ratio") == "m/d"
+    assert display.axis_label("width", math=True) == "$m$ (width)"
+    assert display.group_label({"width": 16.0, "n": 400.0}) == "m = 16, n = 400"

@@ -51,7 +51,7 @@ def test_memory_need_counts_data_optimizer_and_matrices() -> None:
         (cfg("quadratic", d=100_000, n=20), "grid.d"),
         (cfg("diagonal", d=1_000_000, n=100_000), "grid.d"),
         (cfg("diagonal", d=1000, n=10_000_000), "grid.n"),
-        (cfg("quadratic", d=100, n=1000, training={"width": 10**9}), "training.width"),
+        (cfg("quadratic", d=100, n=1000, training={"width": 10**6}), "training.width"),
         (
             cfg("diagonal", d=100_000, n=10, measure={"test_samples": 20_000}),
             "measure.test_samples",
@@ -97,6 +97,19 @@ def test_admit_checks_each_shape_and_names_alpha_when_n_comes_from_it() -> None:
     admit([cfg(seed=s) for s in range(50)], CAPACITY)  # small runs pass
 
 
+@pytest.mark.parametrize(
+    ("grid", "field"),
+    [({"width": [4, 10**6]}, "grid.width"), ({"width_ratio": [0.5, 10**4]}, "grid.width_ratio")],
+)
+def test_a_width_too_wide_to_train_names_the_width_axis(grid: dict[str, Any], field: str) -> None:
+    spec = SweepSpec.model_validate(
+        {"model": "quadratic", "grid": {"d": [100], "n": [1000], "weight_decay": [0.1], **grid}}
+    )
+    with pytest.raises(LimitError, match="width 1000000 needs at least") as info:
+        admit_spec(spec, CAPACITY, max_runs=100)
+    assert info.value.field == field
+
+
 def test_every_example_is_admitted_at_every_scale_on_this_machine() -> None:
     checked = 0
     for example in all_examples():
@@ -105,3 +118,11 @@ def test_every_example_is_admitted_at_every_scale_on_this_machine() -> None:
                 admit_spec(spec, CAPACITY, max_runs=100_000)
                 checked += 1
     assert checked >= 16
+
+
+def test_restarts_beyond_the_deployments_maximum_are_refused() -> None:
+    narrow = cfg("quadratic", d=40, n=3200, training={"width": 4, "restarts": 12})
+    with pytest.raises(LimitError, match="SCALESWEEP_WIDTH_RESTARTS_MAX") as info:
+        check_run(narrow, CAPACITY)
+    assert info.value.field == "training.restarts"
+    check_run(cfg("quadratic", d=40, n=3200, training={"width": 4, "restarts": 8}), CAPACITY)

@@ -15,7 +15,7 @@ from factories import diagonal_spec
 from sqlalchemy import JSON, Connection, column, create_engine, insert, inspect, table, text
 
 from service.errors import StorageError
-from service.spec import expand
+from service.spec import SweepSpec, expand
 from service.storage import check_schema, make_store, upgrade_head
 from service.storage.codec import config_columns, encode_values
 from service.storage.migrate import alembic_config, current_revisions, head_revisions
@@ -332,3 +332,92 @@ def test_upgrade_0005_to_head_keeps_every_row_and_ids_are_never_reused(store_url
         assert store.create_sweep(diagonal_spec(name="next"), max_runs=9).id == newest.id + 1
     finally:
         store.close()
+
+
+def test_upgrade_0006_to_head_fills_the_width_column_from_the_config(store_url: str) -> None:
+    """0007 adds ``runs.width`` and fills it from each row's config JSON: training.width,
+    else d (2d with a signed second layer), d for the diagonal net."""
+    command.upgrade(alembic_config(store_url), "0006")
+    specs = [
+        diagonal_spec(name="diagonal", d=[6], n=[8], weight_decay=[0.1], seed=[0]),
+        *(
+            SweepSpec.model_validate(
+                {
+                    "model": "quadratic",
+                    "grid": {"d": [5], "n": [30], "weight_decay": [0.1], "seed": [0]},
+                    "training": training,
+                }
+            )
+            for training in ({}, {"second_layer": "signed"}, {"width": 3}, {"width": 40})
+        ),
+    ]
+    now = datetime.now(UTC)
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            for sweep_id, spec in enumerate(specs, start=1):
+                conn.execute(
+                    insert(_SWEEPS),
+                    {
+                        "id": sweep_id,
+                        "name": spec.name,
+                        "spec": spec.model_dump(mode="json"),
+                        "status": "queued",
+                        "n_runs": 1,
+                        "created_at": now,
+                        "updated_at": now,
+                        "team": None,
+                        "archived": False,
+                    },
+                )
+                (cfg,) = expand(spec)
+                columns = config_columns(cfg, cfg.config_hash())
+                del columns["width"]  # the 0006 schema has no such column
+                conn.execute(
+                    insert(_RUNS),
+                    {
+                        **columns,
+                        "id": 10 * sweep_id,
+                        "sweep_id": sweep_id,
+                        "run_index": 0,
+                        "status": "queued",
+                        "attempts": 0,
+                        "created_at": now,
+                        "reused_from": None,
+                    },
+                )
+            if conn.dialect.name == "postgresql":
+                for name in ("sweeps", "runs"):
+                    conn.execute(
+                        text(
+                            f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), max(id)) "
+                            f"FROM {name}"
+                        )
+                    )
+    finally:
+        engine.dispose()
+    upgrade_head(store_url)
+    check_schema(store_url)
+    store = make_store(store_url)
+    try:
+        widths = [store.run_points(sweep_id)[0].width for sweep_id in range(1, 6)]
+        assert widths == [6, 5, 10, 3, 40]
+        assert [r.config.width for s in range(1, 6) for r in store.list_runs(s).items] == widths
+        assert [r.sweep_id for r in store.list_runs(4, filters={"width": 3}).items] == [4]
+        # the rebuilt table keeps its ids growing: the next run's id is past the old ones
+        new = store.create_sweep(specs[1], max_runs=9, team="other")
+        assert store.list_runs(new.id).items[0].id > 50
+    finally:
+        store.close()
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            width = next(c for c in inspect(engine).get_columns("runs") if c["name"] == "width")
+            assert width["nullable"] is False
+            if conn.dialect.name == "sqlite":
+                ddl = conn.execute(
+                    text("SELECT sql FROM sqlite_master WHERE name = 'runs'")
+                ).scalar_one()
+                assert "AUTOINCREMENT" in ddl
+    finally:
+        engine.dispose()

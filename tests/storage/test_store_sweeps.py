@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC
+from typing import Any
 
 import pytest
 from factories import all_runs
@@ -110,8 +111,10 @@ def test_list_runs_filters_and_pages(store: Store, make_spec: SpecFactory) -> No
         cursor = page.next_cursor
     assert indices == list(range(36))
     with pytest.raises(SpecError) as info:
-        store.list_runs(sweep.id, filters={"width": 3})
-    assert info.value.field == "width"
+        store.list_runs(sweep.id, filters={"tol": 3})
+    assert info.value.field == "tol"
+    # the diagonal net's width column is d
+    assert len(store.list_runs(sweep.id, filters={"width": 8}, limit=1000).items) == 18
     with pytest.raises(SpecError):
         store.list_runs(sweep.id, filters={"d": 2.5})
     with pytest.raises(LimitError):
@@ -199,6 +202,68 @@ def test_extend_teacher_axis(store: Store, make_spec: SpecFactory) -> None:
     assert extended.status == "queued"  # never claimed: still queued
     gammas = {r.config.teacher.gamma for r in all_runs(store, sweep.id)}
     assert gammas == {1.0, 2.0}
+
+
+def _quadratic(**over: Any) -> SweepSpec:
+    """A quadratic sweep d = [4, 6], n = [20], weight_decay = [0.1], seed = [0] (``over``:
+    grid axes; ``training`` the training spec)."""
+    training = over.pop("training", {})
+    grid = {"d": [4, 6], "n": [20], "weight_decay": [0.1], "seed": [0], **over}
+    return SweepSpec.model_validate({"model": "quadratic", "grid": grid, "training": training})
+
+
+def test_the_width_column_holds_the_effective_width_for_filters_and_points(
+    store: Store,
+) -> None:
+    axis = store.create_sweep(_quadratic(width=[2, 9]), max_runs=100)
+    ratio = store.create_sweep(_quadratic(width_ratio=[0.5, 2]), max_runs=100)
+    default = store.create_sweep(_quadratic(training={"second_layer": "signed"}), max_runs=100)
+    expected = {
+        axis.id: [(4, 2), (4, 9), (6, 2), (6, 9)],
+        ratio.id: [(4, 2), (4, 8), (6, 3), (6, 12)],
+        default.id: [(4, 8), (6, 12)],  # signed second layer: 2d
+    }
+    for sweep_id, pairs in expected.items():
+        points = store.run_points(sweep_id)
+        assert [(p.d, p.width) for p in points] == pairs
+        runs = all_runs(store, sweep_id)
+        assert [r.config.width for r in runs] == [w for _, w in pairs]
+    assert [r.config.d for r in store.list_runs(axis.id, filters={"width": 9}).items] == [4, 6]
+    assert [r.config.d for r in store.list_runs(ratio.id, filters={"width": 12}).items] == [6]
+    assert store.list_runs(default.id, filters={"width": 9}).items == []
+
+
+def test_extend_the_width_axis(store: Store) -> None:
+    sweep = store.create_sweep(_quadratic(width=[2]), max_runs=100)
+    extended = store.extend_sweep(sweep.id, {"width": [2, 5]}, max_runs=MAX_RUNS)
+    assert extended.spec.grid.width == [2, 5] and extended.n_runs == 4
+    assert [(p.d, p.width) for p in store.run_points(sweep.id)] == [(4, 2), (6, 2), (4, 5), (6, 5)]
+    ratio = store.create_sweep(_quadratic(width_ratio=[0.5]), max_runs=100)
+    more = store.extend_sweep(ratio.id, {"width_ratio": [1.0]}, max_runs=MAX_RUNS)
+    assert more.spec.grid.width_ratio == [0.5, 1.0] and more.n_runs == 4
+    # a range extends by its rounded widths
+    ranged = store.create_sweep(_quadratic(width={"geomspace": [1, 4], "num": 3}), max_runs=100)
+    assert store.extend_sweep(ranged.id, {"width": [8]}, max_runs=MAX_RUNS).spec.grid.width == [
+        1, 2, 4, 8,
+    ]  # fmt: skip
+    # training.width moves into the grid: its runs keep their identity
+    fixed = store.create_sweep(_quadratic(training={"width": 3}), max_runs=100)
+    hashes = {r.config_hash for r in all_runs(store, fixed.id)}
+    grown = store.extend_sweep(fixed.id, {"width": [7]}, max_runs=MAX_RUNS)
+    assert grown.spec.training.width is None and grown.spec.grid.width == [3, 7]
+    assert hashes <= {r.config_hash for r in all_runs(store, fixed.id)} and grown.n_runs == 4
+    for sweep_id, grid, field in (
+        (ratio.id, {"width": [3]}, "grid.width"),  # its widths are grid.width_ratio
+        (sweep.id, {"width_ratio": [1.0]}, "grid.width_ratio"),
+        (fixed.id, {"width": [0]}, "grid.width"),
+    ):
+        with pytest.raises(SpecError) as info:
+            store.extend_sweep(sweep_id, grid, max_runs=MAX_RUNS)
+        assert info.value.field == field, (grid, info.value)
+    plain = store.create_sweep(_quadratic(), max_runs=100)
+    with pytest.raises(SpecError, match="default width") as info:
+        store.extend_sweep(plain.id, {"width": [3]}, max_runs=MAX_RUNS)
+    assert info.value.field == "grid.width"
 
 
 def test_insert_2000_runs_in_one_batch(store: Store, make_spec: SpecFactory) -> None:

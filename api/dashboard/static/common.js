@@ -356,8 +356,18 @@ const SS = (() => {
       case "rank": return config.teacher.rank;
       case "seed": return config.seed;
       case "link_power": return config.link_power;
+      case "width": return effectiveWidth(config);
       default: return undefined;
     }
+  }
+
+  /** The run's hidden width m (RunConfig.width): training.width, else d (2d with a signed
+   * second layer); the diagonal net's is d. */
+  function effectiveWidth(config) {
+    if (config.model === "diagonal") return config.d;
+    const t = config.training || {};
+    if (t.width !== null && t.width !== undefined) return t.width;
+    return t.second_layer === "signed" ? 2 * config.d : config.d;
   }
 
   // --- display names: the table of service/display.py, served as /static/display-names.js
@@ -624,8 +634,8 @@ const SS = (() => {
 
   return {
     ApiError, el, api, allPages, request, download, sse, num, interval, badge, progressBar,
-    kv, dataTable, axisValue, symbol, axisLabel, shown, formName, formsIn, fmtG, groupLabel, groupKey,
-    COLORS, tickLabel, logTicks, countAxis, logLayout, plot, emptyState, errorText, fail,
+    kv, dataTable, axisValue, effectiveWidth, symbol, axisLabel, shown, formName, formsIn, fmtG,
+    groupLabel, groupKey, COLORS, tickLabel, logTicks, countAxis, logLayout, plot, emptyState, errorText, fail,
     sentence, mean, stderr, token, askToken,
   };
 })();

@@ -5,7 +5,7 @@
 
 (() => {
   const { el, api, num, interval, dataTable, plot, emptyState, fail, formName, symbol,
-    axisLabel } = SS;
+    axisLabel, groupLabel } = SS;
   const app = document.getElementById("app");
   const sweepId = Number(document.body.dataset.sweepId);
 
@@ -45,8 +45,14 @@
         y: fams.filter((f) => f.heuristic_exponent !== null).map((f) => f.heuristic_exponent),
         mode: "lines", name: "heuristic (asymptotic)", line: { dash: "dot", color: "#2ca02c" } },
     ];
+    // the other axes a family is one value of (d, width, ...): said where there are any
+    const others = (f) => Object.fromEntries(Object.entries(f.group || {})
+      .filter(([k]) => k !== "link_power"));
+    const split = fams.some((f) => Object.keys(others(f)).length);
     const cols = [
       { key: "decay", label: symbol("decay"), num: true, render: (f) => num(f.decay, 4) },
+      split ? { key: "family", label: "family", value: (f) => groupLabel(others(f)),
+        render: (f) => groupLabel(others(f)) } : null,
       { key: "regime", label: "regime", render: (f) => f.regime || f.heuristic_regime },
       { key: "measured_exponent", label: "measured", num: true, render: (f) => num(f.measured_exponent, 4) },
       { key: "measured_ci", label: "95% interval", render: (f) => interval(f.measured_ci) },
@@ -56,7 +62,7 @@
       { key: "df_over_n", label: "df/n", num: true, render: (f) => num(f.df_over_n, 3) },
       { key: "n_runs", label: "runs", num: true },
       { key: "error", label: "note", wrap: true, render: (f) => f.error || "" },
-    ];
+    ].filter(Boolean);
     app.replaceChildren(
       el("h1", {}, "Phase diagram: ", el("a", { href: `/sweeps/${sweepId}` }, sweep.name || `sweep ${sweepId}`)),
       el("p", { class: "muted" }, `model ${sweep.spec.model}; the exponent β of R ∝ ${symbol(phase.x)}⁻ᵝ ` +

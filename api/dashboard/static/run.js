@@ -5,7 +5,7 @@
 
 (() => {
   const { el, api, num, interval, badge, kv, logLayout, plot, emptyState, fail, symbol,
-    axisLabel, shown, countAxis } = SS;
+    axisLabel, shown, countAxis, effectiveWidth } = SS;
   const app = document.getElementById("app");
   const runId = Number(document.body.dataset.runId);
 
@@ -42,9 +42,14 @@
   function certificatePanel(run) {
     const m = run.metrics;
     if (!m) return el("p", { class: "muted" }, "No certificate yet.");
+    const present = (v) => v !== null && v !== undefined;
     return kv([
       ["converged", badge(m.converged)],
+      ["certificate", certificateText(m)],
       ["duality gap", num(m.duality_gap, 3)],
+      present(m.hessian_min_eig) ? ["Hessian's smallest eigenvalue", num(m.hessian_min_eig, 3)] : null,
+      present(m.restarts) ? ["restarts compared", m.restarts] : null,
+      present(m.restart_spread) ? ["restarts' objective spread", num(m.restart_spread, 3)] : null,
       ["stop reason", m.stop_reason],
       ["steps", m.steps],
       ["gradient norm", num(m.grad_norm, 3)],
@@ -54,7 +59,27 @@
       ["support estimator", m.support_method || "values above 1e-10 of the largest (stored before screening)"],
       ["unique minimiser", m.unique_minimizer === false ? `no: ${m.minimizer_note}` : (m.unique_minimizer ? "yes" : "")],
       ["attempts", run.attempts],
-    ]);
+    ].filter(Boolean));
+  }
+
+  // What certifies the reported point: the convex problem's duality gap (a global minimum),
+  // or, for a network narrower than the convex solution's rank, second-order stationarity
+  // and agreeing restarts (not a global-minimum certificate). Runs stored before
+  // certificates had kinds carry none: theirs is the duality gap.
+  function certificateText(m) {
+    if (m.certificate !== "second_order") return "duality gap (global minimum)";
+    const restarts = m.restarts ?? "?";
+    const spread = num(m.restart_spread, 2);
+    return m.converged
+      ? `second-order stationary, ${restarts} restarts agree (spread ${spread}) — not a global-minimum certificate`
+      : `second-order check not met (${restarts} restarts, spread ${spread}) — not a global-minimum certificate`;
+  }
+
+  function widthText(c) {
+    if (c.model === "diagonal") return `${c.d} (the diagonal net's width is d)`;
+    const m = effectiveWidth(c);
+    if (c.training.width !== null && c.training.width !== undefined) return String(m);
+    return `${m} (default: ${c.training.second_layer === "signed" ? "2d, signed second layer" : "d"})`;
   }
 
   function configPanel(run) {
@@ -66,13 +91,15 @@
       ["seed", c.seed], [axisLabel("gamma"), c.teacher.gamma],
       [axisLabel("rank"), c.teacher.rank ?? "full"],
       [axisLabel("noise"), c.teacher.noise], ["optimizer", c.training.optimizer],
-      ["width", c.training.width ?? "default"], ["dtype", c.training.dtype],
+      [axisLabel("width"), widthText(c)], ["dtype", c.training.dtype],
+      c.model === "quadratic"
+        ? ["restarts asked", c.training.restarts ?? "default (SCALESWEEP_WIDTH_RESTARTS)"] : null,
       ["device", c.training.device],
       [axisLabel("link_power"), c.link_power === null || c.link_power === undefined
         ? "no scaling path" : num(shown("link_power", c.link_power), 4)],
       ["status", badge(run.status)], ["error", run.error || ""],
       ["reused from", run.reused_from ? el("a", { href: `/runs/${run.reused_from}` }, `run ${run.reused_from}`) : ""],
-    ]);
+    ].filter(Boolean));
   }
 
   async function curvePlot(node, run) {

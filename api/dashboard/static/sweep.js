@@ -11,8 +11,8 @@
     emptyState, errorText, fail, mean, stderr, download, sse } = SS;
   const app = document.getElementById("app");
   const sweepId = Number(document.body.dataset.sweepId);
-  const X_AXES = ["n", "alpha", "d", "weight_decay"];
-  const GROUP_AXES = ["d", "n", "alpha", "weight_decay", "gamma", "noise", "link_power"];
+  const X_AXES = ["n", "alpha", "d", "weight_decay", "width"];
+  const GROUP_AXES = ["d", "n", "alpha", "width", "weight_decay", "gamma", "noise", "link_power"];
   const state = { x: null, by: null, sweep: null, runs: [], statusFilter: "" };
   const nodes = {};
 
@@ -22,8 +22,21 @@
   }
 
   function varying(axis) {
+    if (axis === "width") return widthVaries();
     const values = new Set(state.runs.map((r) => axisValue(r.config, axis)));
     return values.size > 1;
+  }
+
+  /** The width is an axis of the sweep where it takes several values at one d (grid.width,
+   * grid.width_ratio); a width that follows d (the default m = d) is told apart by d. */
+  function widthVaries() {
+    const byD = new Map();
+    for (const r of state.runs) {
+      const d = r.config.d;
+      if (!byD.has(d)) byD.set(d, new Set());
+      byD.get(d).add(axisValue(r.config, "width"));
+    }
+    return [...byD.values()].some((ws) => ws.size > 1);
   }
 
   function header(sweep) {
@@ -40,7 +53,8 @@
   }
 
   function controls() {
-    const xs = X_AXES.map((a) => el("option", { value: a, selected: a === state.x }, axisLabel(a)));
+    const xs = X_AXES.filter((a) => a !== "width" || a === state.x || varying(a)).map((a) =>
+      el("option", { value: a, selected: a === state.x }, axisLabel(a)));
     const boxes = GROUP_AXES.filter((a) => a !== state.x && !(state.x === "n" && a === "alpha") &&
       !(state.x === "alpha" && a === "n") && varying(a)).map((a) =>
       el("label", {}, el("input", { type: "checkbox", class: "by", value: a,
@@ -199,6 +213,8 @@
       { key: "seed", label: "seed", num: true, value: (r) => r.config.seed, render: (r) => r.config.seed },
       { key: "d", label: symbol("d"), num: true, value: (r) => r.config.d, render: (r) => r.config.d },
       { key: "n", label: symbol("n"), num: true, value: (r) => r.config.n, render: (r) => r.config.n },
+      varying("width") ? { key: "width", label: symbol("width"), num: true,
+        value: (r) => axisValue(r.config, "width"), render: (r) => axisValue(r.config, "width") } : null,
       { key: "weight_decay", label: symbol("weight_decay"), num: true, value: (r) => r.config.weight_decay,
         render: (r) => num(r.config.weight_decay, 4) },
       state.sweep.spec.link ? { key: "link_power", label: symbol("link_power"), num: true,
