@@ -73,8 +73,16 @@ def test_server_errors_print_detail_and_exit_1(
     assert "999" in capsys.readouterr().err
     assert main(["exponents", "999"]) == 1
     sid = app_client.submit(SPEC).id
-    assert main(["exponents", str(sid), "--x", "colour"]) == 1
-    assert "query.x" in capsys.readouterr().err
+    assert main(["exponents", str(sid), "--by", "colour"]) == 1
+    assert "query.by" in capsys.readouterr().err
+
+
+def test_unknown_axis_is_refused_before_any_request(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["exponents", "1", "--x", "colour", "--server", "http://127.0.0.1:1"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "--x" in err and "colour" in err and "cannot reach" not in err
 
 
 def test_invalid_spec_file_is_refused_locally(
