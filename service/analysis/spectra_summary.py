@@ -1,6 +1,8 @@
 """Spectra next to generalisation: per grid point the heavy-tail and rank-ordered exponents of
 the trained weights beside the excess risk, and one run's spectrum beside its SE prediction
-(THEORY.md 3.1, 4.5 and 6: alpha_WW = 1 + 1/gamma for the retained part)."""
+(THEORY.md 3.1, 4.5 and 6: alpha_WW = 1 + 1/gamma for the retained part). A quadratic network
+narrower than d is predicted at its width (rank <= m, :mod:`service.theory.quadratic`), and a
+width sweep has one grid point per width."""
 
 from __future__ import annotations
 
@@ -33,9 +35,9 @@ def sweep_spectra_summary(
     cells: dict[tuple[object, ...], list[RunPoint]] = defaultdict(list)
     for p in points:
         if usable(p):
-            cells[(p.d, p.n, p.weight_decay, p.gamma, p.noise, p.link_power)].append(p)
+            cells[(p.d, p.n, p.weight_decay, p.gamma, p.noise, p.link_power, p.width)].append(p)
     out = []
-    for (d, n, wd, gamma, noise, lp), members in sorted(
+    for (d, n, wd, gamma, noise, lp, width), members in sorted(
         cells.items(), key=lambda kv: tuple(v if v is not None else -1.0 for v in kv[0])
     ):
         risks = [float(m.excess_risk) for m in members]  # type: ignore[arg-type]
@@ -54,6 +56,7 @@ def sweep_spectra_summary(
                 gamma=float(gamma),  # type: ignore[arg-type]
                 noise=float(noise),  # type: ignore[arg-type]
                 link_power=lp,  # type: ignore[arg-type]
+                width=int(width),  # type: ignore[call-overload]
                 kind=main_kind(members[0].model),
                 n_runs=len(members),
                 excess_risk_mean=r_mean,
@@ -87,7 +90,8 @@ def spectrum_theory(run: RunRecord, spectra: Sequence[Spectrum]) -> SpectrumTheo
     if cfg.teacher.signed:
         return "no prediction: the state evolution here covers the PSD quadratic model only"
     args = (cfg.model, cfg.d, cfg.n, cfg.weight_decay, cfg.teacher.gamma, cfg.teacher.noise)
-    pred = predict(*args, cfg.teacher.rank)
+    width = cfg.width if cfg.model == "quadratic" else None  # m >= d: full width
+    pred = predict(*args, cfg.teacher.rank, width=width)
     values = predicted_spectrum(pred)
     kind = main_kind(cfg.model)
     measured = next((s for s in spectra if s.kind == kind), None)

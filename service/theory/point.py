@@ -9,7 +9,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class SEPoint:
     """``d``, ``n``, weight decay ``lam``, teacher exponent ``gamma``, label-noise variance
-    ``delta`` and teacher ``rank`` (None: d), in the conventions of THEORY.md section 1.
+    ``delta``, teacher ``rank`` (None: d) and network ``width`` m (quadratic: None is full
+    width, the convex problem; a width >= d is the same and is stored as None), in the
+    conventions of THEORY.md section 1.
 
     Hashable (the solves are cached per point); ValueError for values no solver takes.
     """
@@ -20,6 +22,7 @@ class SEPoint:
     gamma: float
     delta: float
     rank: int | None = None
+    width: int | None = None
 
     def __post_init__(self) -> None:
         if self.d < 1 or self.n < 1:
@@ -32,3 +35,8 @@ class SEPoint:
             raise ValueError(f"gamma must be finite and > 0, got {self.gamma}")
         if self.rank is not None and not 1 <= self.rank <= self.d:
             raise ValueError(f"rank must be in [1, d], got {self.rank} (d={self.d})")
+        if self.width is not None:
+            if self.width < 1:
+                raise ValueError(f"width must be >= 1, got {self.width}")
+            if self.width >= self.d:  # no rank constraint: the convex problem
+                object.__setattr__(self, "width", None)

@@ -28,7 +28,9 @@ class Prediction:
     ``tau`` is set for the diagonal model, ``sigma`` for the quadratic one; ``support`` is the
     predicted number of non-zeros (diagonal: df) or the predicted rank ``E #{mu_i > zeta}``
     (quadratic); ``train_mse = (1 - df/n)^2 (Delta + R)``; ``draws`` is the number of GOE draws
-    K (each also used with its antithetic partner; 0 for the diagonal model).
+    K (each also used with its antithetic partner; 0 for the diagonal model); ``width`` the
+    quadratic network's width m when it constrains the rank (None: full width, ``m >= d``;
+    the finite-width theory of :mod:`service.theory.quadratic`).
     """
 
     model: str
@@ -47,6 +49,7 @@ class Prediction:
     train_mse: float
     draws: int
     finite_size_note: str | None
+    width: int | None = None
 
 
 def _check(model: str) -> None:
@@ -81,6 +84,7 @@ def predict(
     noise: float,
     rank: int | None = None,
     *,
+    width: int | None = None,
     draws: int | None = None,
     seed: int = 0,
 ) -> Prediction:
@@ -99,6 +103,12 @@ def predict(
         Label-noise variance Delta.
     rank : int or None
         Teacher rank (None: d).
+    width : int or None
+        Quadratic only: the network's width m. The global minimum is then PSD nuclear-norm
+        sensing with ``rank S <= m`` (:mod:`service.theory.quadratic`, finite width; a
+        non-convex problem, the SE's replica-symmetric fixed point). None or ``m >= d``: full
+        width, the convex problem (the same prediction). The diagonal model takes only None
+        or d.
     draws : int or None
         Quadratic only: GOE draws K; default ``ceil((200/d)^2)``, re-solved with
         ``ceil((600/d)^2)`` when ``df/n > 0.8``. Ignored for the diagonal model.
@@ -115,8 +125,11 @@ def predict(
         Invalid parameters. ``ArithmeticError`` if the solver finds no fixed point.
     """
     _check(model)
-    p = SEPoint(d, n, float(weight_decay), float(gamma), float(noise), rank)
+    p = SEPoint(d, n, float(weight_decay), float(gamma), float(noise), rank, width)
     if model == "diagonal":
+        if p.width is not None:
+            raise ValueError(f"the diagonal network has d = {d} units; width {width} applies to "
+                             "the quadratic model only")  # fmt: skip
         a = _diagonal(p)
         return Prediction(
             model=model, d=d, n=n, weight_decay=p.lam, gamma=p.gamma, noise=p.delta, rank=rank,
@@ -130,7 +143,10 @@ def predict(
         excess_risk=b.excess_risk, tau=None, sigma=b.sigma, zeta=b.zeta, df=b.df,
         support=b.rank, train_mse=(1.0 - b.df / n) ** 2 * (p.delta + b.excess_risk),
         draws=b.draws,
-        finite_size_note=finite_size_note(d, b.rank, p.delta, b.df, n, b.excess_risk),
+        finite_size_note=finite_size_note(
+            d, b.rank, p.delta, b.df, n, b.excess_risk, width=p.width
+        ),
+        width=p.width,
     )  # fmt: skip
 
 
@@ -150,7 +166,8 @@ def predicted_spectrum(pred: Prediction, *, draws: int | None = None, seed: int 
     Diagonal: ``|theta_hat|`` profile, the average of sorted ``|soft(theta* + tau Z; zeta)|`` over
     ``draws`` (default 200) draws seeded by ``seed`` (quantiles of the predicted law when
     d > 20 000). Quadratic: the average over the GOE draws of the solve of sorted
-    ``max(mu_i - zeta, 0)``, ``mu = eig(diag(lam) + sigma G)``, i.e. ``eig(W^T W)``.
+    ``max(mu_i - zeta, 0)``, ``mu = eig(diag(lam) + sigma G)``, i.e. ``eig(W^T W)``; at a
+    finite width m (``pred.width``) only the m largest are kept (rank <= m).
 
     ``pred`` is the configuration's :func:`predict` (solved with the same ``draws`` and
     ``seed``: the cached solve is reused).
@@ -161,5 +178,7 @@ def predicted_spectrum(pred: Prediction, *, draws: int | None = None, seed: int 
         Non-negative, sorted decreasing (a fresh copy).
     """
     model: Model = "diagonal" if pred.model == "diagonal" else "quadratic"
-    point = SEPoint(pred.d, pred.n, pred.weight_decay, pred.gamma, pred.noise, pred.rank)
+    point = SEPoint(
+        pred.d, pred.n, pred.weight_decay, pred.gamma, pred.noise, pred.rank, pred.width
+    )
     return np.array(_spectrum(model, point, draws, seed), copy=True)

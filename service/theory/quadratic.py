@@ -20,6 +20,65 @@ O(K d^2), after which each zeta costs only O(K d). Inner Brent in zeta, outer se
 sign, then Brent on that bracket: 6-10 batches of eigendecompositions per solve. Measured on
 one core: ~40-70 ms at d = 40 (K = 25), ~0.35 s with K = 200; ~40-70 ms at d = 80 (K = 7),
 ~0.4 s with K = 60; ~1.5-3 s at d = 1000 (K = 1, dominated by the eigendecompositions).
+
+Finite width (``SEPoint.width`` m < d)
+--------------------------------------
+A network of width m has ``S = W'W`` of rank <= m and penalty ``(lambda/2)||W||^2 = (lambda/2)
+tr S``: its global minimum is ``min_{S PSD, rank S <= m} (1/2n) sum (y - <A, S>)^2 + (lambda/2)
+tr S``. Template of THEORY.md 2 with ``g = (lambda/2) tr + indicator{S PSD, rank S <= m}``:
+
+* Denoiser. The prox of ``beta g`` (S-space, THEORY.md 4.1) is
+  ``eta_{zeta,m}(Y) = sum_{i <= m} max(mu_i - zeta, 0) v_i v_i'`` (mu decreasing): by von
+  Neumann's trace inequality the minimiser shares Y's eigenvectors, each kept eigenvalue
+  becomes ``(mu_i - zeta)_+`` and gains ``(mu_i - zeta)_+^2 / 2`` over dropping it, so the m
+  largest are kept. The rank constraint does not scale with beta, so ``zeta = beta lambda/4``
+  as before: ``lambda = 4 zeta (1 - df/n)``, ``sigma^2 = (Delta + R)/(4n)``,
+  ``R = 2 E||eta_{zeta,m}(Y) - S*||_F^2``. The width enters through eta only.
+* Divergence. Away from ``{mu_m = mu_{m+1} > zeta}`` eta is the spectral function
+  ``f(mu) = (mu - zeta)_+ 1{mu > t}`` for any t in ``(mu_{m+1}, mu_m)``, so THEORY.md 4.2 with
+  ``f_i = (mu_i - zeta)_+`` for i <= m and 0 beyond gives, with ``p' = min(#{mu_i > zeta}, m)``,
+  ``df = p' + p'(p'-1)/2 + sum_{i <= p' < j} (mu_i - zeta)/(mu_i - mu_j)``: pairs of retained
+  eigenvalues count 1, pairs of dropped ones 0, and the mixed pairs now include j above zeta
+  beyond rank m (each > 1). The prefix tables ``b0``, ``b1`` sum over all ``j >= p'`` whatever
+  ``mu_j``, so ``b1[p'] - zeta b0[p']`` is this sum as it stands. This is the divergence
+  Stein's lemma needs: the crossing set ``mu_m = mu_{m+1}`` has codimension 2 in Sym(d)
+  (real symmetric eigenvalue crossings), eta is continuous around it (``v v'`` has no sign)
+  and its derivative O(1/gap) is integrable over the two transverse dimensions, so there is
+  no jump term. GOE level repulsion (gap density ~ s) keeps ``E[1/gap]`` finite, but its
+  variance diverges logarithmically: the Monte-Carlo df and R are noisier than at full width
+  near ``df/n -> 1`` (bench ``draws`` study).
+* One root. Per draw, df is non-increasing in zeta: where ``#{mu > zeta} <= m`` it is the
+  convex df (linear pieces, a drop of 1 when an eigenvalue crosses zeta); where more than m
+  are above zeta, ``p' = m`` and df is linear with slope ``-b0[m] < 0``, continuous when a
+  ``mu_j`` (j > m) crosses zeta (its term does not depend on the side). Hence
+  ``4 zeta (1 - df/n) - lambda`` is negative where ``df >= n`` and increasing where ``df < n``:
+  at most one admissible root, and ``_solve_zeta``'s bracket is unchanged. Checked on a
+  400-point zeta grid and for a single sign change of the outer ``F(u)`` on 120 points over
+  ``sigma e^-6..e^6`` in all 240 cases of ``bench/bench_width_theory.py roots`` (d = 20, 40,
+  alpha = 1/4-4, lambda = 1e-3-0.1, Delta = 0, 0.25, m = 1, 3, d/4, d/2, d).
+* Full width. ``m >= #{mu > zeta}`` in every draw gives the convex numbers exactly; ``m >= d``
+  is stored as None (the same cache entry, the same result).
+
+This is the AMP / state-evolution heuristic applied to a non-convex denoiser: it describes the
+replica-symmetric fixed point the SE picks, not provably the global minimum, and it was
+verified by simulation (``bench/bench_width_theory.py``; simulated minima by
+:mod:`service.theory.rank_sensing`, lowest objective over random and warm starts):
+
+* d = 20 and 40, alpha = 1, 2, 4, lambda = 0.01-0.1, Delta = 0.01, 0.25, m = 1, 2, 3, 5, 8,
+  d/2, d, 8 seeds: 107 of 108 narrow points (m < d) within ``0 <= R/R_SE - 1 <=
+  min(max(1.7 d/n, 2/d), 0.2)`` plus 3 standard errors (the convex case's finite-size rule);
+  median R/R_SE = 1.011, the excess grows with m from +0.1-1 % (m = 1) to +2-7 % (m = 8-10):
+  narrow networks sit closer to the SE than the full-width one.
+* At n < d(d+1)/2 (alpha = 1/2, lambda = 1e-3, Delta = 0.25, d = 20, 30), where R(m) has its
+  bump, GOE sensing (the SE's Gaussian design) agrees with the SE at every width within 1-2
+  standard errors (R/R_SE = 0.87-1.06), while the network's x x' - I data sit +7-34 % above
+  it (more at m = 2-6 than at full width: the finite-size excess is width dependent).
+* In noise fitting (df/n >= 0.9; alpha = 1/4 at d = 30, the top of the bump) neither agrees:
+  R/R_SE from 0.55 to 1.8, as for the convex problem there; the SE's R at the bump's top is
+  also ill-conditioned (a factor 30 between draw sets at d = 400).
+* The rank-constrained landscape has many local minima at n < D: at d = 20, alpha = 1/4-1/2
+  a random start reaches the lowest objective found in 2.5-100 % of starts, so a trained
+  network is compared with the SE's global-minimum prediction only through its certificate.
 """
 
 from __future__ import annotations
@@ -108,13 +167,19 @@ def _eig(lam: Array, g: Array, traces: Array, sigma: float) -> _Eig:
     )
 
 
-def _risk_df(e: _Eig, zeta: float, lam_sq: float) -> tuple[float, float, float]:
-    """``(R, df, rank)`` averaged over the draws at threshold zeta (THEORY.md 4.2, 4.3)."""
+def _risk_df(
+    e: _Eig, zeta: float, lam_sq: float, width: int | None = None
+) -> tuple[float, float, float]:
+    """``(R, df, rank)`` averaged over the draws at threshold zeta (THEORY.md 4.2, 4.3), for
+    ``eta_zeta`` or, with ``width`` m, ``eta_{zeta,m}`` (only the m largest eigenvalues kept)."""
     f = np.maximum(e.mu - zeta, 0.0)
+    p_int = np.sum(e.mu > zeta, axis=1)
+    if width is not None and width < f.shape[1]:
+        f[:, width:] = 0.0
+        p_int = np.minimum(p_int, width)
     err = np.sum(f * f, axis=1) - 2.0 * np.sum(f * e.o, axis=1) + lam_sq
-    above = e.mu > zeta
-    p_int = np.sum(above, axis=1)
     rows = np.arange(e.mu.shape[0])
+    # sum_{i < p' <= j}: with p' = m < p the pairs include the j above zeta beyond rank m
     mixed = e.b1[rows, p_int] - zeta * e.b0[rows, p_int]
     p = p_int.astype(np.float64)
     df = p + p * (p - 1.0) / 2.0 + np.maximum(mixed, 0.0)
@@ -123,7 +188,8 @@ def _risk_df(e: _Eig, zeta: float, lam_sq: float) -> tuple[float, float, float]:
 
 @dataclass(frozen=True)
 class QuadraticSolution:
-    """Fixed point of the model-B state evolution (``mu``: (2K, d) spectra at the solution)."""
+    """Fixed point of the model-B state evolution (``mu``: (2K, d) spectra at the solution;
+    ``width``: the rank constraint m, None at full width)."""
 
     sigma: float
     zeta: float
@@ -132,18 +198,23 @@ class QuadraticSolution:
     rank: float
     draws: int
     mu: Array
+    width: int | None = None
 
     def spectrum(self) -> Array:
-        """Average over draws of sorted ``max(mu_i - zeta, 0)`` (THEORY.md 4.5), shape (d,)."""
-        out: Array = np.mean(np.maximum(self.mu - self.zeta, 0.0), axis=0)
+        """Average over draws of sorted ``max(mu_i - zeta, 0)`` (THEORY.md 4.5), the
+        ``d - m`` smallest set to 0 at width m (rank <= m), shape (d,)."""
+        f = np.maximum(self.mu - self.zeta, 0.0)
+        if self.width is not None:
+            f[:, self.width :] = 0.0
+        out: Array = np.mean(f, axis=0)
         return out
 
 
-def _solve_zeta(e: _Eig, n: int, lam: float, lam_sq: float) -> float:
+def _solve_zeta(e: _Eig, n: int, lam: float, lam_sq: float, width: int | None = None) -> float:
     """``4 zeta (1 - df/n) = lambda`` on the admissible branch (df decreasing in zeta)."""
 
     def g(z: float) -> float:
-        return 4.0 * z * (1.0 - _risk_df(e, z, lam_sq)[1] / n) - lam
+        return 4.0 * z * (1.0 - _risk_df(e, z, lam_sq, width)[1] / n) - lam
 
     hi = max(lam / 4.0, float(np.max(e.mu))) * 1.01 + 1e-300
     while g(hi) <= 0.0:
@@ -158,7 +229,7 @@ def _solve_zeta(e: _Eig, n: int, lam: float, lam_sq: float) -> float:
 def solve(p: SEPoint, *, draws: int, seed: int = 0) -> QuadraticSolution:
     """Solve the model-B state evolution at ``p`` (``lam > 0``) with ``draws`` GOE draws
     (THEORY.md 4.4), seeded by ``seed`` (``numpy.random.default_rng``)."""
-    d, n, lam, delta = p.d, p.n, p.lam, p.delta
+    d, n, lam, delta, width = p.d, p.n, p.lam, p.delta, p.width
     if lam <= 0:
         raise ValueError(f"quadratic model needs weight_decay > 0, got {lam}")
     if draws < 1:
@@ -172,8 +243,8 @@ def solve(p: SEPoint, *, draws: int, seed: int = 0) -> QuadraticSolution:
     def state(u: float) -> tuple[float, float, float, float, _Eig]:
         if u not in cache:
             e = _eig(lam_star, g, traces, math.exp(u))
-            zeta = _solve_zeta(e, n, lam, lam_sq)
-            r, df, rk = _risk_df(e, zeta, lam_sq)
+            zeta = _solve_zeta(e, n, lam, lam_sq, width)
+            r, df, rk = _risk_df(e, zeta, lam_sq, width)
             cache[u] = (zeta, r, df, rk, e)
         return cache[u]
 
@@ -208,5 +279,6 @@ def solve(p: SEPoint, *, draws: int, seed: int = 0) -> QuadraticSolution:
         u = float(brentq(f, a, b, xtol=1e-7, rtol=1e-10, maxiter=100))
     zeta, r, df, rk, e = state(u)
     return QuadraticSolution(
-        sigma=math.exp(u), zeta=zeta, excess_risk=r, df=df, rank=rk, draws=draws, mu=e.mu
-    )
+        sigma=math.exp(u), zeta=zeta, excess_risk=r, df=df, rank=rk, draws=draws, mu=e.mu,
+        width=width,
+    )  # fmt: skip
