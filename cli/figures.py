@@ -17,6 +17,8 @@ around it; histogram counts have integer ticks; a legend names only what is draw
   breaks, and the state-evolution curve dashed;
 * :func:`theory_figure`: measured means against the state evolution per group, with the
   ratio measured / predicted below;
+* :func:`width_figure`: R against the width per n beside the finite-width state evolution,
+  with the best widths marked, and R against n for a few widths;
 * :func:`spectrum_figure`: a run's spectrum as a histogram over log bins and as a rank
   plot with the tail fit, the rank fit and the predicted spectrum;
 * :func:`phase_figure`: measured (95% interval), SE and heuristic exponents against l;
@@ -42,6 +44,8 @@ from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import (
     FixedLocator,
     FuncFormatter,
@@ -63,7 +67,7 @@ from service.records import RunRecord, SweepRecord
 from service.results import Spectrum
 
 FORMATS = (".png", ".svg", ".pdf")
-KINDS = ("risk", "theory", "spectrum", "phase", "compare")
+KINDS = ("risk", "theory", "spectrum", "phase", "compare", "width")
 COLUMN = 3.4
 """Inches: one column of a two-column paper."""
 PAGE = 7.0
@@ -240,11 +244,16 @@ def _decades(vmin: float, vmax: float, mantissas: Sequence[float], every: int) -
     return [m * 10.0**k for k in range(lo, hi + 1) if k % every == 0 for m in mantissas]
 
 
+FINE_MANTISSAS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+"""Ticks per decade of a log axis too short for two of 1-2-5."""
+
+
 class ReadableLogLocator(Locator):
     """Log ticks whose labels never touch, chosen when the axis is drawn (its length after
     layout, its labels' font): the grid's own values where given (200, 400, 800, 1600),
-    else 1-2-5 per decade, 1-3, every decade, every 2nd, 3rd, 5th, 10th decade; the first
-    set with two visible ticks whose labels fit, else the sparsest."""
+    else 1-2-5 per decade, 1-3, every decade, every 2nd, 3rd, 5th, 10th decade, and for an
+    axis of less than a factor 2.5 :data:`FINE_MANTISSAS`; the first set with two visible
+    ticks whose labels fit, else the sparsest."""
 
     def __init__(self, grid: Sequence[float] | None = None, integer: bool = False) -> None:
         self.grid = [float(v) for v in grid] if grid else None
@@ -267,7 +276,11 @@ class ReadableLogLocator(Locator):
         if not 0 < vmin < vmax:
             return self.grid or []
         sets = self.candidates(vmin, vmax)
-        for ticks in sets:
+        # an axis shorter than 1-2-5 can mark twice (0.13 .. 0.47) gets the finer mantissas
+        fine = _decades(vmin, vmax, FINE_MANTISSAS, 1)
+        if self.integer:
+            fine = [t for t in fine if t >= 1 and float(t).is_integer()]
+        for ticks in [*sets, fine]:
             if self.fits([t for t in ticks if vmin <= t <= vmax], vmin, vmax):
                 return ticks
         return sets[-1]
@@ -585,6 +598,130 @@ def theory_figure(
             bottom.set_ylabel(r"$R / R_{\mathrm{SE}}$")
         _title(fig, title)
     return fig
+
+
+def _best(
+    pts: Sequence[PointTheory], value: Callable[[PointTheory], float | None]
+) -> PointTheory | None:
+    """The point with the lowest positive ``value`` (the best width of a curve)."""
+    scored = [(v, p) for p in pts if (v := value(p)) is not None and v > 0]
+    return min(scored, key=lambda vp: vp[0])[1] if scored else None
+
+
+WIDTH_LINES = 4
+""":func:`width_figure`: at most this many widths drawn against n."""
+
+
+def _errorbars(ax: Axes, pts: Sequence[PointTheory], x: str, color: str) -> None:
+    """Seed means with standard-error bars of the points with a positive measured mean."""
+    meas = [p for p in pts if _positive(p.measured_mean)]
+    if meas:
+        means = np.array([p.measured_mean for p in meas], dtype=float)
+        se = np.array([p.measured_se or 0.0 for p in meas], dtype=float)
+        ax.errorbar([getattr(p, x) for p in meas], means, yerr=[_error_below(means, se), se],
+                    fmt="o", color=color, capsize=2, markersize=3)  # fmt: skip
+
+
+def width_figure(
+    sweep: SweepRecord,
+    theory: TheoryReport,
+    allowance: Callable[[PointTheory], tuple[float, float]] | None = None,
+) -> Figure:
+    """Left: R against the width per group of the other axes (n): measured means with error
+    bars, the finite-width state evolution dashed (with the verdict's allowance shaded above
+    it), the measured best width as a star and the SE's as an open circle. Right: R against
+    n for a few widths (the narrowest, the best ones, the widest): where narrow networks win
+    and from which n the full width does. ``theory`` is the sweep's answer with ``x =
+    width``."""
+    groups: dict[str, list[PointTheory]] = defaultdict(list)
+    by = [a for a in theory.by if a != "width"]
+    for p in theory.points:
+        if p.width is not None:
+            groups[_key([getattr(p, a) for a in by])].append(p)
+    with paper_style():
+        fig = _figure(PAGE, 3.6)
+        left, right = fig.subplots(1, 2, width_ratios=[1.35, 1])
+        widths: set[int] = set()
+        chosen: set[int] = set()
+        handles: list[Any] = []
+        ordered = sorted(groups.items(), key=lambda kv: [(v is None, v) for v in json.loads(kv[0])])
+        for i, (key, pts) in enumerate(ordered):
+            color = COLORS[i % len(COLORS)]
+            label = group_label(dict(zip(by, json.loads(key), strict=True)))
+            pts = sorted(pts, key=lambda p: int(p.width or 0))
+            widths |= {int(p.width or 0) for p in pts}
+            _errorbars(left, pts, "width", color)
+            pred = [(float(p.width or 0), r, p) for p in pts if (r := _predicted_r(p)) is not None]
+            if pred:
+                left.plot([w for w, _, _ in pred], [r for _, r, _ in pred], "--", color=color,
+                          linewidth=1.0)  # fmt: skip
+                if allowance is not None:
+                    left.fill_between([w for w, _, _ in pred], [r for _, r, _ in pred],
+                                      [r * (1.0 + allowance(p)[1]) for _, r, p in pred],
+                                      color=color, alpha=0.10, linewidth=0)  # fmt: skip
+            best = _best(pts, lambda p: p.measured_mean)
+            se_best = _best(pts, _predicted_r)
+            marks = []
+            if best is not None:
+                left.plot([best.width], [best.measured_mean], "*", color=color, markersize=11,
+                          markeredgecolor="k", markeredgewidth=0.5)  # fmt: skip
+                chosen.add(int(best.width or 0))
+                marks.append(f"best {best.width}")
+            if se_best is not None:
+                left.plot([se_best.width], [_predicted_r(se_best)], "o", markersize=10,
+                          markerfacecolor="none", markeredgecolor=color)  # fmt: skip
+                chosen.add(int(se_best.width or 0))
+                marks.append(f"SE {se_best.width}")
+            text = f"{label} ({', '.join(marks)})" if marks else label
+            handles.append(Line2D([], [], color=color, marker="o", markersize=3, label=text))
+        if not widths:
+            _nothing(left, "no grid point with a width")
+            right.set_axis_off()
+        else:
+            _loglog(left, "width", sorted(widths))
+            handles += [
+                Line2D([], [], color="0.3", marker="o", linestyle="none", markersize=3,
+                       label="measured (seed mean ± s.e.)"),
+                Line2D([], [], color="0.3", linestyle="--", label="state evolution (width m)"),
+                Line2D([], [], color="0.3", marker="*", linestyle="none", markersize=9,
+                       markeredgecolor="k", markeredgewidth=0.5, label="best width, measured"),
+                Line2D([], [], color="0.3", marker="o", linestyle="none", markersize=8,
+                       markerfacecolor="none", label="best width, state evolution"),
+            ]  # fmt: skip
+            if allowance is not None:
+                handles.append(Patch(color="0.3", alpha=0.15, label="verdict's allowance"))
+            fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False,
+                       fontsize=6)  # fmt: skip
+            _width_lines(right, theory, sorted({min(widths), max(widths), *chosen}))
+        _title(fig, f"{sweep.name or f'sweep {sweep.id}'}: excess risk against the width")
+    return fig
+
+
+def _width_lines(ax: Axes, theory: TheoryReport, widths: Sequence[int]) -> None:
+    """R against n at a few ``widths`` (at most :data:`WIDTH_LINES`: the first, the last and
+    those between in order), measured and predicted."""
+    if len(widths) > WIDTH_LINES:
+        widths = [widths[0], *widths[1:-1][: WIDTH_LINES - 2], widths[-1]]
+    ns: set[float] = set()
+    for j, m in enumerate(widths):
+        color = COLORS[(j + 3) % len(COLORS)]
+        at = sorted((p for p in theory.points if p.width == m), key=lambda p: p.n)
+        ns |= {float(p.n) for p in at}
+        _errorbars(ax, at, "n", color)
+        pred = [(float(p.n), r) for p in at if (r := _predicted_r(p)) is not None]
+        if pred:
+            ax.plot(*zip(*pred, strict=True), "--", color=color, linewidth=1.0)
+        ax.plot([], [], color=color, marker="o", markersize=3, label=f"m = {m}")
+    if not ns:
+        _nothing(ax, "no width with runs")
+        return
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_ticks(ax.xaxis, ns, grid=True, integer=True)
+    _log_ticks(ax.yaxis, ax.dataLim.intervaly, grid=False)
+    ax.set_xlabel(display.axis_label("n", math=True))
+    ax.set_ylabel(R_LABEL)
+    ax.legend(frameon=False, fontsize=6, loc="best")
 
 
 def spectrum_figure(run: RunRecord, spectra: Sequence[Spectrum], theory: Any = None) -> Figure:

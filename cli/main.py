@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PLOT_KINDS = ("risk", "theory", "spectrum", "phase", "compare")
+PLOT_KINDS = ("risk", "theory", "spectrum", "phase", "compare", "width")
 """``plot --kind`` (``cli.figures.KINDS``, written here so that the parser needs no
 matplotlib; a test keeps the two equal)."""
 X_AXES = ("n", "alpha", "d", "weight_decay", "gamma", "noise", "width")
@@ -219,7 +219,8 @@ def _plot_parsers(c: _Commands) -> None:
         "--kind", choices=PLOT_KINDS, default="risk",
         help="risk: R against x per group with the fits and the state evolution; theory: "
         "measured against predicted R, their ratio below; spectrum: one run's spectrum; phase: "
-        "exponents against l; compare: several sweeps on one plot (default: risk)",
+        "exponents against l; compare: several sweeps on one plot; width: R against the width "
+        "per n with the best widths marked, and R against n for a few widths (default: risk)",
     )  # fmt: skip
     p.add_argument(
         "--run", dest="run_id", type=int, metavar="RUN",

@@ -1,6 +1,6 @@
 """``scalesweep plot`` (paper figures, :mod:`cli.figures`) and ``scalesweep export``.
 
-``plot ID --kind risk|theory|spectrum|phase|compare [--run RUN] [--x n] [--by AXES]
+``plot ID --kind risk|theory|spectrum|phase|compare|width [--run RUN] [--x n] [--by AXES]
 [--ids 1,2] --out FILE.png|svg|pdf`` fetches what the dashboard shows from the server and
 draws it with matplotlib; ``export ID --format csv|parquet|jsonl --out FILE`` streams every
 run of a sweep into a file (their parsers are in :mod:`cli.main`). matplotlib is imported
@@ -41,6 +41,8 @@ def draw(c: Client, args: argparse.Namespace) -> Figure:
         return figures.theory_figure(sweep, c.theory(args.id, x=args.x, by=by))
     if args.kind == "phase":
         return figures.phase_figure(sweep, c.phase_diagram(args.id))
+    if args.kind == "width":  # always against the width, grouped by the rest (--by)
+        return figures.width_figure(sweep, c.theory(args.id, x="width", by=by))
     if args.kind == "spectrum":
         run_id = args.run_id
         if run_id is None:

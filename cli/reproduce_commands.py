@@ -104,6 +104,7 @@ def judge(example: Example, answers: list[SweepAnswers], scale: str) -> Verdict:
         phase_verdicts,
         spectrum_verdicts,
         tail_verdicts,
+        width_verdicts,
     )
 
     rule = example.verdict
@@ -113,6 +114,8 @@ def judge(example: Example, answers: list[SweepAnswers], scale: str) -> Verdict:
             groups += phase_verdicts(rule, a.name, a.phase)
         elif rule.kind == "curve":
             groups += curve_verdicts(rule, a.name, a.theory)
+        elif rule.kind == "width":
+            groups += width_verdicts(rule, a.name, a.theory)
         elif rule.kind == "tails":
             groups += tail_verdicts(rule, a.name, a.spectra_summary)
         else:
@@ -133,6 +136,8 @@ def write_figures(example: Example, answers: list[SweepAnswers], folder: Path) -
                 fig = figures.risk_figure(sw, a.runs, a.exponents, a.theory)
             elif kind == "theory":
                 fig = figures.theory_figure(sw, a.theory, partial(allowance_of, example.verdict))
+            elif kind == "width":
+                fig = figures.width_figure(sw, a.theory, partial(allowance_of, example.verdict))
             elif kind == "phase":
                 fig = figures.phase_figure(sw, a.phase, example.verdict.allowance)
             elif kind == "tails":
@@ -158,7 +163,7 @@ def allowance_of(rule: VerdictRule, p: PointTheory) -> tuple[float, float]:
     figure draws)."""
     from service.analysis.verdict import allowance_at
 
-    return allowance_at(rule, p.model, p.d, p.n)
+    return allowance_at(rule, p.model, p.d, p.n, p.width)
 
 
 def verdict_table(verdict: Verdict) -> str:

@@ -22,7 +22,7 @@ from service.spec import Model, SweepSpec, expand
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 """The repository's ``examples/`` folder (beside the packages)."""
 Scale = Literal["tiny", "small", "paper"]
-VerdictKind = Literal["phase", "curve", "tails", "spectrum"]
+VerdictKind = Literal["phase", "curve", "tails", "spectrum", "width"]
 
 
 class _Frozen(BaseModel):
@@ -45,6 +45,9 @@ class VerdictRule(_Frozen):
     * ``curve``: the measured mean excess risk at every grid point against the SE value
       (``allowance`` relative, plus three standard errors of the mean);
     * ``tails``: the heavy-tail exponent of the trained weights against 1 + 1/gamma;
+    * ``width``: risk against the width (``x: width``) per n: every grid point as ``curve``
+      does, against the finite-width state evolution, and the curve's shape (the best width,
+      the narrow advantage, the bump), then how the best width moves with n;
     * ``spectrum``: each run's spectrum against the SE's predicted one (THEORY.md 4.5, 6):
       the number of non-zero values against the predicted support, and the largest values
       (the spikes) against the predicted ones, within ``allowance`` (+ 6/d with ``finite_d``).
@@ -52,7 +55,7 @@ class VerdictRule(_Frozen):
     Exponents (``phase``, ``tails``) agree when the SE value lies inside the measured 95%
     interval widened by ``allowance`` (absolute), and agree *raw* when it lies inside the
     interval itself; ``allowance_why`` says where the allowance comes from (every verdict
-    reports it beside the raw agreement). ``finite_d`` (``curve`` and ``spectrum`` only) adds
+    reports it beside the raw agreement). ``finite_d`` (``curve``, ``width``, ``spectrum``) adds
     the measured finite-size excess of the network's x x' - I data
     (:mod:`service.theory.finite_size`) to the relative allowance.
     """
@@ -73,10 +76,16 @@ class VerdictRule(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _width_against_width(self) -> VerdictRule:
+        if self.kind == "width" and self.x != "width":
+            raise ValueError(f"x: the width verdict reads R against the width, got x={self.x!r}")
+        return self
+
+    @model_validator(mode="after")
     def _finite_d_on_values(self) -> VerdictRule:
-        if self.finite_d and self.kind not in ("curve", "spectrum"):
+        if self.finite_d and self.kind not in ("curve", "spectrum", "width"):
             raise ValueError(
-                f"finite_d applies to the curve and spectrum verdicts, not to {self.kind!r}"
+                f"finite_d applies to the curve, spectrum and width verdicts, not to {self.kind!r}"
             )
         return self
 
@@ -89,7 +98,7 @@ class Example(_Frozen):
     model: Model
     description: str = ""
     verdict: VerdictRule
-    figures: list[Literal["risk", "theory", "phase", "tails", "spectrum"]] = ["risk"]
+    figures: list[Literal["risk", "theory", "phase", "tails", "spectrum", "width"]] = ["risk"]
     minutes_small: float | None = None
     verdict_small: str | None = None
     scales: dict[Scale, list[SweepSpec]]

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from service.analysis.grouping import mean_se
 from service.analysis.reports import (
     PhaseDiagram,
+    PointTheory,
     Report,
     SpectraSummary,
     SpectrumTheory,
@@ -34,6 +36,7 @@ from service.theory.finite_size import (
     SPECTRUM_SOURCE,
     SPIKE_PER_D,
     SUPPORT_ALLOWANCE,
+    WIDTH_SOURCE,
     finite_size_excess,
     in_noise_fitting,
 )
@@ -95,11 +98,13 @@ def grid_point(cfg: RunConfig) -> tuple[int, int, float, float, float]:
     return (cfg.d, cfg.n, cfg.weight_decay, cfg.teacher.gamma, cfg.teacher.noise)
 
 
-def allowance_at(rule: VerdictRule, model: str, d: int, n: int) -> tuple[float, float]:
-    """The relative allowance on R at (d, n), below and above: the rule's on both sides, plus
-    above (an excess, as measured) the finite-size excess of the network's data
+def allowance_at(
+    rule: VerdictRule, model: str, d: int, n: int, width: int | None = None
+) -> tuple[float, float]:
+    """The relative allowance on R at (d, n) and width m, below and above: the rule's on both
+    sides, plus above (an excess, as measured) the finite-size excess of the network's data
     (:mod:`service.theory.finite_size`) with ``finite_d``."""
-    excess = finite_size_excess(model, d, n) if rule.finite_d else 0.0
+    excess = finite_size_excess(model, d, n, width) if rule.finite_d else 0.0
     return rule.allowance, rule.allowance + excess
 
 
@@ -110,6 +115,8 @@ def _source(rule: VerdictRule) -> str:
         parts.append(f"{rule.allowance:g} ({rule.allowance_why or 'the example allowance'})")
     if rule.finite_d:
         parts.append(SPECTRUM_SOURCE if rule.kind == "spectrum" else FINITE_SIZE_SOURCE)
+        if rule.kind == "width":
+            parts.append(WIDTH_SOURCE)
     return " + ".join(parts) or "none"
 
 
@@ -223,58 +230,242 @@ def phase_verdicts(rule: VerdictRule, sweep_name: str, phase: PhaseDiagram) -> l
     return out
 
 
-def curve_verdicts(rule: VerdictRule, sweep_name: str, theory: TheoryReport) -> list[GroupVerdict]:
-    """Every grid point's seed mean against the state-evolution value, per group: raw when
-    within three standard errors of the mean, with the allowance when within that plus the
-    relative tolerance (:func:`allowance_at`)."""
-    out = []
-    by = theory.by
-    for g in theory.groups:
-        key = tuple(g.group.get(a) for a in by)
-        pts = [p for p in theory.points if tuple(getattr(p, a) for a in by) == key]
-        worst: tuple[float, str] | None = None
-        n_ok = n_raw = n_cmp = 0
-        used = 0.0
-        unruled: list[str] = []
-        for p in pts:
-            pred = p.predicted.get("excess_risk") if p.predicted else None
-            if not isinstance(pred, float) or pred <= 0 or p.measured_mean is None:
-                continue
-            where = f"{theory.x}={getattr(p, theory.x):.4g}"
-            df = _num(p.predicted.get("df") if p.predicted else None)
-            ratio = p.measured_mean / pred
-            if rule.finite_d and p.model == "quadratic" and df is not None:
-                if in_noise_fitting(df, p.n):
-                    unruled.append(f"{where} (R/R_SE = {ratio:.3f}, df/n = {df / p.n:.2f})")
-                    continue
-            n_cmp += 1
-            below, above = allowance_at(rule, p.model, p.d, p.n)
-            se_rel = SE_OF_MEAN * (p.measured_se or 0.0) / pred
-            dev = ratio - 1.0
-            raw_ok = abs(dev) <= se_rel
-            n_raw += raw_ok
-            excess = max(-dev - below, dev - above) - se_rel
-            n_ok += excess <= 0
-            if not raw_ok:
-                used = max(used, above if dev > 0 else below)
-            if worst is None or excess > worst[0]:
-                worst = (excess, f"{where}: R/R_SE = {ratio:.3f} (3 standard errors {se_rel:.3f},"
-                                 f" allowance -{below:.3f} / +{above:.3f})")  # fmt: skip
-        agrees = n_cmp > 0 and n_ok == n_cmp
-        raw = n_cmp > 0 and n_raw == n_cmp
-        why = (f"{n_raw} of {n_cmp} grid points within 3 standard errors, {n_ok} with the"
-               f" allowance; worst {worst[1]}" if worst
-               else "no grid point with both a measurement and a prediction")  # fmt: skip
-        if unruled:
-            why += (
+@dataclass
+class _PointChecks:
+    """The per-point comparison of one group (``curve`` and ``width``)."""
+
+    n_cmp: int = 0
+    n_ok: int = 0
+    n_raw: int = 0
+    used: float = 0.0
+    worst: tuple[float, str] | None = None
+    unruled: list[str] = field(default_factory=list)
+
+    @property
+    def agrees(self) -> bool:
+        return self.n_cmp > 0 and self.n_ok == self.n_cmp
+
+    @property
+    def raw(self) -> bool:
+        return self.n_cmp > 0 and self.n_raw == self.n_cmp
+
+    def why(self) -> str:
+        text = (f"{self.n_raw} of {self.n_cmp} grid points within 3 standard errors, {self.n_ok}"
+                f" with the allowance; worst {self.worst[1]}" if self.worst
+                else "no grid point with both a measurement and a prediction")  # fmt: skip
+        if self.unruled:
+            text += (
                 f"; not judged (noise fitting, df/n >= {NOISE_FITTING_DF:g}, where no measured "
-                f"finite-size rule holds): {', '.join(unruled)}"
+                f"finite-size rule holds): {', '.join(self.unruled)}"
+            )
+        return text
+
+
+def _compare_points(rule: VerdictRule, x: str, pts: Sequence[PointTheory]) -> _PointChecks:
+    """Every grid point's seed mean against its state-evolution value: raw when within three
+    standard errors of the mean, with the allowance when within that plus the relative
+    tolerance (:func:`allowance_at`)."""
+    c = _PointChecks()
+    for p in pts:
+        pred = p.predicted.get("excess_risk") if p.predicted else None
+        if not isinstance(pred, float) or pred <= 0 or p.measured_mean is None:
+            continue
+        where = f"{x}={getattr(p, x):.4g}"
+        df = _num(p.predicted.get("df") if p.predicted else None)
+        ratio = p.measured_mean / pred
+        if rule.finite_d and p.model == "quadratic" and df is not None:
+            if in_noise_fitting(df, p.n):
+                c.unruled.append(f"{where} (R/R_SE = {ratio:.3f}, df/n = {df / p.n:.2f})")
+                continue
+        c.n_cmp += 1
+        below, above = allowance_at(rule, p.model, p.d, p.n, p.width)
+        se_rel = SE_OF_MEAN * (p.measured_se or 0.0) / pred
+        dev = ratio - 1.0
+        raw_ok = abs(dev) <= se_rel
+        c.n_raw += raw_ok
+        excess = max(-dev - below, dev - above) - se_rel
+        c.n_ok += excess <= 0
+        if not raw_ok:
+            c.used = max(c.used, above if dev > 0 else below)
+        if c.worst is None or excess > c.worst[0]:
+            c.worst = (excess, f"{where}: R/R_SE = {ratio:.3f} (3 standard errors {se_rel:.3f},"
+                               f" allowance -{below:.3f} / +{above:.3f})")  # fmt: skip
+    return c
+
+
+def _group_points(theory: TheoryReport, group: dict[str, float | None]) -> list[PointTheory]:
+    key = tuple(group.get(a) for a in theory.by)
+    return [p for p in theory.points if tuple(getattr(p, a) for a in theory.by) == key]
+
+
+def curve_verdicts(rule: VerdictRule, sweep_name: str, theory: TheoryReport) -> list[GroupVerdict]:
+    """Every grid point's seed mean against the state-evolution value, per group
+    (:func:`_compare_points`)."""
+    out = []
+    for g in theory.groups:
+        c = _compare_points(rule, theory.x, _group_points(theory, g.group))
+        out.append(
+            _group_verdict(
+                rule, theory.sweep_id, sweep_name, g.group, agrees=c.agrees, why=c.why(),
+                raw=c.raw, allowance=c.used, measured=g.measured_exponent, ci=g.measured_ci,
+                se=g.predicted_exponent, form=g.form,
+            )
+        )  # fmt: skip
+    return out
+
+
+BUMP = 0.10
+"""``width``: the state evolution predicts a bump when some width above its best one has a risk
+at least this much (relative) above the widest's, and a narrow advantage when the widest's risk
+is at least this much above the best one's."""
+
+
+@dataclass(frozen=True)
+class _Width:
+    """One width of a group: the seeds' mean and standard error, the SE's risk."""
+
+    m: int
+    mean: float
+    se: float
+    pred: float
+
+
+def _tied(a: _Width, b: _Width) -> bool:
+    """Whether two widths' measured means are within 3 standard errors of their difference."""
+    return abs(a.mean - b.mean) <= SE_OF_MEAN * math.hypot(a.se, b.se)
+
+
+def _above(a: _Width, b: _Width) -> bool:
+    """Whether ``a``'s measured mean is above ``b``'s by more than 3 standard errors."""
+    return a.mean - b.mean > SE_OF_MEAN * math.hypot(a.se, b.se)
+
+
+def _widths(pts: Sequence[PointTheory]) -> list[_Width]:
+    out = []
+    for p in pts:
+        pred = p.predicted.get("excess_risk") if p.predicted else None
+        if p.width is None or p.measured_mean is None or not isinstance(pred, float):
+            continue
+        out.append(_Width(p.width, p.measured_mean, p.measured_se or 0.0, pred))
+    return sorted(out, key=lambda w: w.m)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The risk-against-width curve's shape, measured and predicted, and whether they agree."""
+
+    best: _Width
+    """The measured best width (lowest seed mean)."""
+    se_best: _Width
+    """The state evolution's best width."""
+    ok: bool
+    why: str
+
+
+def _shape(ws: Sequence[_Width]) -> _Shape | None:
+    """Best width, narrow advantage and bump of one group's curve (None below 3 widths).
+
+    * best width: the measured risk at the SE's best width is tied (3 standard errors) with the
+      lowest measured one;
+    * narrow advantage: where the SE's widest risk is BUMP above its best, the measured widest
+      is significantly above the measured best;
+    * bump: where the SE has a width above its best one BUMP above the widest, the measured
+      risk there is significantly above the widest's; where it has none, no measured width
+      between the best and the widest is significantly above the widest."""
+    if len(ws) < 3:
+        return None
+    best = min(ws, key=lambda w: w.mean)
+    se_best = min(ws, key=lambda w: w.pred)
+    wide = ws[-1]
+    checks: list[tuple[bool, str]] = [
+        (
+            se_best is best or _tied(se_best, best),
+            f"best width {best.m} measured (R = {best.mean:.3g} +- {best.se:.2g}), {se_best.m} "
+            f"predicted (measured there {se_best.mean:.3g} +- {se_best.se:.2g})",
+        )
+    ]
+    advantage = wide.pred / se_best.pred - 1.0
+    if advantage >= BUMP:
+        checks.append(
+            (
+                _above(wide, best),
+                f"widest ({wide.m}) / best: {wide.mean / best.mean:.2f} measured, "
+                f"{wide.pred / se_best.pred:.2f} predicted",
+            )
+        )
+    inner = [w for w in ws if se_best.m < w.m < wide.m]
+    peak = max(inner, key=lambda w: w.pred, default=None)
+    if peak is not None and peak.pred / wide.pred - 1.0 >= BUMP:
+        checks.append(
+            (
+                _above(peak, wide),
+                f"bump at width {peak.m}: R/R(widest) = {peak.mean / wide.mean:.2f} measured, "
+                f"{peak.pred / wide.pred:.2f} predicted",
+            )
+        )
+    else:
+        between = [w for w in ws if best.m < w.m < wide.m and _above(w, wide)]
+        checks.append(
+            (
+                not any(w.pred / wide.pred - 1.0 < BUMP for w in between),
+                "no bump predicted"
+                + (f"; measured above the widest at {', '.join(str(w.m) for w in between)}"
+                   if between else ", none measured"),
+            )
+        )  # fmt: skip
+    ok = all(c for c, _ in checks)
+    return _Shape(best, se_best, ok, "; ".join(f"{t} ({'ok' if c else 'NO'})" for c, t in checks))
+
+
+def width_verdicts(rule: VerdictRule, sweep_name: str, theory: TheoryReport) -> list[GroupVerdict]:
+    """Risk against the width (``x = width``), per group of the other axes (n, lambda): every
+    grid point against the finite-width state evolution (:func:`_compare_points`) and the
+    curve's shape (:func:`_shape`: best width, narrow advantage, bump); then, per family of
+    groups that differ only in n, one verdict on how the best width moves with n (every
+    group's SE best width tied with its measured best). ``measured_exponent`` and
+    ``se_exponent`` of these verdicts carry the measured and the predicted best width (form
+    ``best width``)."""
+    out = []
+    moves: dict[tuple[tuple[str, float | None], ...], list[tuple[float, _Shape]]] = {}
+    for g in theory.groups:
+        pts = _group_points(theory, g.group)
+        c = _compare_points(rule, theory.x, pts)
+        shape = _shape(_widths(pts))
+        why = c.why() + (f"; {shape.why}" if shape else "; no shape: fewer than 3 widths")
+        if g.n_left_out:
+            why += (
+                f"; {g.n_left_out} of {g.n_runs + g.n_left_out} runs left out (failed or "
+                "uncertified: a narrow run whose restarts disagree has no certificate)"
             )
         out.append(
             _group_verdict(
-                rule, theory.sweep_id, sweep_name, g.group, agrees=agrees, why=why, raw=raw,
-                allowance=used, measured=g.measured_exponent, ci=g.measured_ci,
-                se=g.predicted_exponent, form=g.form,
+                rule, theory.sweep_id, sweep_name, g.group, agrees=c.agrees and bool(shape and
+                shape.ok), why=why, raw=c.raw and bool(shape and shape.ok), allowance=c.used,
+                measured=float(shape.best.m) if shape else None,
+                se=float(shape.se_best.m) if shape else None, form="best width",
+            )
+        )  # fmt: skip
+        n = g.group.get("n")
+        if shape is not None and n is not None:
+            rest = tuple(sorted((k, v) for k, v in g.group.items() if k != "n"))
+            moves.setdefault(rest, []).append((float(n), shape))
+    for rest, rows in moves.items():
+        if len(rows) < 2:
+            continue
+        rows.sort(key=lambda r: r[0])
+        ok = all(s.se_best is s.best or _tied(s.se_best, s.best) for _, s in rows)
+        ns = ", ".join(f"{n:.4g}" for n, _ in rows)
+        why = (
+            f"best width against n = {ns}: measured {' -> '.join(str(s.best.m) for _, s in rows)},"
+            f" predicted {' -> '.join(str(s.se_best.m) for _, s in rows)}"
+            + ("" if ok else " (some n's predicted best width is not tied with the measured best)")
+        )
+        group: dict[str, float | None] = dict(rest)
+        out.append(
+            _group_verdict(
+                rule, theory.sweep_id, sweep_name, group, agrees=ok, why=why, raw=ok,
+                measured=float(rows[-1][1].best.m), se=float(rows[-1][1].se_best.m),
+                form="best width against n",
             )
         )  # fmt: skip
     return out

@@ -248,3 +248,46 @@ def test_risk_against_the_width_has_a_log_axis_ticked_at_the_widths(
     locator = figures.ReadableLogLocator(integer=True)
     for ticks in locator.candidates(0.3, 40.0):
         assert ticks and all(t >= 1 and float(t).is_integer() for t in ticks), ticks
+
+
+def test_the_width_figure_marks_the_best_widths_and_draws_r_against_n(
+    app_client: Client, store: Store
+) -> None:
+    # R = (m - 3)^2 / 100 + 0.3 at n = 64, monotone at n = 128: best widths 3 and the widest
+    body = {
+        "name": "width",
+        "model": "quadratic",
+        "grid": {"d": [8], "n": [64, 128], "weight_decay": [0.1], "width": [1, 3, 5, 8],
+                 "seed": [0, 1]},
+    }  # fmt: skip
+    sweep = store.create_sweep(SweepSpec.model_validate(body), max_runs=1000)
+    risk = {64: lambda m: (m - 3) ** 2 / 100 + 0.3, 128: lambda m: 0.5 / m}
+    runs = all_runs(store, sweep.id)
+    values = [risk[r.config.n](r.config.width) * (1 + 0.01 * r.config.seed) for r in runs]
+    store.record_results(
+        [(r.id, result(r.config_hash, v)) for r, v in zip(runs, values, strict=True)]
+    )
+    fig = draw(app_client, _args(sweep.id, "width", by="n"))
+    fig.draw_without_rendering()
+    left, right = fig.axes[:2]
+    stars = [ln for ln in left.get_lines() if ln.get_marker() == "*"]
+    assert sorted(float(ln.get_xdata()[0]) for ln in stars) == [3.0, 8.0]
+    assert left.get_xlabel() == "$m$ (width)" and right.get_xlabel() == "$n$ (samples)"
+    legend = " | ".join(t.get_text() for t in fig.legends[0].get_texts())
+    assert "$n$ = 64" in legend and "(best 3," in legend and "best width, measured" in legend
+    assert "m = 1" in " | ".join(_texts(fig))
+    for ax in (left, right):  # log axes, every drawn value positive, ticks labelled
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+        assert all(np.all(c > 0) for c in _log_coordinates(ax))
+        assert [t.get_text() for t in ax.get_yticklabels() if t.get_text()], ax.get_ylabel()
+
+
+def test_a_log_axis_shorter_than_two_125_ticks_gets_finer_ones() -> None:
+    fig = Figure(figsize=(3.0, 3.0))
+    ax = fig.subplots()
+    ax.plot([1.0, 2.0], [0.13, 0.45], "o")
+    figures._loglog(ax, "n", [1.0, 2.0])
+    fig.draw_without_rendering()
+    lo, hi = ax.get_ylim()
+    shown = [t.get_text() for t in ax.get_yticklabels() if lo <= t.get_position()[1] <= hi]
+    assert len(shown) >= 2 and set(shown) <= {"0.15", "0.2", "0.3", "0.4"}, shown

@@ -67,7 +67,7 @@ def test_the_finite_size_allowance_is_the_measured_excess_above_only() -> None:
     assert allowance_at(curve, "diagonal", 40, 100) == (0.0, 0.0)
     with_reason = VerdictRule(kind="curve", allowance=0.1, allowance_why="seed noise")
     assert allowance_at(with_reason, "quadratic", 40, 1600) == (0.1, 0.1)
-    with pytest.raises(ValidationError, match="finite_d applies to the curve and spectrum"):
+    with pytest.raises(ValidationError, match="finite_d applies to the curve, spectrum and width"):
         VerdictRule(kind="phase", finite_d=True)
     with pytest.raises(ValidationError, match="allowance_why"):
         VerdictRule(kind="phase", allowance=0.05)
@@ -153,3 +153,75 @@ def test_spectrum_verdicts_keep_grid_points_apart() -> None:
         "s: weight_decay=0.3, d=10, n=400, gamma=1, noise=0",
     ]
     assert all(g.agrees and g.raw_agrees for g in groups)
+
+
+def _width_theory(curves: dict[int, list[tuple[int, float, float]]]) -> object:
+    """A width sweep's /theory answer at d = 40: per n, (width, measured mean, SE risk), each
+    mean with a standard error of 1 % and a prediction outside noise fitting."""
+    from service.analysis.reports import GroupTheory, PointTheory, TheoryReport
+
+    points = [
+        PointTheory(
+            model="quadratic", d=40, n=n, alpha=n / 1600, weight_decay=0.01, gamma=1.0,
+            noise=0.25, rank=None, link_power=None, width=m, measured_mean=mean,
+            measured_se=0.01 * mean, n_seeds=6, rel_diff=mean / pred - 1,
+            predicted={"excess_risk": pred, "df": 0.3 * n},
+        )
+        for n, rows in curves.items()
+        for m, mean, pred in rows
+    ]  # fmt: skip
+    groups = [
+        GroupTheory(group={"n": float(n), "weight_decay": 0.01}, x_window=(1.0, 40.0),
+                    measured_exponent=None, predicted_exponent=None, n_points=len(rows))
+        for n, rows in curves.items()
+    ]  # fmt: skip
+    return TheoryReport(sweep_id=2, x="width", by=["n", "weight_decay"], points=points,
+                        groups=groups)  # fmt: skip
+
+
+# n = 800 at d = 40 (the width example): best width 3, bump at 13, full width 1.25x the best
+BUMPY = [(1, 0.42, 0.42), (3, 0.27, 0.264), (8, 0.34, 0.334), (13, 0.38, 0.373),
+         (20, 0.35, 0.348), (40, 0.33, 0.330)]  # fmt: skip
+# n = 1600: the full width is best, no bump
+MONOTONE = [(1, 0.40, 0.402), (3, 0.20, 0.201), (8, 0.16, 0.160), (40, 0.127, 0.127)]
+
+
+def test_width_verdict_reads_best_width_bump_and_how_the_best_width_moves() -> None:
+    from service.analysis.verdict import width_verdicts
+
+    rule = VerdictRule(kind="width", x="width", by=["n", "weight_decay"], finite_d=True)
+    bumpy, monotone, moves = width_verdicts(rule, "w", _width_theory({800: BUMPY, 1600: MONOTONE}))  # type: ignore[arg-type]
+    assert bumpy.agrees and bumpy.raw_agrees, bumpy.why
+    assert (bumpy.measured_exponent, bumpy.se_exponent, bumpy.form) == (3.0, 3.0, "best width")
+    assert "bump at width 13" in bumpy.why and "widest (40) / best" in bumpy.why
+    assert monotone.agrees and "no bump predicted" in monotone.why, monotone.why
+    assert monotone.measured_exponent == 40.0
+    assert moves.form == "best width against n" and moves.agrees
+    assert "measured 3 -> 40, predicted 3 -> 40" in moves.why
+
+
+def test_width_verdict_refuses_a_missing_bump_and_a_wrong_best_width() -> None:
+    from service.analysis.verdict import width_verdicts
+
+    rule = VerdictRule(kind="width", x="width", by=["n", "weight_decay"])
+    # measured flat from width 8 on: no bump where the SE has one 13 % above the widest (the
+    # points at 13 and 20 also sit 11 % and 5 % below their SE values)
+    flat = [(m, 0.33 if m >= 8 else mean, pred) for m, mean, pred in BUMPY]
+    (g,) = width_verdicts(rule, "w", _width_theory({800: flat}))  # type: ignore[arg-type]
+    assert not g.agrees and "bump at width 13" in g.why and "(NO)" in g.why
+    # the measured minimum at the full width while the SE says 3: best width refused
+    wrong = [(m, 0.2 if m == 40 else mean, pred) for m, mean, pred in BUMPY]
+    (g,) = width_verdicts(rule, "w", _width_theory({800: wrong}))  # type: ignore[arg-type]
+    assert not g.agrees and g.measured_exponent == 40.0 and g.se_exponent == 3.0
+
+
+def test_a_narrow_width_below_d_squared_over_2_has_the_measured_width_excess() -> None:
+    from service.theory.finite_size import WIDTH_EXCESS
+
+    rule = VerdictRule(kind="width", x="width", finite_d=True)
+    assert allowance_at(rule, "quadratic", 40, 800, 3) == (0.0, WIDTH_EXCESS)
+    # full width, or n >= d(d+1)/2: the convex rule
+    assert allowance_at(rule, "quadratic", 40, 800, 40) == (0.0, pytest.approx(0.085))
+    assert allowance_at(rule, "quadratic", 40, 1640, 3) == allowance_at(rule, "quadratic", 40, 1640)
+    with pytest.raises(ValidationError, match="x: the width verdict"):
+        VerdictRule(kind="width", x="n")
