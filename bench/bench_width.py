@@ -9,8 +9,8 @@ the certificate it got (``duality_gap`` where the width holds the convex minimum
 excess risk, and the ratio of the run's time to the full-width run's. It ends with one JSON
 line. Nothing is asserted.
 
-Run: ``.venv/bin/python bench/bench_width.py [--quick] [--device cpu|cuda] [--restarts K]``
-(``--quick``: widths 1, 10, 100, 400 and n = 4,000).
+Run: ``.venv/bin/python bench/bench_width.py [--quick] [--device cpu|cuda] [--restarts K]
+[--n N] [--lam L] [--widths M ...]`` (``--quick``: widths 1, 10, 100, 400 and n = 4,000).
 """
 
 from __future__ import annotations
@@ -66,26 +66,30 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=400)
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--lam", type=float, default=None)
+    ap.add_argument("--widths", type=int, nargs="+", default=None, help="instead of the set")
     args = ap.parse_args()
     torch.set_num_threads(1)
     d = args.d
     n = args.n or (4000 if args.quick else 8000)
     lam = args.lam if args.lam is not None else 0.0354 / (n / d**2)
-    widths = [w for w in (QUICK_WIDTHS if args.quick else WIDTHS) if w <= d]
+    widths = [w for w in args.widths or (QUICK_WIDTHS if args.quick else WIDTHS) if w <= d]
     print(f"quadratic d = {d}, n = {n}, lambda = {lam:.4g}, gamma 1, Delta 0.25, {args.device},"
           f" restarts {args.restarts}")  # fmt: skip
-    rows = [one(d, n, lam, w, args.device, args.restarts) for w in sorted(widths, reverse=True)]
-    full = next((r["seconds"] for r in rows if r["width"] == max(widths)), None)
-    for r in sorted(rows, key=lambda r: r["width"]):
-        ratio = r["seconds"] / full if full else float("nan")
+    rows = []
+    for w in sorted(widths):  # each printed as measured, narrow first
+        r = one(d, n, lam, w, args.device, args.restarts)
+        rows.append(r)
         print(
-            f"  width {r['width']:4d}: {r['seconds']:7.1f} s ({ratio:5.2f}x full width), "
+            f"  width {r['width']:4d}: {r['seconds']:7.1f} s, "
             f"{r['status']}, {r['certificate']}, steps {r['steps']}, rank {r['rank']}, "
             f"restarts {r['restarts']} ({r['restarts_at_best']} at the lowest, "
             f"{r['restart_seconds'] or 0.0:.1f} s), Hessian min {r['hessian_min_eig']}, "
             f"R {r['excess_risk']:.4g}" + (f"; {r['error']}" if r["error"] else ""),
             flush=True,
         )
+    last = rows[-1]
+    print(f"  time / width {last['width']}'s: " + ", ".join(
+        f"{r['width']}: {r['seconds'] / last['seconds']:.2f}" for r in rows))  # fmt: skip
     print(json.dumps({"d": d, "n": n, "lam": lam, "device": args.device, "rows": rows}))
 
 
