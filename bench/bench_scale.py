@@ -45,6 +45,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -616,7 +617,9 @@ def main() -> None:
     print("\n== 1. batched vs one run per task (64-run sweep, local Ray, 2 CPUs)")
     import ray
 
-    ray.init(address="local", num_cpus=NUM_CPUS, include_dashboard=False, log_to_driver=False)
+    from workers.executor import start_local_ray
+
+    ray_dir = start_local_ray(NUM_CPUS)  # quiet, its files in a temporary folder, as serve's
     try:
         with tempfile.TemporaryDirectory(prefix="scalesweep-bench-") as tmp:
             runner_throughput("on", Path(tmp), "warm-up")  # the workers import torch once
@@ -624,6 +627,7 @@ def main() -> None:
             on = runner_throughput("on", Path(tmp), "on")
     finally:
         ray.shutdown()
+        shutil.rmtree(ray_dir, ignore_errors=True)
     for name, r in (("off", off), ("on", on)):
         print(
             f"batching {name:<3}: {r['elapsed_s']:6.1f} s, {r['runs_per_s']:5.2f} runs/s,"
