@@ -36,7 +36,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from matplotlib import rc_context
@@ -65,6 +65,8 @@ from service.analysis.reports import (
 )
 from service.records import RunRecord, SweepRecord
 from service.results import Spectrum
+
+T = TypeVar("T")
 
 FORMATS = (".png", ".svg", ".pdf")
 KINDS = ("risk", "theory", "spectrum", "phase", "compare", "width")
@@ -162,6 +164,12 @@ def usable(run: RunRecord) -> bool:
 
 def _key(values: Sequence[float | None]) -> str:
     return json.dumps([None if v is None else float(v) for v in values])
+
+
+def _in_order(groups: Mapping[str, T]) -> list[tuple[str, T]]:
+    """Groups keyed by :func:`_key` in the numeric order of their values (n = 800 before
+    1000; a missing value last), not the order of their JSON text."""
+    return sorted(groups.items(), key=lambda kv: [(v is None, v or 0.0) for v in json.loads(kv[0])])
 
 
 def group_label(group: Mapping[str, float | None]) -> str:
@@ -444,7 +452,7 @@ def _groups(runs: Sequence[RunRecord], by: Sequence[str]) -> dict[str, list[RunR
     for r in runs:
         if usable(r):
             groups[_key([axis_value(r, a) for a in by])].append(r)
-    return dict(sorted(groups.items()))
+    return dict(_in_order(groups))
 
 
 def _risk_points(runs: Iterable[RunRecord], x: str) -> tuple[list[tuple[float, float]], int]:
@@ -533,7 +541,7 @@ def theory_figure(
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.3])
         xs_drawn: list[float] = []
         dropped = 0
-        for i, (key, pts) in enumerate(sorted(groups.items())):
+        for i, (key, pts) in enumerate(_in_order(groups)):
             color = COLORS[i % len(COLORS)]
             label = group_label(dict(zip(by, json.loads(key), strict=True)))
             pts = sorted(pts, key=lambda p: float(getattr(p, x)))
@@ -644,8 +652,7 @@ def width_figure(
         widths: set[int] = set()
         chosen: set[int] = set()
         handles: list[Any] = []
-        ordered = sorted(groups.items(), key=lambda kv: [(v is None, v) for v in json.loads(kv[0])])
-        for i, (key, pts) in enumerate(ordered):
+        for i, (key, pts) in enumerate(_in_order(groups)):
             color = COLORS[i % len(COLORS)]
             label = group_label(dict(zip(by, json.loads(key), strict=True)))
             pts = sorted(pts, key=lambda p: int(p.width or 0))

@@ -275,6 +275,7 @@ def test_the_width_figure_marks_the_best_widths_and_draws_r_against_n(
     assert left.get_xlabel() == "$m$ (width)" and right.get_xlabel() == "$n$ (samples)"
     legend = " | ".join(t.get_text() for t in fig.legends[0].get_texts())
     assert "$n$ = 64" in legend and "(best 3," in legend and "best width, measured" in legend
+    assert legend.index("$n$ = 64") < legend.index("$n$ = 128")  # numeric order, not text
     assert "m = 1" in " | ".join(_texts(fig))
     for ax in (left, right):  # log axes, every drawn value positive, ticks labelled
         assert ax.get_xscale() == ax.get_yscale() == "log"

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from numerics import symmetric_divergence
 
 from service.teachers import quadratic_eigenvalues
 from service.theory import predict, predicted_spectrum
@@ -57,16 +58,7 @@ def test_rank_constrained_divergence_matches_finite_differences() -> None:
     y = np.diag(lam) + 0.03 * g
     mu = np.sort(np.linalg.eigvalsh(y))[::-1]
     assert int(np.sum(mu > zeta)) > m + 2
-    fd, h = 0.0, 1e-6
-    for i in range(d):
-        for j in range(i, d):
-            e = np.zeros((d, d))
-            if i == j:
-                e[i, i] = 1.0
-            else:
-                e[i, j] = e[j, i] = 1.0 / math.sqrt(2.0)
-            diff = rank_prox(y + h * e, zeta, m) - rank_prox(y - h * e, zeta, m)
-            fd += float(np.sum(diff * e)) / (2 * h)
+    fd = symmetric_divergence(lambda s: rank_prox(s, zeta, m), y, h=1e-6)
     mixed = sum((mu[a] - zeta) / (mu[a] - mu[b]) for a in range(m) for b in range(m, d))
     dk = m + m * (m - 1) / 2 + mixed
     assert dk == pytest.approx(fd, rel=1e-6)  # finite differences, h = 1e-6
