@@ -91,8 +91,15 @@
     const fits = new Map(exponents.groups.map((g) => [groupKey(by.map((a) => g.group[a])), g]));
     const traces = [];
     const shapes = [];
-    const groups = groupsOf(runs, by)
-      .sort((a, b) => (a.key < b.key ? -1 : 1));
+    // numeric order of the group's values (m = 2 before m = 13; a missing value last)
+    const rank = (v) => (v === null || v === undefined ? Infinity : Number(v));
+    const groups = groupsOf(runs, by).sort((a, b) => {
+      for (const axis of by) {
+        const d = rank(a.group[axis]) - rank(b.group[axis]);
+        if (d) return d;
+      }
+      return 0;
+    });
     groups.forEach((g, i) => {
       const color = COLORS[i % COLORS.length];
       const label = groupLabel(g.group);
