@@ -189,7 +189,10 @@ class RayExecutor:
         out: list[Outcome] = []
         for ref in dict.fromkeys([*first, *more]):
             ids = self._tasks.pop(ref)
-            out.extend(self._outcomes(ref, ids))
+            outcomes = self._outcomes(ref, ids)
+            if ids and all(i in self._cancelled for i in ids):
+                outcomes = [(i, as_cancelled(o)) for i, o in outcomes]
+            out.extend(outcomes)
             self._cancelled.difference_update(ids)
         return out
 
@@ -289,6 +292,19 @@ def translate(exc: BaseException) -> ExecutionError:
         err = WorkerLost(f"{type(exc).__name__}: {_first_line(exc)}")
     err.__cause__ = exc
     return err
+
+
+def as_cancelled(outcome: RunResult | Exception) -> RunResult | Exception:
+    """The outcome of a task whose runs were all cancelled: an exception it raised is the
+    cancellation's (Ray interrupts the task with SIGINT, which surfaces as whatever the task
+    was doing when it arrived, e.g. ``TypeError: 'Handlers' object is not callable`` when it
+    lands while the worker is still setting its handlers up), so it counts as cancelled, not
+    as a failure; results and lost workers stay as they are."""
+    if isinstance(outcome, TaskRaised):
+        err = TaskCancelled(f"task cancelled (the interrupt surfaced as: {outcome})")
+        err.__cause__ = outcome
+        return err
+    return outcome
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,8 +10,9 @@ import pytest
 from _tasks import boom, sleepy_batch
 
 from service.config import Settings
-from service.errors import TaskCancelled, TaskRaised
+from service.errors import TaskCancelled, TaskRaised, WorkerLost
 from service.orchestration.runner import Runner
+from service.results import RunResult
 from service.spec import Grid, RunConfig, SweepSpec, TrainingSpec
 from service.storage import make_store, upgrade_head
 from workers.executor import RayExecutor
@@ -116,3 +117,16 @@ def test_auto_device_runs_take_a_gpu_when_the_cluster_has_one(tmp_path: Path) ->
     runs = store.list_runs(sid, limit=10).items
     assert all(r.status in ("succeeded", "failed") and r.attempts == 1 for r in runs)
     assert all(r.metrics is None or r.metrics.device.startswith("cuda") for r in runs)
+
+
+def test_an_exception_of_a_cancelled_task_counts_as_its_cancellation() -> None:
+    from workers.executor import as_cancelled
+
+    # Ray's interrupt can surface as another exception when it lands early in the worker
+    raised = TaskRaised("task raised TypeError: 'Handlers' object is not callable")
+    got = as_cancelled(raised)
+    assert isinstance(got, TaskCancelled) and "'Handlers' object" in str(got)
+    lost = WorkerLost("WorkerCrashedError: gone")
+    assert as_cancelled(lost) is lost  # a lost worker is retried as before
+    done = RunResult(config_hash="h", status="succeeded")
+    assert as_cancelled(done) is done  # a task that finished first keeps its results
