@@ -731,6 +731,25 @@ def _width_lines(ax: Axes, theory: TheoryReport, widths: Sequence[int]) -> None:
     ax.legend(frameon=False, fontsize=6, loc="best")
 
 
+def _spectrum_fits(ax: Axes, s: Spectrum, top: float) -> None:
+    """The tail fit (over the measured values only: up to ``top``) and the rank fit of a
+    spectrum on its rank plot."""
+    if s.tail_fit is not None:
+        tf = s.tail_fit
+        rs = np.arange(1, tf.n_tail + 1)
+        tail = tf.xmin * (rs / tf.n_tail) ** (-1.0 / (tf.alpha - 1.0))
+        keep = (tail <= top) & (tail > 0)
+        lo, hi = tf.alpha_ci
+        if keep.any():
+            ax.plot(rs[keep], tail[keep], color=COLORS[2],
+                    label=f"tail fit $\\alpha$ = {tf.alpha:.3g} [{lo:.3g}, {hi:.3g}]")  # fmt: skip
+    if s.rank_fit is not None and s.rank_fit.prefactor > 0:
+        rf = s.rank_fit
+        rs = np.array([1.0, float(rf.n_points)])
+        ax.plot(rs, rf.prefactor * rs ** (-rf.exponent), ":", color=COLORS[3],
+                label=f"rank fit exponent {rf.exponent:.3g}")  # fmt: skip
+
+
 def spectrum_figure(run: RunRecord, spectra: Sequence[Spectrum], theory: Any = None) -> Figure:
     """Histogram over log bins and rank plot of the first spectrum, with fits and theory."""
     if not spectra:
@@ -791,29 +810,7 @@ def spectrum_figure(run: RunRecord, spectra: Sequence[Spectrum], theory: Any = N
                 color=COLORS[1],
                 label=predicted_label,
             )
-        if s.tail_fit is not None:
-            tf = s.tail_fit
-            rs = np.arange(1, tf.n_tail + 1)
-            tail = tf.xmin * (rs / tf.n_tail) ** (-1.0 / (tf.alpha - 1.0))
-            keep = (tail <= pos[0]) & (tail > 0)  # the fitted law over the measured values only
-            lo, hi = tf.alpha_ci
-            if keep.any():
-                rank.plot(
-                    rs[keep],
-                    tail[keep],
-                    color=COLORS[2],
-                    label=f"tail fit $\\alpha$ = {tf.alpha:.3g} [{lo:.3g}, {hi:.3g}]",
-                )
-        if s.rank_fit is not None and s.rank_fit.prefactor > 0:
-            rf = s.rank_fit
-            rs = np.array([1.0, float(rf.n_points)])
-            rank.plot(
-                rs,
-                rf.prefactor * rs ** (-rf.exponent),
-                ":",
-                color=COLORS[3],
-                label=f"rank fit exponent {rf.exponent:.3g}",
-            )
+        _spectrum_fits(rank, s, float(pos[0]))
         rank.set_xscale("log")
         rank.set_yscale("log")
         _log_ticks(

@@ -378,6 +378,12 @@ def _run_one_parser(c: _Commands) -> None:
         "--seed", type=int, default=0, metavar="S",
         help="seed of the teacher, the data and the initialisation, >= 0 (default: 0)",
     )  # fmt: skip
+    _run_one_training_options(o)
+
+
+def _run_one_training_options(o: argparse.ArgumentParser) -> None:
+    """``run-one``'s options after the problem's: the optimiser, the teacher's rank and
+    signs, the width and restarts, stopping, and what is measured and printed."""
     o.add_argument(
         "--optimizer", choices=("lbfgs", "gd", "adam", "convex"), default="lbfgs",
         help="lbfgs, gd or adam train the network's own parameters; convex solves the "
@@ -425,7 +431,7 @@ def _run_one_parser(c: _Commands) -> None:
         "--restarts", type=int, metavar="K",
         help="quadratic, a width below the convex solution's rank: trainings from independent "
         "initialisations that must agree, this one included, 1 to 16 (default: "
-        "SCALESWEEP_WIDTH_RESTARTS, 3 unless set; at most SCALESWEEP_WIDTH_RESTARTS_MAX)",
+        "SCALESWEEP_WIDTH_RESTARTS, 5 unless set; at most SCALESWEEP_WIDTH_RESTARTS_MAX)",
     )  # fmt: skip
     o.add_argument(
         "--lr", type=float, metavar="ETA",

@@ -546,6 +546,26 @@ def _interval(
     return (chosen.exponent, chosen.exponent), f"none: degenerate ({valid})", 0
 
 
+def _fit_candidates(
+    cands: list[Candidate], xa: Array, ya: Array, selection: Selection, loss: Loss
+) -> tuple[dict[str, FormFit], set[str]]:
+    """Every candidate form that can be fitted, the power law first; with AICc selection the
+    forms that could not gain the margin even with a perfect fit (:func:`_hopeless`) are left
+    unfitted and returned as skipped."""
+    fits: dict[str, FormFit] = {}
+    skipped: set[str] = set()
+    for key, _, fitter in sorted(cands, key=lambda c: c[0] != "power_law"):
+        if key in skipped:
+            continue
+        try:
+            fits[key] = fitter(xa, ya, loss)
+        except (FitError, ValueError, np.linalg.LinAlgError):
+            continue
+        if key == "power_law" and selection == "aicc":
+            skipped = _hopeless(fits[key], cands, xa, ya)
+    return fits, skipped
+
+
 def fit_scaling(
     x: ArrayLike,
     y: ArrayLike,
@@ -571,17 +591,7 @@ def fit_scaling(
         raise FitError("bootstrap must be >= 0")
     n_x = len(np.unique(xa))
     cands = _candidate_keys(forms, max_breaks, n_x)
-    fits: dict[str, FormFit] = {}
-    skipped: set[str] = set()
-    for key, _, fitter in sorted(cands, key=lambda c: c[0] != "power_law"):  # power law first
-        if key in skipped:
-            continue
-        try:
-            fits[key] = fitter(xa, ya, loss)
-        except (FitError, ValueError, np.linalg.LinAlgError):
-            continue
-        if key == "power_law" and selection == "aicc":
-            skipped = _hopeless(fits[key], cands, xa, ya)
+    fits, skipped = _fit_candidates(cands, xa, ya, selection, loss)
     cands = [c for c in cands if c[0] not in skipped]
     if not fits:
         raise FitError("no form could be fitted")
