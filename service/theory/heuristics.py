@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import math
 
+from service.theory.finite_size import (
+    NOISE_FITTING_DF,
+    WIDTH_EXCESS,
+    finite_size_excess,
+    in_noise_fitting,
+)
+
 #: Relative tolerance for "power == 1/2" and "power >= gamma".
 _TOL = 1e-9
 
@@ -76,11 +83,7 @@ def finite_size_note(
     measured excess (``bench/bench_width_theory.py``).
     """
     if width is not None:
-        return (
-            f"x x'-I data at width m={width}: measured R_sim/R_SE - 1 of +0-1% (m=1) to +2-7% "
-            "(m=8-10) at d=20-40 with n >= d(d+1)/2, up to +34% at n < d(d+1)/2 (d=20-30), "
-            "irregular in noise fitting (df/n >= 0.9); GOE sensing agrees with the SE"
-        )
+        return _width_note(d, n, df, width)
     variance = noise * df / (n - df) if n > df else math.inf
     if rank < d - 0.5:
         label, lo, hi = "thresholding", 3, 5
@@ -91,4 +94,23 @@ def finite_size_note(
     return (
         f"x x'-I data: expect R_sim/R_SE ≈ 1 + c/d with c≈{lo}-{hi} ({label}; "
         f"+{100.0 * lo / d:.1f}-{100.0 * hi / d:.1f}% at d={d}); GOE sensing agrees with the SE"
+    )
+
+
+def _width_note(d: int, n: int, df: float, width: int) -> str:
+    """The measured excess of :mod:`service.theory.finite_size` that applies to a narrow
+    network (m < d) at (d, n): none in noise fitting, :data:`WIDTH_EXCESS` below
+    n = d(d+1)/2, else the convex rule (narrow widths measured closer to the SE than that)."""
+    where = f"x x'-I data at width m={width}"
+    if in_noise_fitting(df, n):
+        return f"{where}: noise fitting (df/n >= {NOISE_FITTING_DF:g}), no measured rule holds"
+    if 2 * n < d * (d + 1):
+        return (
+            f"{where}, n < d(d+1)/2: expect R_sim/R_SE - 1 up to +{WIDTH_EXCESS:.0%} (measured at "
+            "d = 20-40; GOE sensing agrees with the SE)"
+        )
+    rule = finite_size_excess("quadratic", d, n)
+    return (
+        f"{where}: expect 0 <= R_sim/R_SE - 1 <= {rule:.1%} (the convex rule; narrow widths "
+        "measured +0-7 % at d = 20-40)"
     )

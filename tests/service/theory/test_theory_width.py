@@ -138,3 +138,12 @@ def test_state_evolution_matches_simulation_at_finite_width(
     se3 = 3 * float(np.std(risks, ddof=1)) / math.sqrt(len(risks)) / pred.excess_risk
     dev = mean / pred.excess_risk - 1
     assert -se3 <= dev <= finite_size_excess("quadratic", d, n) + se3, (mean, pred.excess_risk)
+
+
+def test_a_narrow_points_finite_size_note_names_the_rule_that_applies_there() -> None:
+    # d = 20: d(d+1)/2 = 210. Below it the measured narrow-width excess, above it the convex
+    # rule min(max(1.7 d/n, 2/d), 0.2) = 0.1 at n = 800
+    below = predict("quadratic", 20, 200, 0.03, 1.0, 0.25, width=3).finite_size_note
+    assert below is not None and "n < d(d+1)/2" in below and "+35%" in below
+    above = predict("quadratic", 20, 800, 0.03, 1.0, 0.25, width=3).finite_size_note
+    assert above is not None and "<= 10.0%" in above and "m=3" in above
