@@ -524,6 +524,25 @@ def risk_figure(
     return fig
 
 
+def _errorbars(
+    ax: Axes,
+    pts: Sequence[PointTheory],
+    x: str,
+    color: str,
+    label: str | None = None,
+    markersize: float | None = 3,
+) -> None:
+    """Seed means with standard-error bars (kept above 0) of the points with a positive
+    measured mean, against ``x``."""
+    meas = [p for p in pts if _positive(p.measured_mean)]
+    if meas:
+        means = np.array([p.measured_mean for p in meas], dtype=float)
+        se = np.array([p.measured_se or 0.0 for p in meas], dtype=float)
+        xs = [getattr(p, x) for p in meas]
+        ax.errorbar(xs, means, yerr=[_error_below(means, se), se], fmt="o", color=color,
+                    capsize=2, markersize=markersize, label=label)  # fmt: skip
+
+
 def theory_figure(
     sweep: SweepRecord,
     theory: TheoryReport,
@@ -549,18 +568,8 @@ def theory_figure(
             meas = [p for p in with_runs if _positive(p.measured_mean) and _positive(getattr(p, x))]
             dropped += len(with_runs) - len(meas)
             if meas:
-                means = np.array([p.measured_mean for p in meas], dtype=float)
-                se = np.array([p.measured_se or 0.0 for p in meas], dtype=float)
                 xs_drawn += [float(getattr(p, x)) for p in meas]
-                top.errorbar(
-                    [getattr(p, x) for p in meas],
-                    means,
-                    yerr=[_error_below(means, se), se],
-                    fmt="o",
-                    color=color,
-                    capsize=2,
-                    label=f"{label}: measured",
-                )
+                _errorbars(top, meas, x, color, label=f"{label}: measured", markersize=None)
             pred = [
                 (float(getattr(p, x)), r)
                 for p in pts
@@ -618,16 +627,6 @@ def _best(
 
 WIDTH_LINES = 4
 """:func:`width_figure`: at most this many widths drawn against n."""
-
-
-def _errorbars(ax: Axes, pts: Sequence[PointTheory], x: str, color: str) -> None:
-    """Seed means with standard-error bars of the points with a positive measured mean."""
-    meas = [p for p in pts if _positive(p.measured_mean)]
-    if meas:
-        means = np.array([p.measured_mean for p in meas], dtype=float)
-        se = np.array([p.measured_se or 0.0 for p in meas], dtype=float)
-        ax.errorbar([getattr(p, x) for p in meas], means, yerr=[_error_below(means, se), se],
-                    fmt="o", color=color, capsize=2, markersize=3)  # fmt: skip
 
 
 def width_figure(
