@@ -645,6 +645,13 @@ def width_figure(
     for p in theory.points:
         if p.width is not None:
             groups[_key([getattr(p, a) for a in by])].append(p)
+    distinct = sorted({p.width for p in theory.points if p.width is not None})
+    if len(distinct) < 2:
+        has = f"one width, m = {distinct[0]}" if distinct else "no width"
+        raise ValueError(
+            f"sweep {sweep.id} has {has}: the width figure needs a sweep over at least two "
+            "widths (grid.width)"
+        )
     with paper_style():
         fig = _figure(PAGE, 3.6)
         left, right = fig.subplots(1, 2, width_ratios=[1.35, 1])
@@ -708,15 +715,21 @@ def _width_lines(ax: Axes, theory: TheoryReport, widths: Sequence[int]) -> None:
     those between in order), measured and predicted."""
     if len(widths) > WIDTH_LINES:
         widths = [widths[0], *widths[1:-1][: WIDTH_LINES - 2], widths[-1]]
+    rest = [a for a in theory.by if a not in ("n", "width")]  # one line per their values
     ns: set[float] = set()
     for j, m in enumerate(widths):
         color = COLORS[(j + 3) % len(COLORS)]
-        at = sorted((p for p in theory.points if p.width == m), key=lambda p: p.n)
-        ns |= {float(p.n) for p in at}
-        _errorbars(ax, at, "n", color)
-        pred = [(float(p.n), r) for p in at if (r := _predicted_r(p)) is not None]
-        if pred:
-            ax.plot(*zip(*pred, strict=True), "--", color=color, linewidth=1.0)
+        lines: dict[str, list[PointTheory]] = defaultdict(list)
+        for p in theory.points:
+            if p.width == m:
+                lines[_key([getattr(p, a) for a in rest])].append(p)
+        for _, pts in _in_order(lines):
+            at = sorted(pts, key=lambda p: p.n)
+            ns |= {float(p.n) for p in at}
+            _errorbars(ax, at, "n", color)
+            pred = [(float(p.n), r) for p in at if (r := _predicted_r(p)) is not None]
+            if pred:
+                ax.plot(*zip(*pred, strict=True), "--", color=color, linewidth=1.0)
         ax.plot([], [], color=color, marker="o", markersize=3, label=f"m = {m}")
     if not ns:
         _nothing(ax, "no width with runs")

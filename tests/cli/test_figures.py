@@ -292,3 +292,25 @@ def test_a_log_axis_shorter_than_two_125_ticks_gets_finer_ones() -> None:
     lo, hi = ax.get_ylim()
     shown = [t.get_text() for t in ax.get_yticklabels() if lo <= t.get_position()[1] <= hi]
     assert len(shown) >= 2 and set(shown) <= {"0.15", "0.2", "0.3", "0.4"}, shown
+
+
+def test_the_width_figure_draws_one_line_per_weight_decay_and_refuses_one_width(
+    app_client: Client, store: Store
+) -> None:
+    body = {
+        "name": "two lambdas",
+        "model": "quadratic",
+        "grid": {"d": [8], "n": [64, 128, 256], "weight_decay": [0.01, 0.1], "width": [2, 8],
+                 "seed": [0, 1]},
+    }  # fmt: skip
+    sid = _sweep(store, body)
+    fig = draw(app_client, _args(sid, "width", by="n,weight_decay"))
+    right = fig.axes[1]
+    # R against n at each width: one dashed line per weight decay, each going up in n (one line
+    # through both weight decays would run back from n = 256 to 64)
+    dashed = [ln for ln in right.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 4, len(dashed)  # 2 widths x 2 weight decays
+    assert all(np.all(np.diff(ln.get_xdata()) > 0) for ln in dashed)
+    one = _sweep(store, {**body, "grid": {**body["grid"], "width": [4]}})
+    with pytest.raises(ValueError, match="one width, m = 4"):
+        draw(app_client, _args(one, "width"))
