@@ -55,6 +55,10 @@ class Certificate:
     point: Tensor | None = field(default=None, compare=False, repr=False)
     """The dual-feasible point u with D(u) = dual (the scaled residual; None: not kept).
     Gap-safe screening (:mod:`workers.screening`) centres its sphere on it."""
+    upper: float = math.inf
+    """The smallest objective of another candidate seen while bounding (a convex solve's
+    iterate, a face's minimum): an upper bound on P* that may be below ``primal``. The gap
+    stays the candidate's own; screening's sphere uses the smaller of the two."""
 
     @property
     def gap(self) -> float:
@@ -63,15 +67,29 @@ class Certificate:
             return float("inf")
         return max(self.primal - self.dual, 0.0) / max(abs(self.primal), 1e-300)
 
+    @property
+    def best_primal(self) -> float:
+        """The smallest known upper bound on P*: ``min(primal, upper)``."""
+        return min(self.primal, self.upper)
+
     def with_primal(self, primal: float) -> Certificate:
         """The same dual bound for another primal value (the network's own objective)."""
-        return Certificate(primal, self.dual, self.point)
+        return Certificate(primal, self.dual, self.point, min(self.upper, self.primal))
 
-    def with_dual(self, dual: float, point: Tensor | None = None) -> Certificate:
-        """The better of this dual bound and ``dual`` (attained at ``point``)."""
+    def with_dual(
+        self, dual: float, point: Tensor | None = None, upper: float = math.inf
+    ) -> Certificate:
+        """The better of this dual bound and ``dual`` (attained at ``point``); ``upper``: an
+        upper bound on P* from the candidate that gave it."""
+        upper = min(self.upper, upper)
         if dual > self.dual:
-            return Certificate(self.primal, dual, point)
-        return self
+            return Certificate(self.primal, dual, point, upper)
+        return Certificate(self.primal, self.dual, self.point, upper)
+
+    def combined(self, other: Certificate) -> Certificate:
+        """This candidate's certificate with the better dual bound and the smaller upper
+        bound of ``other`` (another candidate's)."""
+        return self.with_dual(other.dual, other.point, other.best_primal)
 
 
 def dual_value(u: Tensor, y: Tensor) -> float:

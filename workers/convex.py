@@ -40,6 +40,8 @@ from workers.operators import Sensing
 
 Array = Tensor
 StopReason = Literal["duality_gap", "max_steps", "timeout"]
+Refine = Callable[[Tensor], Certificate | None]
+"""A better dual bound at an iterate (workers.face), or None."""
 
 _POWER_ITERATIONS = 10
 """Power-iteration steps for the Lipschitz estimate (stops earlier at 1e-4 relative change):
@@ -87,6 +89,8 @@ class ConvexSolution:
     wall_time_s: float
     dual_point: Array | None = None
     """The dual-feasible point of the last certificate (workers.certificate.Certificate)."""
+    certificate: Certificate | None = None
+    """The last certificate itself (its ``upper``: the smallest objective a refinement saw)."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +143,14 @@ def _fista(
     deadline: float | None,
     check_every: int,
     started: float,
+    refine: Refine | None = None,
+    refine_every: int = 0,
+    dual_target: float | None = None,
 ) -> ConvexSolution:
-    """FISTA with gradient-based adaptive restart and sufficient-decrease backtracking."""
+    """FISTA with gradient-based adaptive restart and sufficient-decrease backtracking;
+    ``refine`` (every ``refine_every`` iterations, a multiple of ``check_every``) supplies a
+    better dual bound at an iterate, and ``dual_target`` ends the solve once the bound reaches
+    it (:func:`solve_sensing`)."""
     y_obs = prob.y
     n = len(y_obs)
     lip = max(lipschitz, 1e-300)
@@ -153,7 +163,7 @@ def _fista(
     stop: StopReason = "max_steps"
     it = 0
     cert = prob.certificate(x, ax)
-    if cert.gap <= tol:
+    if cert.gap <= tol or (dual_target is not None and cert.dual >= dual_target):
         stop = "duality_gap"
     while stop == "max_steps" and it < max_iter:
         if deadline is not None and time.monotonic() > deadline:
@@ -189,7 +199,11 @@ def _fista(
         x, ax, obj_x = x_new, ax_new, obj_new
         if it % check_every == 0:
             cert = prob.certificate(x, ax)
-            if cert.gap <= tol:
+            if refine is not None and refine_every and it % refine_every == 0:
+                better = refine(x)
+                if better is not None:
+                    cert = cert.combined(better)
+            if cert.gap <= tol or (dual_target is not None and cert.dual >= dual_target):
                 stop = "duality_gap"
     if stop != "duality_gap" or it % check_every != 0:
         cert = prob.certificate(x, ax)
@@ -208,7 +222,13 @@ def _fista(
         stop_reason=stop,
         wall_time_s=time.perf_counter() - started,
         dual_point=cert.point,
+        certificate=cert,
     )
+
+
+def _every(refine_every: int, check_every: int) -> int:
+    """``refine_every`` rounded up to a multiple of ``check_every`` (0 stays 0)."""
+    return -(-refine_every // check_every) * check_every if refine_every > 0 else 0
 
 
 def as_tensor(v: ArrayLike | Tensor, device: torch.device | None = None) -> Tensor:
@@ -239,6 +259,9 @@ def solve_lasso(
     max_iter: int = 100_000,
     start: ArrayLike | Tensor | None = None,
     deadline: float | None = None,
+    refine: Refine | None = None,
+    refine_every: int = 0,
+    dual_target: float | None = None,
 ) -> ConvexSolution:
     """Solve the LASSO ``min (1/2n)||y - X theta||^2 + lam ||theta||_1``.
 
@@ -259,6 +282,8 @@ def solve_lasso(
         Warm start theta, shape (d,); default zeros.
     deadline
         A time.monotonic() value after which the solve stops with stop_reason "timeout".
+    refine, refine_every, dual_target
+        As in :func:`solve_sensing`.
 
     Returns
     -------
@@ -310,6 +335,9 @@ def solve_lasso(
         deadline=deadline,
         check_every=check,
         started=started,
+        refine=refine,
+        refine_every=_every(refine_every, check),
+        dual_target=dual_target,
     )
 
 
@@ -325,6 +353,9 @@ def solve_sensing(
     deadline: float | None = None,
     lipschitz: float | None = None,
     op: Sensing | None = None,
+    refine: Refine | None = None,
+    refine_every: int = 0,
+    dual_target: float | None = None,
 ) -> ConvexSolution:
     """Solve trace-penalised sensing with ``A_mu = x_mu x_mu' - I``.
 
@@ -357,6 +388,12 @@ def solve_sensing(
         underestimate); default: power iteration here.
     op
         The sensing operator on ``x`` when the caller keeps one (its X'X computed once).
+    refine
+        A better dual bound at an iterate (the minimum on its face, workers.face), tried
+        every ``refine_every`` iterations (0: never; rounded up to a certificate check).
+    dual_target
+        Also stop once the dual bound reaches this value (a caller certifying another
+        primal needs no tighter bound; stop_reason "duality_gap").
 
     Returns
     -------
@@ -413,4 +450,7 @@ def solve_sensing(
         deadline=deadline,
         check_every=_CHECK_EVERY,
         started=started,
+        refine=refine,
+        refine_every=_every(refine_every, _CHECK_EVERY),
+        dual_target=dual_target,
     )

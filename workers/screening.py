@@ -112,7 +112,7 @@ def _sphere(certs: Sequence[Certificate]) -> tuple[Tensor, float, float]:
     D(u) (a lower bound on P*)."""
     best = max((c for c in certs if c.point is not None), key=lambda c: c.dual)
     assert best.point is not None
-    primal = min(c.primal for c in certs)
+    primal = min(c.best_primal for c in certs)
     return best.point, max(primal - best.dual, 0.0), best.dual
 
 

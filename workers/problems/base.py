@@ -44,7 +44,8 @@ Array = NDArray[np.float64]
 Params = dict[str, Tensor]
 
 ConvexSolver = Callable[..., ConvexSolution]
-"""``solve(x, y, lam, *, tol, max_iter, start=None, deadline=None)`` (workers.convex)."""
+"""``solve(x, y, lam, *, tol, max_iter, start=None, deadline=None, refine=None,
+dual_target=None)`` (workers.convex)."""
 WARM_SOLVE_ITERATIONS = 300
 """At most this many proximal-gradient iterations to tighten a certificate's dual bound."""
 WARM_SOLVE_TOL = 0.5
@@ -53,6 +54,12 @@ network's primal adds its distance to the minimum)."""
 TIGHTEN_BELOW = 1e-3
 """The warm solve is tried only when the free bound's gap is below this: farther away the
 candidate itself is not near the minimum, and the solve would not certify it."""
+DUAL_TARGET = 0.9
+"""The warm solve also stops once its dual bound certifies the network: a gap of this
+fraction of the certificate's tolerance against the network's own primal."""
+REFINE_EVERY = 20
+"""Iterations of the warm solve between its face certificates (workers.face; each costs
+about ten iterations)."""
 SCREEN_SOLVE_ITERATIONS = 50
 """At most this many proximal-gradient iterations to sharpen an undecided screening."""
 SCREEN_SOLVE_TOL = 1e-12
@@ -149,6 +156,12 @@ class Problem(ABC):
         """The residual-based certificate of the convex problem at a solution."""
 
     @abstractmethod
+    def face_certificate(self, data: Dataset, solution: Tensor) -> Certificate | None:
+        """The certificate of the convex problem's minimum on the face ``solution`` names
+        (its support and signs, its leading eigenvectors; :mod:`workers.face`), or None when
+        it has none to solve."""
+
+    @abstractmethod
     def convex_solver(self) -> ConvexSolver:
         """The solver of the equivalent convex problem (workers.convex)."""
 
@@ -221,32 +234,59 @@ class Problem(ABC):
 
         When some kept value is within the resolution of zero (a near-threshold direction the
         sphere could not decide) and the sphere came from a gap a better dual point could
-        shrink, a short warm-started convex solve from the certified solution supplies one,
-        and the test is run again; the estimate itself stays the network's."""
+        shrink, the minimum on the certified solution's face supplies one
+        (:meth:`face_certificate`; where there is no face to solve, a short warm-started
+        convex solve from the certified solution), and the test is run again. Measured on
+        the d = 200, n = 8,000 quadratic run: the short solve (50 iterations, 1.5 s) ended at
+        a gap of 2e-5, looser than the certificate it was to sharpen; the face's bound is
+        the face's exact minimum. The estimate itself stays the network's."""
         out = self.screen(data, est.solution, [cert])
-        if out.ambiguous and self.cfg.weight_decay > 0 and out.sphere_gap > SHARPEN_ABOVE:
-            sol = self.solve_convex(
-                data, tol=SCREEN_SOLVE_TOL, max_iter=SCREEN_SOLVE_ITERATIONS, start=out.solution
-            )
-            dual = sol.objective - sol.gap * abs(sol.objective)
-            out = self.screen(
-                data, est.solution, [cert, Certificate(sol.objective, dual, sol.dual_point)]
-            )
-        return out
+        if not self._sharpen(out):
+            return out
+        face = self.face_certificate(data, out.solution)
+        if face is not None:  # the face's exact minimum: what a short solve would approach
+            out = self.screen(data, est.solution, [cert, face])
+            return out
+        sol = self.solve_convex(
+            data, tol=SCREEN_SOLVE_TOL, max_iter=SCREEN_SOLVE_ITERATIONS, start=out.solution
+        )
+        dual = sol.objective - sol.gap * abs(sol.objective)
+        return self.screen(
+            data, est.solution, [cert, Certificate(sol.objective, dual, sol.dual_point)]
+        )
+
+    def _sharpen(self, out: CertifiedSolution) -> bool:
+        """Whether a screening is worth sharpening (:meth:`certified`)."""
+        return bool(out.ambiguous) and self.cfg.weight_decay > 0 and out.sphere_gap > SHARPEN_ABOVE
 
     def certificate(self, data: Dataset, est: Estimate, *, tight: bool = True) -> Certificate:
         """Primal: the estimate's objective (:meth:`objective`); dual: the residual-based
-        bound, and (``tight``) a warm-started convex solve's bound when that one is loose.
+        bound, and (``tight``) when that one is loose, the bound of the minimum on the
+        estimate's face (:meth:`face_certificate`) and then, if still loose, a warm-started
+        convex solve's, itself sharpened by the faces of its iterates.
 
         The warm solve starts at the estimate itself, so it is short whenever the estimate
-        is close to the minimum; it never replaces the estimate (the primal stays its own).
+        is close to the minimum; it never replaces the estimate (the primal stays its own),
+        and it stops once its dual bound certifies the estimate's primal.
         """
         cheap = self.dual_certificate(data, est.solution)
         cert = cheap.with_primal(self.objective(data, est))
         floor = certificate_tolerance("float64")
-        if tight and floor < cert.gap < TIGHTEN_BELOW:
+        if not (tight and floor < cert.gap < TIGHTEN_BELOW):
+            return cert
+        face = self.face_certificate(data, est.solution)
+        if face is not None:
+            cert = cert.combined(face)
+        if cert.gap > floor:
             sol = self.solve_convex(
-                data, tol=WARM_SOLVE_TOL * floor, max_iter=WARM_SOLVE_ITERATIONS, start=est.solution
+                data,
+                tol=WARM_SOLVE_TOL * floor,
+                max_iter=WARM_SOLVE_ITERATIONS,
+                start=est.solution,
+                refine=lambda s: self.face_certificate(data, s),
+                refine_every=REFINE_EVERY,
+                dual_target=cert.primal - DUAL_TARGET * floor * abs(cert.primal),
             )
-            cert = cert.with_dual(sol.objective - sol.gap * abs(sol.objective), sol.dual_point)
+            assert sol.certificate is not None
+            cert = cert.combined(sol.certificate)
         return cert

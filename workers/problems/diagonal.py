@@ -20,6 +20,7 @@ from workers.certificate import Certificate, lasso_certificate
 from workers.convex import solve_lasso
 from workers.corrections import diagonal_correction
 from workers.data import Dataset
+from workers.face import lasso_face_certificate
 from workers.networks import DiagonalNets, init_values
 from workers.problems.base import Array, ConvexSolver, Estimate, Params, Problem, Teacher
 from workers.rng import stream
@@ -88,6 +89,9 @@ class DiagonalProblem(Problem):
 
     def dual_certificate(self, data: Dataset, solution: Tensor) -> Certificate:
         return lasso_certificate(data.x, data.y, solution, self.cfg.weight_decay)
+
+    def face_certificate(self, data: Dataset, solution: Tensor) -> Certificate | None:
+        return lasso_face_certificate(data.x, data.y, solution, self.cfg.weight_decay)
 
     def convex_solver(self) -> ConvexSolver:
         return solve_lasso

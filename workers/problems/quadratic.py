@@ -25,6 +25,7 @@ from workers.certificate import Certificate, sensing_certificate
 from workers.convex import ConvexSolution, solve_sensing
 from workers.corrections import quadratic_correction
 from workers.data import Dataset
+from workers.face import sensing_face_certificate
 from workers.networks import QuadraticNets, init_values
 from workers.operators import quadratic_form
 from workers.problems.base import Array, ConvexSolver, Estimate, Params, Problem, Teacher
@@ -157,6 +158,12 @@ class QuadraticProblem(Problem):
 
     def dual_certificate(self, data: Dataset, solution: Tensor) -> Certificate:
         return sensing_certificate(
+            data.x, data.y, solution, self.cfg.weight_decay, self.psd,
+            adjoint=data.sensing.adjoint,
+        )  # fmt: skip
+
+    def face_certificate(self, data: Dataset, solution: Tensor) -> Certificate | None:
+        return sensing_face_certificate(
             data.x, data.y, solution, self.cfg.weight_decay, self.psd,
             adjoint=data.sensing.adjoint,
         )  # fmt: skip
