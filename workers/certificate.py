@@ -21,8 +21,9 @@ directions (the directions that must still grow or decay): the point is first *p
 eigen-direction (sensing: ``v v'``, ``A(v v') = (X v)^2 - 1``), with the data's own
 curvature along it -- and then scaled into the feasible set. Measured at the end of quadratic
 runs (d = 60-200): the free gap 2-3 times smaller than the scaled residual's.
-(:meth:`workers.problems.Problem.certificate` tightens it further with a short warm-started
-convex solve when the free gap misses.)
+(:meth:`workers.problems.Problem.certificate` tightens it further when the free gap misses:
+with the minimum on the candidate's face, :mod:`workers.face`, and then a short warm-started
+convex solve refined by the faces of its iterates.)
 """
 
 from __future__ import annotations

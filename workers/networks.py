@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -49,6 +50,28 @@ def init_values(rng: np.random.Generator, init_scale: float, shape: tuple[int, .
     """i.i.d. N(0, init_scale^2) entries drawn in float64 (the same on every machine)."""
     out: Array = init_scale * rng.standard_normal(shape)
     return out
+
+
+@dataclass(frozen=True)
+class Preconditioner:
+    """``v -> P v`` for v of shape (K, p) or (K, h, p): L-BFGS's initial inverse Hessian up to
+    its scale, and the Gram matrices ``v P v'`` of a history (K, h, p) -> (K, h, h).
+
+    ``gram`` (when given) forms them from a square root of P instead of applying P to the h
+    rows: the quadratic nets' ``P = (L L')^-1`` per row block gives ``|L^-1 v|^2``, one
+    triangular solve where ``P v`` takes two."""
+
+    apply: Callable[[Tensor], Tensor]
+    gram_of: Callable[[Tensor], Tensor] | None = None
+
+    def __call__(self, v: Tensor) -> Tensor:
+        return self.apply(v)
+
+    def gram(self, v: Tensor) -> Tensor:
+        """``v P v'`` per batch member, (K, h, p) -> (K, h, h)."""
+        if self.gram_of is not None:
+            return self.gram_of(v)
+        return torch.bmm(v, self.apply(v).transpose(1, 2))
 
 
 class BatchedNets(ABC):
@@ -85,9 +108,7 @@ class BatchedNets(ABC):
         a run takes its slot (nets with ``preconditioned`` only)."""
         return torch.zeros(x.shape[0], self.d, dtype=x.dtype, device=x.device)
 
-    def preconditioner(
-        self, p: Tensor, lam: Tensor, curvature: Tensor
-    ) -> Callable[[Tensor], Tensor]:
+    def preconditioner(self, p: Tensor, lam: Tensor, curvature: Tensor) -> Preconditioner:
         """``v -> P v``: L-BFGS's initial inverse Hessian at ``p`` up to its scale, for ``v`` of
         shape (K, p) or (K, h, p) (nets with ``preconditioned`` only; factorised once per
         step, applied to the gradient and to the history)."""
@@ -133,9 +154,7 @@ class DiagonalNets(BatchedNets):
         """diag(X'X)/n per network, (K, d)."""
         return (x * x).mean(dim=1)
 
-    def preconditioner(
-        self, p: Tensor, lam: Tensor, curvature: Tensor
-    ) -> Callable[[Tensor], Tensor]:
+    def preconditioner(self, p: Tensor, lam: Tensor, curvature: Tensor) -> Preconditioner:
         """The inverse of the Gauss-Newton part of each coordinate's 2 x 2 Hessian block.
 
         For coordinate i with ``u = (w_i, a_i)`` and ``q = (X'X)_ii / n`` the block of the
@@ -166,7 +185,7 @@ class DiagonalNets(BatchedNets):
             out = (pairs - c.unsqueeze(-2) * u) / lam_b
             return out.view(v.shape)
 
-        return apply
+        return Preconditioner(apply)
 
     def pack(self, params: dict[str, Tensor]) -> Tensor:
         return torch.cat([params["a"], params["w"]]).to(self.dtype)
@@ -231,9 +250,7 @@ class QuadraticNets(BatchedNets):
         mse = sq / n
         return 0.5 * mse + lam * self.penalty(p), mse, grad.reshape(k, -1)
 
-    def preconditioner(
-        self, p: Tensor, lam: Tensor, curvature: Tensor
-    ) -> Callable[[Tensor], Tensor]:
+    def preconditioner(self, p: Tensor, lam: Tensor, curvature: Tensor) -> Preconditioner:
         """The inverse of the Gauss-Newton part of the Hessian in W, ``(4 W W' + lam I)^-1``
         acting on the rows (ScaledGD's preconditioner, Tong, Ma and Chi 2021, with the weight
         decay), factorised once per step (Cholesky of the (m, m) matrix).
@@ -256,18 +273,27 @@ class QuadraticNets(BatchedNets):
         def apply(v: Tensor) -> Tensor:
             if v.dim() == 2:
                 return torch.cholesky_solve(v.view(k, m, d), chol).reshape(k, -1)
-            h = v.shape[1]
-            cols = v.view(k, h, m, d).permute(0, 2, 1, 3).reshape(k, m, h * d)
-            out = torch.cholesky_solve(cols, chol).view(k, m, h, d).permute(0, 2, 1, 3)
-            return out.reshape(v.shape)
+            out = torch.cholesky_solve(_columns(v, m, d), chol)
+            return out.view(k, m, v.shape[1], d).permute(0, 2, 1, 3).reshape(v.shape)
 
-        return apply
+        def gram(v: Tensor) -> Tensor:
+            half = torch.linalg.solve_triangular(chol, _columns(v, m, d), upper=False)
+            half = half.view(k, m, v.shape[1], d).permute(0, 2, 1, 3).reshape(v.shape)
+            return torch.bmm(half, half.transpose(1, 2))
+
+        return Preconditioner(apply, gram)
 
     def pack(self, params: dict[str, Tensor]) -> Tensor:
         return params["W"].reshape(-1).to(self.dtype)
 
     def unpack(self, row: Tensor) -> dict[str, Tensor]:
         return {"W": row.detach().to(torch.float64).reshape(self.width, self.d).clone()}
+
+
+def _columns(v: Tensor, m: int, d: int) -> Tensor:
+    """A history (K, h, m d) of (m, d) matrices as the columns (K, m, h d) of one solve."""
+    k, h = v.shape[0], v.shape[1]
+    return v.view(k, h, m, d).permute(0, 2, 1, 3).reshape(k, m, h * d)
 
 
 def flops_per_evaluation(model: str, n: int, d: int, width: int) -> float:

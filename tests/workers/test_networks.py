@@ -162,6 +162,9 @@ def test_the_quadratic_preconditioner_inverts_4_w_wt_plus_lam_on_the_rows() -> N
             expected[j, t] = torch.linalg.solve(mat, v[j, t].view(m, d)).reshape(-1)
     torch.testing.assert_close(apply(v), expected, rtol=1e-12, atol=0.0)
     torch.testing.assert_close(apply(v[:, 0]), expected[:, 0], rtol=1e-12, atol=0.0)
+    # the history's Gram matrices v P v' from the square root of P, against P applied
+    gram = torch.bmm(v, expected.transpose(1, 2))
+    torch.testing.assert_close(apply.gram(v), gram, rtol=1e-10, atol=1e-12)
 
 
 def _cfg(model: str, seed: int = 0, **training: object) -> RunConfig:

@@ -17,11 +17,12 @@ Adam (one class each; :func:`make_optimizer` picks one from ``training.optimizer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from workers.networks import Preconditioner
 from workers.tensors import mv, vm
 from workers.training.state import SlotState
 
@@ -37,9 +38,6 @@ seeds) 20 pairs took 370-1,173 steps, 2.8 s in all, against 386-654 steps, 3.4 s
 (10 pairs: 2.7 s)."""
 HISTORY_BYTES = 32 * 2**20
 """Memory of one run's L-BFGS history."""
-
-Preconditioner = Callable[[Tensor], Tensor]
-"""``v -> P v`` for v of shape (K, p) or (K, h, p): L-BFGS's initial inverse Hessian."""
 
 
 def history_size(n_params: int, dtype: torch.dtype, preconditioned: bool = False) -> int:
@@ -272,11 +270,10 @@ class LBFGS(Optimizer):
         ar = torch.arange(k, device=g.device)
         last = (self.count - 1).clamp_min(0)
         sy_last = self.sy[ar, last, last]
-        if h0 is None:  # P = I: g, Y and the Y'Y kept up to date
-            p_g, p_y, y_p_y = g, self.y, self.yy
-        else:
-            p_g, p_y = h0(g), h0(self.y)
-            y_p_y = torch.bmm(self.y, p_y.transpose(1, 2))
+        if h0 is None:  # P = I: g and the Y'Y kept up to date
+            p_g, y_p_y = g, self.yy
+        else:  # P g, and Y'PY from a square root of P (never P applied to all of Y)
+            p_g, y_p_y = h0(g), h0.gram(self.y)
         # H0 = gamma P, gamma = s'y / y'Py of the last pair (Oren-Luenberger); gamma scales
         # the small products below, not the (k, h, p) history
         ypy_last = y_p_y[ar, last, last]
@@ -284,13 +281,14 @@ class LBFGS(Optimizer):
             (self.count > 0) & (ypy_last > 0), sy_last / ypy_last.clamp_min(1e-300), 1.0
         )
         u = mv(self.s, g).unsqueeze(-1)  # S' g, (k, h, 1)
-        v = gamma[:, None, None] * mv(p_y, g).unsqueeze(-1)  # Y' H0 g (H0 symmetric)
+        v = gamma[:, None, None] * mv(self.y, p_g).unsqueeze(-1)  # Y' H0 g
         r_u = torch.linalg.solve_triangular(r, u, upper=True)
         y_h0_y_r_u = gamma[:, None, None] * mv(y_p_y, r_u.squeeze(-1)).unsqueeze(-1)
         inner = dg[:, :, None] * r_u + y_h0_y_r_u - v
         top = torch.linalg.solve_triangular(r.transpose(1, 2), inner, upper=False)
         out = vm(top.squeeze(-1), self.s)
-        out += gamma[:, None] * (p_g - vm(r_u.squeeze(-1), p_y))
+        y_r_u = vm(r_u.squeeze(-1), self.y)
+        out += gamma[:, None] * (p_g - (y_r_u if h0 is None else h0(y_r_u)))
         return out
 
     def accepted(

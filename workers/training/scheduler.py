@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from workers.networks import BatchedNets, Evaluation
+from workers.networks import BatchedNets, Evaluation, Preconditioner
 from workers.problems.base import Params
-from workers.training.optimizers import Optimizer, Preconditioner, make_optimizer
+from workers.training.optimizers import Optimizer, make_optimizer
 from workers.training.run import Run
 from workers.training.state import SlotState, TrainOutcome, TrainStopReason
 from workers.training.stopping import POLISH_SLACK, StopRules
@@ -364,7 +364,11 @@ class Batch:
             keep = on.view((-1,) + (1,) * (v.dim() - 1))
             return torch.where(keep, apply(v), v)
 
-        return h0
+        def gram(v: Tensor) -> Tensor:
+            plain = torch.bmm(v, v.transpose(1, 2))
+            return torch.where(on.view(-1, 1, 1), apply.gram(v), plain)
+
+        return Preconditioner(h0, gram)
 
     def _line_search(
         self, direction: Tensor, t: Tensor, live: list[int]
