@@ -81,16 +81,23 @@ class ConvexSolution:
     """
 
     solution: Array
-    objective: float
-    gap: float
     residual: float
     iterations: int
     stop_reason: StopReason
     wall_time_s: float
-    dual_point: Array | None = None
-    """The dual-feasible point of the last certificate (workers.certificate.Certificate)."""
-    certificate: Certificate | None = None
-    """The last certificate itself (its ``upper``: the smallest objective a refinement saw)."""
+    certificate: Certificate
+    """The last certificate: P at ``solution``, the best dual bound and its point, and (its
+    ``upper``) the smallest objective a refinement saw."""
+
+    @property
+    def objective(self) -> float:
+        """Primal objective P at ``solution``."""
+        return self.certificate.primal
+
+    @property
+    def gap(self) -> float:
+        """Relative duality gap (P - D)/P at ``solution``."""
+        return self.certificate.gap
 
 
 @dataclass(frozen=True)
@@ -215,13 +222,10 @@ def _fista(
     residual = math.sqrt(_dot(dp, dp)) * lip
     return ConvexSolution(
         solution=x,
-        objective=cert.primal,
-        gap=cert.gap,
         residual=residual,
         iterations=it,
         stop_reason=stop,
         wall_time_s=time.perf_counter() - started,
-        dual_point=cert.point,
         certificate=cert,
     )
 

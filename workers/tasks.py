@@ -107,11 +107,10 @@ def _solve_convex(run: Run) -> _Solved:
             "timeout",
         )
     reason: StopReason = "duality_gap" if sol.stop_reason == "duality_gap" else "max_steps"
-    dual = sol.objective - sol.gap * abs(sol.objective)
-    cert = Certificate(sol.objective, dual, sol.dual_point)
     est = problem.convex_estimate(sol.solution)
     return _Solved(
-        est, sol.objective, sol.residual, sol.iterations, reason, str(problem.device), cert,
+        est, sol.objective, sol.residual, sol.iterations, reason, str(problem.device),
+        sol.certificate,
         batch_size=None, corrections=None,
     )  # fmt: skip
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from service.spec import RunConfig, TeacherSpec, TrainingSpec
-from workers.certificate import CERTIFIED, Certificate
+from workers.certificate import CERTIFIED
 from workers.problems import problem_for
 from workers.screening import screen_lasso, screen_sensing
 from workers.training import Run, train
@@ -64,7 +64,7 @@ def test_a_trained_network_reports_the_convex_solutions_support(
     assert cert.gap <= CERTIFIED
     net = problem.certified(data, est, cert)
     sol = problem.solve_convex(data, tol=1e-12, max_iter=200_000)
-    exact = problem.certified(data, problem.convex_estimate(sol.solution), _cert_of(sol))
+    exact = problem.certified(data, problem.convex_estimate(sol.solution), sol.certificate)
     # the convex solution's zeros are exact (up to the rounding of an eigen-decomposition of
     # its low-rank S, 1e-16 of the top): screening confirms them, it removes no non-zero
     values = sol.solution.abs() if model == "diagonal" else torch.linalg.eigvalsh(sol.solution)
@@ -78,11 +78,6 @@ def test_a_trained_network_reports_the_convex_solutions_support(
     assert net.penalty_norm == pytest.approx(exact.penalty_norm, rel=1e-3)
 
 
-def _cert_of(sol: object) -> Certificate:
-    obj, gap, point = sol.objective, sol.gap, sol.dual_point  # type: ignore[attr-defined]
-    return Certificate(obj, obj - gap * abs(obj), point)
-
-
 def test_the_resolution_bounds_the_distance_to_the_minimum() -> None:
     # LASSO: exact bound |certified - theta*|_inf <= |.|_2 <= eps (restricted strong convexity)
     cfg = _cfg("diagonal", 200, 150, 0.02, 4)
@@ -90,7 +85,7 @@ def test_the_resolution_bounds_the_distance_to_the_minimum() -> None:
     _, data = problem.draw()
     ref = problem.solve_convex(data, tol=1e-13, max_iter=400_000)
     rough = problem.solve_convex(data, tol=1e-6, max_iter=400_000)
-    out = screen_lasso(data.x, data.y, rough.solution, cfg.weight_decay, [_cert_of(rough)])
+    out = screen_lasso(data.x, data.y, rough.solution, cfg.weight_decay, [rough.certificate])
     assert out.resolution is not None
     assert float(torch.linalg.norm(out.solution - ref.solution)) <= out.resolution
     big = out.solution.abs() > out.resolution
@@ -109,7 +104,7 @@ def test_residue_on_the_zeros_of_a_minimum_is_screened() -> None:
         ev > 1e-12 * ev.max(), ev, 1e-9
     )  # the optimiser's residue on the zero directions
     cand = (vec * noisy) @ vec.T
-    out = screen_sensing(data.x, data.y, cand, cfg.weight_decay, True, [_cert_of(sol)])
+    out = screen_sensing(data.x, data.y, cand, cfg.weight_decay, True, [sol.certificate])
     assert out.support == rank
     assert out.screened == 14 - rank
     np.testing.assert_allclose(out.values[:rank], np.sort(ev)[::-1][:rank], rtol=1e-9)

@@ -243,17 +243,12 @@ class Problem(ABC):
         out = self.screen(data, est.solution, [cert])
         if not self._sharpen(out):
             return out
-        face = self.face_certificate(data, out.solution)
-        if face is not None:  # the face's exact minimum: what a short solve would approach
-            out = self.screen(data, est.solution, [cert, face])
-            return out
-        sol = self.solve_convex(
-            data, tol=SCREEN_SOLVE_TOL, max_iter=SCREEN_SOLVE_ITERATIONS, start=out.solution
-        )
-        dual = sol.objective - sol.gap * abs(sol.objective)
-        return self.screen(
-            data, est.solution, [cert, Certificate(sol.objective, dual, sol.dual_point)]
-        )
+        better = self.face_certificate(data, out.solution)
+        if better is None:  # no face to solve: a short solve from the certified solution
+            better = self.solve_convex(
+                data, tol=SCREEN_SOLVE_TOL, max_iter=SCREEN_SOLVE_ITERATIONS, start=out.solution
+            ).certificate
+        return self.screen(data, est.solution, [cert, better])
 
     def _sharpen(self, out: CertifiedSolution) -> bool:
         """Whether a screening is worth sharpening (:meth:`certified`)."""
@@ -287,6 +282,5 @@ class Problem(ABC):
                 refine_every=REFINE_EVERY,
                 dual_target=cert.primal - DUAL_TARGET * floor * abs(cert.primal),
             )
-            assert sol.certificate is not None
             cert = cert.combined(sol.certificate)
         return cert
