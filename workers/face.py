@@ -11,9 +11,9 @@ problems are smooth and, with fewer face dimensions than samples, strongly conve
   equations ``(X_A'X_A/n) t = X_A'y/n - lam s`` (a Cholesky of the k x k Gram matrix);
 * trace-penalised sensing on the span of V (d, k) with signs J (+1 for the PSD problem):
   ``min_M (1/2n)|y - A(V M V')|^2 + (lam/2) tr(J M)``, a least-squares problem in the
-  k(k+1)/2 entries of M solved by conjugate gradients with the face's own operators
-  (``Z = X V``: ``M -> (z'Mz - tr M)_mu`` and ``r -> Z' diag(r) Z/n - mean(r) I``, O(n k^2)
-  each instead of the full operator's O(n d^2)).
+  k(k+1)/2 entries of M solved by conjugate gradients with the sensing operator of the face's
+  own design ``Z = X V`` (:class:`workers.operators.Sensing`: O(n k^2) an application
+  instead of the full operator's O(n d^2)).
 
 The face's minimiser, with its coordinates / eigenvalues of the wrong sign dropped and the face
 solved again (an active set, at most :data:`ROUNDS` times), is a candidate whose residual is
@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from workers.certificate import Certificate, lasso_certificate, sensing_certificate
+from workers.operators import Sensing
 
 FACE_THRESHOLD = 1e-6
 """Eigen-directions of S (coordinates of theta) at least this fraction of the largest span
@@ -112,8 +113,8 @@ def sensing_face_certificate(
         k = v.shape[1]
         if k == 0 or k * (k + 1) / 2 > MAX_FACE_FRACTION * n:
             break
-        m = _face_minimum(x @ v, y, lam, signs, start)
-        w, u = torch.linalg.eigh(m)
+        on_face = Sensing(x @ v)
+        w, u = torch.linalg.eigh(_face_minimum(on_face, y, lam, signs, start))
         if psd:
             right = w > 0
             f = w.clamp_min(0.0)
@@ -122,7 +123,10 @@ def sensing_face_certificate(
             f = w
         vu = v @ u
         face = (vu * f) @ vu.T
-        cert = sensing_certificate(x, y, (face + face.T) / 2.0, lam, psd, adjoint=adjoint)
+        cert = sensing_certificate(
+            x, y, (face + face.T) / 2.0, lam, psd,
+            prediction=on_face.forward_factors(u, f), adjoint=adjoint,
+        )  # fmt: skip
         if best is None or cert.dual > best.dual:
             best = cert
         if bool(right.all()):
@@ -131,28 +135,19 @@ def sensing_face_certificate(
     return best
 
 
-def _face_minimum(z: Tensor, y: Tensor, lam: float, signs: Tensor, start: Tensor) -> Tensor:
-    """argmin_M (1/2n)|y - (z'Mz - tr M)|^2 + (lam/2) tr(diag(signs) M) over symmetric k x k M
-    (``z = X V``, shape (n, k)), by conjugate gradients from ``start``."""
-    n, k = z.shape
-    eye = torch.eye(k, dtype=z.dtype, device=z.device)
-
-    def forward(m: Tensor) -> Tensor:
-        return ((z @ m) * z).sum(dim=1) - torch.trace(m)
-
-    def adjoint(r: Tensor) -> Tensor:
-        g = (z * r[:, None]).T @ z / n - (r.sum() / n) * eye
-        return (g + g.T) / 2.0
-
+def _face_minimum(face: Sensing, y: Tensor, lam: float, signs: Tensor, start: Tensor) -> Tensor:
+    """argmin_M (1/2n)|y - (z'Mz - tr M)|^2 + (lam/2) tr(diag(signs) M) over symmetric k x k M,
+    with ``face`` the sensing operator on ``Z = X V`` (n, k), by conjugate gradients from
+    ``start``."""
     m = start.clone()
-    res = adjoint(y - forward(m)) - (lam / 2.0) * torch.diag(signs)  # minus the gradient
+    res = face.adjoint(y - face.forward(m)) - (lam / 2.0) * torch.diag(signs)  # -gradient
     p = res.clone()
     rs = float((res * res).sum())
     stop = CG_TOL * math.sqrt(rs)
     for _ in range(CG_MAX_ITERATIONS):
         if math.sqrt(rs) <= stop or rs == 0.0:
             break
-        qp = adjoint(forward(p))
+        qp = face.adjoint(face.forward(p))
         curvature = float((p * qp).sum())
         if curvature <= 0.0:
             break
