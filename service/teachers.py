@@ -70,3 +70,11 @@ def quadratic_eigenvalues(
     if signed:
         out[1::2] *= -1.0
     return out
+
+
+def haar_orthogonal(d: int, rng: np.random.Generator) -> Array:
+    """A Haar-distributed d x d orthogonal matrix (QR of a Gaussian matrix, signs fixed): the
+    quadratic teacher's eigenbasis."""
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    out: Array = q * np.sign(np.diag(r))
+    return out

@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import minimize
 
-from service.teachers import Array, quadratic_eigenvalues
+from service.teachers import Array, haar_orthogonal, quadratic_eigenvalues
 
 
 def rank_prox(y: Array, zeta: float, width: int | None = None) -> Array:
@@ -104,8 +104,7 @@ def simulate(
     (THEORY.md 5.3's universality control)."""
     rng = np.random.default_rng(seed)
     lam = quadratic_eigenvalues(d, gamma, rank)
-    qr, rr = np.linalg.qr(rng.standard_normal((d, d)))
-    u = qr * np.sign(np.diag(rr))  # Haar
+    u = haar_orthogonal(d, rng)
     s_star: Array = (u * lam) @ u.T
     sv = _Svec(d)
     if sensing == "network":

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from service.results import Spectrum
 from service.spec import RunConfig
-from service.teachers import quadratic_eigenvalues
+from service.teachers import haar_orthogonal, quadratic_eigenvalues
 from workers.certificate import Certificate, sensing_certificate
 from workers.convex import ConvexSolution, solve_sensing
 from workers.corrections import quadratic_correction
@@ -32,13 +32,6 @@ from workers.problems.base import Array, ConvexSolver, Estimate, Params, Problem
 from workers.rng import stream
 from workers.screening import CertifiedSolution, screen_sensing, sensing_lipschitz
 from workers.spectra import quadratic_spectra
-
-
-def haar_orthogonal(d: int, rng: np.random.Generator) -> Array:
-    """A Haar-distributed d x d orthogonal matrix (QR of a Gaussian matrix, signs fixed)."""
-    q, r = np.linalg.qr(rng.standard_normal((d, d)))
-    out: Array = q * np.sign(np.diag(r))
-    return out
 
 
 @dataclass(frozen=True)
