@@ -53,6 +53,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,18 +111,25 @@ def float64_matmul_s(n: int, d: int, repeats: int = 5) -> float:
     return _best(lambda: x @ s, repeats)
 
 
-def torch_float64_matmul_s(n: int, d: int, repeats: int = 5) -> float:
-    """Seconds of one (n x d) @ (d x d) float64 matmul in torch on one thread (a Ray task's
-    share, as the runs measured against it; numpy's BLAS may use every core)."""
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread inside the block (a Ray task's share: one CPU a task)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def torch_float64_matmul_s(n: int, d: int, repeats: int = 5) -> float:
+    """Seconds of one (n x d) @ (d x d) float64 matmul in torch on one thread (a Ray task's
+    share, as the runs measured against it; numpy's BLAS may use every core)."""
+    with one_torch_thread():
         g = torch.Generator().manual_seed(0)
         x = torch.randn(n, d, dtype=torch.float64, generator=g)
         s = torch.randn(d, d, dtype=torch.float64, generator=g)
         return _best(lambda: x @ s, repeats)
-    finally:
-        torch.set_num_threads(threads)
 
 
 # -- 1. batched vs one run per task, through the runner on Ray ---------------------------------
@@ -269,12 +278,8 @@ def ratios(cfgs: list[RunConfig]) -> dict[str, Any]:
     Both on one core, as a Ray task runs them (one CPU a task: one torch thread, one BLAS
     thread); torch's default of every core would slow these small runs down and compare a
     two-thread network with a one-thread convex solver."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         return _ratios(cfgs)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _ratios(cfgs: list[RunConfig]) -> dict[str, Any]:
@@ -335,19 +340,17 @@ def diagonal_grid() -> dict[str, Any]:
         for d, n, lam in DIAGONAL_GRID
         for seed in (0, 1)
     ]  # fmt: skip
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     out: dict[str, Any] = {}
     try:
-        for name, on in (("plain", False), ("preconditioned", True)):
-            DiagonalNets.preconditioned = on
-            results = [run_one(c) for c in cfgs]
-            out[f"seconds_{name}"] = sum(r.metrics.wall_time_s for r in results if r.metrics)
-            out[f"steps_{name}"] = [r.metrics.steps if r.metrics else None for r in results]
-            out[f"certified_{name}"] = sum(r.status == "succeeded" for r in results)
+        with one_torch_thread():
+            for name, on in (("plain", False), ("preconditioned", True)):
+                DiagonalNets.preconditioned = on
+                results = [run_one(c) for c in cfgs]
+                out[f"seconds_{name}"] = sum(r.metrics.wall_time_s for r in results if r.metrics)
+                out[f"steps_{name}"] = [r.metrics.steps if r.metrics else None for r in results]
+                out[f"certified_{name}"] = sum(r.status == "succeeded" for r in results)
     finally:
         DiagonalNets.preconditioned = True
-        torch.set_num_threads(threads)
     return out
 
 
@@ -363,14 +366,10 @@ def d200_run() -> dict[str, Any]:
         training=TrainingSpec(optimizer="lbfgs", dtype="float64", device="cpu"),
         measure={"spectrum": False},
     )  # fmt: skip
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         t = time.perf_counter()
         res = run_one(cfg)
         wall = time.perf_counter() - t
-    finally:
-        torch.set_num_threads(threads)
     m = res.metrics
     timings = (m.timings if m is not None else None) or {}
     return {"seconds": wall, "status": res.status, "steps": m.steps if m else 0,
