@@ -55,6 +55,7 @@ from matplotlib.ticker import (
 )
 
 from service import display
+from service.analysis.grouping import group_order
 from service.analysis.reports import (
     ExponentReport,
     GroupFit,
@@ -169,7 +170,17 @@ def _key(values: Sequence[float | None]) -> str:
 def _in_order(groups: Mapping[str, T]) -> list[tuple[str, T]]:
     """Groups keyed by :func:`_key` in the numeric order of their values (n = 800 before
     1000; a missing value last), not the order of their JSON text."""
-    return sorted(groups.items(), key=lambda kv: [(v is None, v or 0.0) for v in json.loads(kv[0])])
+    return sorted(groups.items(), key=lambda kv: group_order(json.loads(kv[0])))
+
+
+def _grouped(
+    items: Iterable[T], axes: Sequence[str], value: Callable[[T, str], Any]
+) -> list[tuple[str, list[T]]]:
+    """``items`` grouped by their ``value`` on ``axes`` (keyed by :func:`_key`), in order."""
+    groups: dict[str, list[T]] = defaultdict(list)
+    for item in items:
+        groups[_key([value(item, a) for a in axes])].append(item)
+    return _in_order(groups)
 
 
 def group_label(group: Mapping[str, float | None]) -> str:
@@ -272,9 +283,13 @@ class ReadableLogLocator(Locator):
         return self.tick_values(vmin, vmax)
 
     def candidates(self, vmin: float, vmax: float) -> list[list[float]]:
+        """The tick sets in the order they are tried; the last but one (every 10th decade) is
+        the fallback, the last (:data:`FINE_MANTISSAS`) is for an axis shorter than 1-2-5 can
+        mark twice (0.13 .. 0.47)."""
         sets = [self.grid] if self.grid else []
         sets += [_decades(vmin, vmax, (1.0, 2.0, 5.0), 1), _decades(vmin, vmax, (1.0, 3.0), 1)]
         sets += [_decades(vmin, vmax, (1.0,), every) for every in (1, 2, 3, 5, 10)]
+        sets += [_decades(vmin, vmax, FINE_MANTISSAS, 1)]
         if self.integer:  # counts (widths): whole numbers only
             sets = [[t for t in ts if t >= 1 and float(t).is_integer()] for ts in sets]
         return sets
@@ -284,14 +299,10 @@ class ReadableLogLocator(Locator):
         if not 0 < vmin < vmax:
             return self.grid or []
         sets = self.candidates(vmin, vmax)
-        # an axis shorter than 1-2-5 can mark twice (0.13 .. 0.47) gets the finer mantissas
-        fine = _decades(vmin, vmax, FINE_MANTISSAS, 1)
-        if self.integer:
-            fine = [t for t in fine if t >= 1 and float(t).is_integer()]
-        for ticks in [*sets, fine]:
+        for ticks in sets:
             if self.fits([t for t in ticks if vmin <= t <= vmax], vmin, vmax):
                 return ticks
-        return sets[-1]
+        return sets[-2]
 
     def fits(self, ticks: Sequence[float], vmin: float, vmax: float) -> bool:
         """Two ticks or more, neighbouring labels at least 0.8 em apart (across: 1.5 em
@@ -428,12 +439,6 @@ def _draw_fit(ax: Axes, fit: GroupFit, color: str, label: str) -> None:
             ax.axvline(b, color=color, linestyle="-.", linewidth=0.8)
 
 
-def _predicted_r(p: PointTheory) -> float | None:
-    """The SE excess risk of a grid point (None without a positive prediction)."""
-    r = p.predicted.get("excess_risk") if p.predicted else None
-    return r if isinstance(r, float) and r > 0 else None
-
-
 def _se_curve(
     points: Sequence[PointTheory], by: Sequence[str], key: str, x: str
 ) -> list[tuple[float, float]]:
@@ -441,18 +446,14 @@ def _se_curve(
     for p in points:
         if _key([getattr(p, a) for a in by]) != key or not p.predicted:
             continue
-        r, xv = _predicted_r(p), getattr(p, x)
+        r, xv = p.predicted_risk, getattr(p, x)
         if r is not None and _positive(xv):
             out.append((float(xv), r))
     return sorted(out)
 
 
 def _groups(runs: Sequence[RunRecord], by: Sequence[str]) -> dict[str, list[RunRecord]]:
-    groups: dict[str, list[RunRecord]] = defaultdict(list)
-    for r in runs:
-        if usable(r):
-            groups[_key([axis_value(r, a) for a in by])].append(r)
-    return dict(_in_order(groups))
+    return dict(_grouped((r for r in runs if usable(r)), by, axis_value))
 
 
 def _risk_points(runs: Iterable[RunRecord], x: str) -> tuple[list[tuple[float, float]], int]:
@@ -552,15 +553,12 @@ def theory_figure(
     band ``1 - below .. 1 + above`` of ``allowance(point)`` (a verdict's relative allowance)
     where one is given."""
     by, x = theory.by, theory.x
-    groups: dict[str, list[PointTheory]] = defaultdict(list)
-    for p in theory.points:
-        groups[_key([getattr(p, a) for a in by])].append(p)
     with paper_style():
         fig = _figure(PAGE, 4.2)
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.3])
         xs_drawn: list[float] = []
         dropped = 0
-        for i, (key, pts) in enumerate(_in_order(groups)):
+        for i, (key, pts) in enumerate(_grouped(theory.points, by, getattr)):
             color = COLORS[i % len(COLORS)]
             label = group_label(dict(zip(by, json.loads(key), strict=True)))
             pts = sorted(pts, key=lambda p: float(getattr(p, x)))
@@ -573,7 +571,7 @@ def theory_figure(
             pred = [
                 (float(getattr(p, x)), r)
                 for p in pts
-                if (r := _predicted_r(p)) is not None and _positive(getattr(p, x))
+                if (r := p.predicted_risk) is not None and _positive(getattr(p, x))
             ]
             if pred:
                 xs_drawn += [v for v, _ in pred]
@@ -584,7 +582,7 @@ def theory_figure(
             ratio = [
                 (float(getattr(p, x)), float(p.measured_mean or 0.0) / r)
                 for p in meas
-                if (r := _predicted_r(p)) is not None
+                if (r := p.predicted_risk) is not None
             ]
             if ratio:
                 bottom.plot(*zip(*ratio, strict=True), "o-", color=color, markersize=3)
@@ -640,11 +638,8 @@ def width_figure(
     n for a few widths (the narrowest, the best ones, the widest): where narrow networks win
     and from which n the full width does. ``theory`` is the sweep's answer with ``x =
     width``."""
-    groups: dict[str, list[PointTheory]] = defaultdict(list)
     by = [a for a in theory.by if a != "width"]
-    for p in theory.points:
-        if p.width is not None:
-            groups[_key([getattr(p, a) for a in by])].append(p)
+    with_width = [p for p in theory.points if p.width is not None]
     distinct = sorted({p.width for p in theory.points if p.width is not None})
     if len(distinct) < 2:
         has = f"one width, m = {distinct[0]}" if distinct else "no width"
@@ -658,13 +653,13 @@ def width_figure(
         widths: set[int] = set()
         chosen: set[int] = set()
         handles: list[Any] = []
-        for i, (key, pts) in enumerate(_in_order(groups)):
+        for i, (key, pts) in enumerate(_grouped(with_width, by, getattr)):
             color = COLORS[i % len(COLORS)]
             label = group_label(dict(zip(by, json.loads(key), strict=True)))
             pts = sorted(pts, key=lambda p: int(p.width or 0))
             widths |= {int(p.width or 0) for p in pts}
             _errorbars(left, pts, "width", color)
-            pred = [(float(p.width or 0), r, p) for p in pts if (r := _predicted_r(p)) is not None]
+            pred = [(float(p.width or 0), r, p) for p in pts if (r := p.predicted_risk) is not None]
             if pred:
                 left.plot([w for w, _, _ in pred], [r for _, r, _ in pred], "--", color=color,
                           linewidth=1.0)  # fmt: skip
@@ -673,7 +668,7 @@ def width_figure(
                                       [r * (1.0 + allowance(p)[1]) for _, r, p in pred],
                                       color=color, alpha=0.10, linewidth=0)  # fmt: skip
             best = _best(pts, lambda p: p.measured_mean)
-            se_best = _best(pts, _predicted_r)
+            se_best = _best(pts, lambda p: p.predicted_risk)
             marks = []
             if best is not None:
                 left.plot([best.width], [best.measured_mean], "*", color=color, markersize=11,
@@ -681,7 +676,7 @@ def width_figure(
                 chosen.add(int(best.width or 0))
                 marks.append(f"best {best.width}")
             if se_best is not None:
-                left.plot([se_best.width], [_predicted_r(se_best)], "o", markersize=10,
+                left.plot([se_best.width], [se_best.predicted_risk], "o", markersize=10,
                           markerfacecolor="none", markeredgecolor=color)  # fmt: skip
                 chosen.add(int(se_best.width or 0))
                 marks.append(f"SE {se_best.width}")
@@ -719,15 +714,11 @@ def _width_lines(ax: Axes, theory: TheoryReport, widths: Sequence[int]) -> None:
     ns: set[float] = set()
     for j, m in enumerate(widths):
         color = COLORS[(j + 3) % len(COLORS)]
-        lines: dict[str, list[PointTheory]] = defaultdict(list)
-        for p in theory.points:
-            if p.width == m:
-                lines[_key([getattr(p, a) for a in rest])].append(p)
-        for _, pts in _in_order(lines):
+        for _, pts in _grouped((p for p in theory.points if p.width == m), rest, getattr):
             at = sorted(pts, key=lambda p: p.n)
             ns |= {float(p.n) for p in at}
             _errorbars(ax, at, "n", color)
-            pred = [(float(p.n), r) for p in at if (r := _predicted_r(p)) is not None]
+            pred = [(float(p.n), r) for p in at if (r := p.predicted_risk) is not None]
             if pred:
                 ax.plot(*zip(*pred, strict=True), "--", color=color, linewidth=1.0)
         ax.plot([], [], color=color, marker="o", markersize=3, label=f"m = {m}")

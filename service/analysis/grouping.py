@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -111,6 +111,11 @@ def usable(p: RunPoint, include_non_unique: bool = False) -> bool:
     )
 
 
+def group_order(values: Iterable[float | None]) -> tuple[tuple[bool, float], ...]:
+    """The sort key of a group's axis values: numeric order, a missing value last."""
+    return tuple((v is None, v or 0.0) for v in values)
+
+
 def group_points(
     points: Sequence[RunPoint], by: Sequence[str]
 ) -> list[tuple[dict[str, float | None], list[RunPoint]]]:
@@ -118,5 +123,5 @@ def group_points(
     groups: dict[tuple[float | None, ...], list[RunPoint]] = defaultdict(list)
     for p in points:
         groups[tuple(axis_value(p, a) for a in by)].append(p)
-    order = sorted(groups, key=lambda k: tuple((v is None, v or 0.0) for v in k))
+    order = sorted(groups, key=group_order)
     return [(dict(zip(by, key, strict=True)), groups[key]) for key in order]

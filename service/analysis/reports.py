@@ -109,6 +109,12 @@ class PointTheory(Report):
     rel_diff: float | None
     """(measured mean - predicted R) / predicted R."""
 
+    @property
+    def predicted_risk(self) -> float | None:
+        """The state evolution's excess risk R at this point (None without a positive one)."""
+        r = self.predicted.get("excess_risk") if self.predicted else None
+        return r if isinstance(r, float) and r > 0 else None
+
 
 class GroupTheory(Report):
     """Measured and predicted exponents of one group over the same x-window: the measured one

@@ -90,8 +90,7 @@ def spectrum_theory(run: RunRecord, spectra: Sequence[Spectrum]) -> SpectrumTheo
     if cfg.teacher.signed:
         return "no prediction: the state evolution here covers the PSD quadratic model only"
     args = (cfg.model, cfg.d, cfg.n, cfg.weight_decay, cfg.teacher.gamma, cfg.teacher.noise)
-    width = cfg.width if cfg.model == "quadratic" else None  # m >= d: full width
-    pred = predict(*args, cfg.teacher.rank, width=width)
+    pred = predict(*args, cfg.teacher.rank, width=cfg.width)  # width >= d: the full width
     values = predicted_spectrum(pred)
     kind = main_kind(cfg.model)
     measured = next((s for s in spectra if s.kind == kind), None)

@@ -47,10 +47,9 @@ WIDTH_THEORY_NOTE = (
 def _prediction(p: RunPoint) -> tuple[Prediction | None, str | None]:
     if p.signed:
         return None, "the state evolution here covers the PSD quadratic model, not a signed teacher"
-    width = p.width if p.model == "quadratic" else None  # m >= d: full width (None)
-    try:
+    try:  # (a width >= d, the diagonal's always, is the full width: SEPoint drops it)
         return (
-            predict(p.model, p.d, p.n, p.weight_decay, p.gamma, p.noise, p.rank, width=width),  # type: ignore[arg-type]
+            predict(p.model, p.d, p.n, p.weight_decay, p.gamma, p.noise, p.rank, width=p.width),  # type: ignore[arg-type]
             None,
         )
     except (ValueError, ArithmeticError) as exc:
