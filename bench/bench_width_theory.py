@@ -31,6 +31,7 @@ Run (OMP_NUM_THREADS=1 on a shared machine; wall times on one core of this 2-cor
     .venv/bin/python bench/bench_width_theory.py verify --dims 40 --seeds 8  # ~3 min
     .venv/bin/python bench/bench_width_theory.py bump --seeds 8              # ~15 min
     .venv/bin/python bench/bench_width_theory.py control --dims 20 30 --seeds 8
+    .venv/bin/python bench/bench_width_theory.py control --dims 40 --seeds 8     # ~4 min
     .venv/bin/python bench/bench_width_theory.py control --dims 20 30 --seeds 8 --control-alpha 0.25
     .venv/bin/python bench/bench_width_theory.py draws
 """
@@ -49,7 +50,7 @@ from service.teachers import quadratic_eigenvalues
 from service.theory import predict
 from service.theory.finite_size import NOISE_FITTING_DF, finite_size_excess
 from service.theory.point import SEPoint
-from service.theory.quadratic import _eig, _risk_df, _solve_zeta, goe_draws, solve
+from service.theory.quadratic import _eig, _risk_df, _solve_zeta, default_draws, goe_draws, solve
 from service.theory.rank_sensing import RankSensing, RankSolution, simulate
 
 GAMMA = 1.0
@@ -203,7 +204,7 @@ def roots(dims: list[int]) -> dict[str, Any]:
     for d, alpha, lam, noise, m in cases:
         n = int(round(alpha * d * d))
         width = None if m >= d else m
-        k = max(1, math.ceil((200 / d) ** 2) // 4)
+        k = max(1, default_draws(d) // 4)
         g = goe_draws(d, k, 0)
         traces = np.trace(g, axis1=1, axis2=2)
         lam_star = quadratic_eigenvalues(d, GAMMA)
@@ -346,7 +347,7 @@ def draws() -> dict[str, Any]:
     cases = [(20, 1.0, 0.01, 0.25), (40, 1.0, 0.01, 0.25), (40, 0.5, 1e-3, 0.25)]
     for d, alpha, lam, noise in cases:
         n = int(round(alpha * d * d))
-        k = max(1, math.ceil((200 / d) ** 2))
+        k = default_draws(d)
         for m in (1, 3, d // 4, d // 2, d):
             rs = [solve(SEPoint(d, n, lam, GAMMA, noise, None, m), draws=k, seed=s).excess_risk
                   for s in range(8)]  # fmt: skip

@@ -36,9 +36,11 @@ from service.theory.finite_size import (
     SPECTRUM_SOURCE,
     SPIKE_PER_D,
     SUPPORT_ALLOWANCE,
+    WIDTH_MEASURED_D,
     WIDTH_SOURCE,
     finite_size_excess,
     in_noise_fitting,
+    width_rule_measured,
 )
 
 Z95 = 1.96
@@ -255,8 +257,9 @@ class _PointChecks:
                 else "no grid point with both a measurement and a prediction")  # fmt: skip
         if self.unruled:
             text += (
-                f"; not judged (noise fitting, df/n >= {NOISE_FITTING_DF:g}, where no measured "
-                f"finite-size rule holds): {', '.join(self.unruled)}"
+                f"; not judged (noise fitting, df/n >= {NOISE_FITTING_DF:g}, or a narrow width "
+                f"below d(d+1)/2 samples at d > {WIDTH_MEASURED_D}: no measured finite-size "
+                f"rule holds there): {', '.join(self.unruled)}"
             )
         return text
 
@@ -267,8 +270,8 @@ def _compare_points(rule: VerdictRule, x: str, pts: Sequence[PointTheory]) -> _P
     tolerance (:func:`allowance_at`)."""
     c = _PointChecks()
     for p in pts:
-        pred = p.predicted.get("excess_risk") if p.predicted else None
-        if not isinstance(pred, float) or pred <= 0 or p.measured_mean is None:
+        pred = p.predicted_risk
+        if pred is None or p.measured_mean is None:
             continue
         where = f"{x}={getattr(p, x):.4g}"
         df = _num(p.predicted.get("df") if p.predicted else None)
@@ -276,6 +279,9 @@ def _compare_points(rule: VerdictRule, x: str, pts: Sequence[PointTheory]) -> _P
         if rule.finite_d and p.model == "quadratic" and df is not None:
             if in_noise_fitting(df, p.n):
                 c.unruled.append(f"{where} (R/R_SE = {ratio:.3f}, df/n = {df / p.n:.2f})")
+                continue
+            if not width_rule_measured(p.d, p.n, p.width):
+                c.unruled.append(f"{where} (R/R_SE = {ratio:.3f}, narrow width at d = {p.d})")
                 continue
         c.n_cmp += 1
         below, above = allowance_at(rule, p.model, p.d, p.n, p.width)
@@ -343,8 +349,8 @@ def _above(a: _Width, b: _Width) -> bool:
 def _widths(pts: Sequence[PointTheory]) -> list[_Width]:
     out = []
     for p in pts:
-        pred = p.predicted.get("excess_risk") if p.predicted else None
-        if p.width is None or p.measured_mean is None or not isinstance(pred, float):
+        pred = p.predicted_risk
+        if p.width is None or p.measured_mean is None or pred is None:
             continue
         out.append(_Width(p.width, p.measured_mean, p.measured_se or 0.0, pred))
     return sorted(out, key=lambda w: w.m)
@@ -379,7 +385,7 @@ def _shape(ws: Sequence[_Width]) -> _Shape | None:
     wide = ws[-1]
     checks: list[tuple[bool, str]] = [
         (
-            se_best is best or _tied(se_best, best),
+            _tied(se_best, best),
             f"best width {best.m} measured (R = {best.mean:.3g} +- {best.se:.2g}), {se_best.m} "
             f"predicted (measured there {se_best.mean:.3g} +- {se_best.se:.2g})",
         )
@@ -420,13 +426,13 @@ def _shape(ws: Sequence[_Width]) -> _Shape | None:
 def width_verdicts(rule: VerdictRule, sweep_name: str, theory: TheoryReport) -> list[GroupVerdict]:
     """Risk against the width (``x = width``), per group of the other axes (n, lambda): every
     grid point against the finite-width state evolution (:func:`_compare_points`) and the
-    curve's shape (:func:`_shape`: best width, narrow advantage, bump); then, per family of
-    groups that differ only in n, one verdict on how the best width moves with n (every
-    group's SE best width tied with its measured best). ``measured_exponent`` and
-    ``se_exponent`` of these verdicts carry the measured and the predicted best width (form
-    ``best width``)."""
-    out = []
-    moves: dict[tuple[tuple[str, float | None], ...], list[tuple[float, _Shape]]] = {}
+    curve's shape (:func:`_shape`: best width, narrow advantage, bump). The last group (largest
+    n) of each family that differs only in n also says how the best width moves with n,
+    measured and predicted (a summary: each n's best width is judged in its own group).
+    ``measured_exponent`` and ``se_exponent`` carry the measured and the predicted best width
+    (form ``best width``)."""
+    out: list[GroupVerdict] = []
+    families: dict[tuple[tuple[str, float | None], ...], list[tuple[float, _Shape, int]]] = {}
     for g in theory.groups:
         pts = _group_points(theory, g.group)
         c = _compare_points(rule, theory.x, pts)
@@ -437,6 +443,10 @@ def width_verdicts(rule: VerdictRule, sweep_name: str, theory: TheoryReport) -> 
                 f"; {g.n_left_out} of {g.n_runs + g.n_left_out} runs left out (failed or "
                 "uncertified: a narrow run whose restarts disagree has no certificate)"
             )
+        n = g.group.get("n")
+        if shape is not None and n is not None:
+            rest = tuple(sorted((k, v) for k, v in g.group.items() if k != "n"))
+            families.setdefault(rest, []).append((float(n), shape, len(out)))
         out.append(
             _group_verdict(
                 rule, theory.sweep_id, sweep_name, g.group, agrees=c.agrees and bool(shape and
@@ -445,29 +455,17 @@ def width_verdicts(rule: VerdictRule, sweep_name: str, theory: TheoryReport) -> 
                 se=float(shape.se_best.m) if shape else None, form="best width",
             )
         )  # fmt: skip
-        n = g.group.get("n")
-        if shape is not None and n is not None:
-            rest = tuple(sorted((k, v) for k, v in g.group.items() if k != "n"))
-            moves.setdefault(rest, []).append((float(n), shape))
-    for rest, rows in moves.items():
+    for rows in families.values():
         if len(rows) < 2:
             continue
         rows.sort(key=lambda r: r[0])
-        ok = all(s.se_best is s.best or _tied(s.se_best, s.best) for _, s in rows)
-        ns = ", ".join(f"{n:.4g}" for n, _ in rows)
-        why = (
-            f"best width against n = {ns}: measured {' -> '.join(str(s.best.m) for _, s in rows)},"
-            f" predicted {' -> '.join(str(s.se_best.m) for _, s in rows)}"
-            + ("" if ok else " (some n's predicted best width is not tied with the measured best)")
+        last = out[rows[-1][2]]
+        moves = (
+            f"; best width against n = {', '.join(f'{n:.4g}' for n, _, _ in rows)}: measured "
+            f"{' -> '.join(str(s.best.m) for _, s, _ in rows)}, predicted "
+            f"{' -> '.join(str(s.se_best.m) for _, s, _ in rows)}"
         )
-        group: dict[str, float | None] = dict(rest)
-        out.append(
-            _group_verdict(
-                rule, theory.sweep_id, sweep_name, group, agrees=ok, why=why, raw=ok,
-                measured=float(rows[-1][1].best.m), se=float(rows[-1][1].se_best.m),
-                form="best width against n",
-            )
-        )  # fmt: skip
+        out[rows[-1][2]] = last.model_copy(update={"why": last.why + moves})
     return out
 
 

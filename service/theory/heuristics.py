@@ -7,8 +7,11 @@ import math
 from service.theory.finite_size import (
     NOISE_FITTING_DF,
     WIDTH_EXCESS,
+    WIDTH_MEASURED_D,
     finite_size_excess,
     in_noise_fitting,
+    narrow_below_convex_rank,
+    width_rule_measured,
 )
 
 #: Relative tolerance for "power == 1/2" and "power >= gamma".
@@ -104,10 +107,15 @@ def _width_note(d: int, n: int, df: float, width: int) -> str:
     where = f"x x'-I data at width m={width}"
     if in_noise_fitting(df, n):
         return f"{where}: noise fitting (df/n >= {NOISE_FITTING_DF:g}), no measured rule holds"
-    if 2 * n < d * (d + 1):
+    if not width_rule_measured(d, n, width):
+        return (
+            f"{where}, n < d(d+1)/2: no measured rule at d = {d} (the narrow-width excess is "
+            f"measured up to d = {WIDTH_MEASURED_D} only)"
+        )
+    if narrow_below_convex_rank(d, n, width):
         return (
             f"{where}, n < d(d+1)/2: expect R_sim/R_SE - 1 up to +{WIDTH_EXCESS:.0%} (measured at "
-            "d = 20-40; GOE sensing agrees with the SE)"
+            f"d = 20-{WIDTH_MEASURED_D}; GOE sensing agrees with the SE)"
         )
     rule = finite_size_excess("quadratic", d, n)
     return (

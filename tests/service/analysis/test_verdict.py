@@ -186,18 +186,19 @@ BUMPY = [(1, 0.42, 0.42), (3, 0.27, 0.264), (8, 0.34, 0.334), (13, 0.38, 0.373),
 MONOTONE = [(1, 0.40, 0.402), (3, 0.20, 0.201), (8, 0.16, 0.160), (40, 0.127, 0.127)]
 
 
-def test_width_verdict_reads_best_width_bump_and_how_the_best_width_moves() -> None:
+def test_width_verdict_reads_best_width_and_bump_and_says_how_the_best_width_moves() -> None:
     from service.analysis.verdict import width_verdicts
 
     rule = VerdictRule(kind="width", x="width", by=["n", "weight_decay"], finite_d=True)
-    bumpy, monotone, moves = width_verdicts(rule, "w", _width_theory({800: BUMPY, 1600: MONOTONE}))  # type: ignore[arg-type]
+    bumpy, monotone = width_verdicts(rule, "w", _width_theory({800: BUMPY, 1600: MONOTONE}))  # type: ignore[arg-type]
     assert bumpy.agrees and bumpy.raw_agrees, bumpy.why
     assert (bumpy.measured_exponent, bumpy.se_exponent, bumpy.form) == (3.0, 3.0, "best width")
     assert "bump at width 13" in bumpy.why and "widest (40) / best" in bumpy.why
     assert monotone.agrees and "no bump predicted" in monotone.why, monotone.why
     assert monotone.measured_exponent == 40.0
-    assert moves.form == "best width against n" and moves.agrees
-    assert "measured 3 -> 40, predicted 3 -> 40" in moves.why
+    # the largest n's group says how the best width moved (a summary, not a verdict of its own)
+    assert "best width against n = 800, 1600: measured 3 -> 40, predicted 3 -> 40" in monotone.why
+    assert "best width against n" not in bumpy.why
 
 
 def test_width_verdict_refuses_a_missing_bump_and_a_wrong_best_width() -> None:
@@ -223,5 +224,32 @@ def test_a_narrow_width_below_d_squared_over_2_has_the_measured_width_excess() -
     # full width, or n >= d(d+1)/2: the convex rule
     assert allowance_at(rule, "quadratic", 40, 800, 40) == (0.0, pytest.approx(0.085))
     assert allowance_at(rule, "quadratic", 40, 1640, 3) == allowance_at(rule, "quadratic", 40, 1640)
+
+
+def test_a_narrow_width_beyond_the_measured_d_is_left_unjudged() -> None:
+    """Below d(d+1)/2 samples the narrow-width excess is measured up to d = 40 only: at d = 80
+    a narrow point far above the SE is named as not judged, not passed by the allowance nor
+    failed by the convex rule; the full width at the same n is judged."""
+    from service.analysis.reports import GroupTheory, PointTheory, TheoryReport
+    from service.analysis.verdict import width_verdicts
+
+    rows = [(3, 1.3, 1.0), (8, 1.0, 1.0), (80, 0.9, 0.9)]
+    points = [
+        PointTheory(
+            model="quadratic", d=80, n=1600, alpha=0.25, weight_decay=0.01, gamma=1.0,
+            noise=0.25, rank=None, link_power=None, width=m, measured_mean=mean,
+            measured_se=0.01 * mean, n_seeds=6, rel_diff=mean / pred - 1,
+            predicted={"excess_risk": pred, "df": 0.3 * 1600},
+        )
+        for m, mean, pred in rows
+    ]  # fmt: skip
+    group = GroupTheory(group={"n": 1600.0}, x_window=(3.0, 80.0), measured_exponent=None,
+                        predicted_exponent=None, n_points=3)  # fmt: skip
+    theory = TheoryReport(sweep_id=3, x="width", by=["n"], points=points, groups=[group])
+    rule = VerdictRule(kind="width", x="width", by=["n"], finite_d=True)
+    (g,) = width_verdicts(rule, "w", theory)
+    assert "1 of 1 grid points" in g.why, g.why
+    assert "width=3 (R/R_SE = 1.300, narrow width at d = 80)" in g.why
+    assert "width=8 (R/R_SE = 1.000, narrow width at d = 80)" in g.why
     with pytest.raises(ValidationError, match="x: the width verdict"):
         VerdictRule(kind="width", x="n")
