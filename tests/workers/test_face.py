@@ -103,6 +103,9 @@ def test_no_face_to_solve_gives_none() -> None:
     op = Sensing(xs)
     zero = torch.zeros(xs.shape[1], xs.shape[1], dtype=xs.dtype)
     assert sensing_face_certificate(xs, ys, zero, 0.05, True, adjoint=op.adjoint) is None
+    # a face of rank above d/2 is no cheaper than the full solver: not solved
+    full = torch.eye(xs.shape[1], dtype=xs.dtype)
+    assert sensing_face_certificate(xs, ys, full, 0.05, True, adjoint=op.adjoint) is None
 
 
 def test_a_solve_refined_by_faces_stops_at_its_dual_target_sooner() -> None:
