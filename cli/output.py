@@ -175,7 +175,7 @@ def exponent_table(report: ExponentReport) -> str:
             ]
         )
     title = (
-        f"sweep {report.sweep_id}: R ~ C {report.x}^-exponent; form chosen by {report.selection}\n"
+        f"sweep {report.sweep_id}: R ~ C {report.x}^-exponent; form chosen by {report.selection}"
     )
 
     def label(g: GroupFit) -> str:
@@ -187,7 +187,7 @@ def exponent_table(report: ExponentReport) -> str:
             by_method.setdefault(g.ci_method, []).append(label(g))
     notes = [f"CI of {'; '.join(labels)}: {m}" for m, labels in by_method.items()]
     notes += [f"{label(g)}: {n}" for g in report.groups for n in g.selection_notes]
-    text = safe(title) + (table(header, rows) if rows else "no runs\n")
+    text = safe(title) + "\n" + (table(header, rows) if rows else "no runs\n")
     return text + "".join(f"{safe(n)}\n" for n in notes)
 
 

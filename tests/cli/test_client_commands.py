@@ -51,6 +51,10 @@ def test_submit_wait_shows_progress_then_exponents(
     assert code == 0
     assert out.splitlines()[0] == "1"
     assert "succeeded" in out and "exponent" in out and "weight_decay" in out
+    # the exponents' title is a line of its own: its newline is not escaped into the text
+    lines = out.splitlines()
+    title = next(i for i, line in enumerate(lines) if "R ~ C n^-exponent" in line)
+    assert "\\n" not in lines[title] and lines[title + 1].split()[0] == "weight_decay"
     assert f"{N_RUNS}/{N_RUNS}" in err and "[" in err
 
 
