@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -52,26 +51,9 @@ def init_values(rng: np.random.Generator, init_scale: float, shape: tuple[int, .
     return out
 
 
-@dataclass(frozen=True)
-class Preconditioner:
-    """``v -> P v`` for v of shape (K, p) or (K, h, p): L-BFGS's initial inverse Hessian up to
-    its scale, and the Gram matrices ``v P v'`` of a history (K, h, p) -> (K, h, h).
-
-    ``gram`` (when given) forms them from a square root of P instead of applying P to the h
-    rows: the quadratic nets' ``P = (L L')^-1`` per row block gives ``|L^-1 v|^2``, one
-    triangular solve where ``P v`` takes two."""
-
-    apply: Callable[[Tensor], Tensor]
-    gram_of: Callable[[Tensor], Tensor] | None = None
-
-    def __call__(self, v: Tensor) -> Tensor:
-        return self.apply(v)
-
-    def gram(self, v: Tensor) -> Tensor:
-        """``v P v'`` per batch member, (K, h, p) -> (K, h, h)."""
-        if self.gram_of is not None:
-            return self.gram_of(v)
-        return torch.bmm(v, self.apply(v).transpose(1, 2))
+Preconditioner = Callable[[Tensor], Tensor]
+"""``v -> P v`` for v of shape (K, p): L-BFGS's initial inverse Hessian up to its scale
+(:meth:`BatchedNets.preconditioner`)."""
 
 
 class BatchedNets(ABC):
@@ -110,8 +92,8 @@ class BatchedNets(ABC):
 
     def preconditioner(self, p: Tensor, lam: Tensor, curvature: Tensor) -> Preconditioner:
         """``v -> P v``: L-BFGS's initial inverse Hessian at ``p`` up to its scale, for ``v`` of
-        shape (K, p) or (K, h, p) (nets with ``preconditioned`` only; factorised once per
-        step, applied to the gradient and to the history)."""
+        shape (K, p) (nets with ``preconditioned`` only; factorised once per step, applied
+        to two vectors of the step by the L-BFGS two-loop recursion)."""
         raise NotImplementedError
 
     def chunk_rows(self, k: int, n: int, width: int) -> int:
@@ -185,7 +167,7 @@ class DiagonalNets(BatchedNets):
             out = (pairs - c.unsqueeze(-2) * u) / lam_b
             return out.view(v.shape)
 
-        return Preconditioner(apply)
+        return apply
 
     def pack(self, params: dict[str, Tensor]) -> Tensor:
         return torch.cat([params["a"], params["w"]]).to(self.dtype)
@@ -271,29 +253,15 @@ class QuadraticNets(BatchedNets):
         chol = torch.linalg.cholesky(4.0 * (w @ w.transpose(1, 2)) + lam.view(k, 1, 1) * eye)
 
         def apply(v: Tensor) -> Tensor:
-            if v.dim() == 2:
-                return torch.cholesky_solve(v.view(k, m, d), chol).reshape(k, -1)
-            out = torch.cholesky_solve(_columns(v, m, d), chol)
-            return out.view(k, m, v.shape[1], d).permute(0, 2, 1, 3).reshape(v.shape)
+            return torch.cholesky_solve(v.view(k, m, d), chol).reshape(k, -1)
 
-        def gram(v: Tensor) -> Tensor:
-            half = torch.linalg.solve_triangular(chol, _columns(v, m, d), upper=False)
-            half = half.view(k, m, v.shape[1], d).permute(0, 2, 1, 3).reshape(v.shape)
-            return torch.bmm(half, half.transpose(1, 2))
-
-        return Preconditioner(apply, gram)
+        return apply
 
     def pack(self, params: dict[str, Tensor]) -> Tensor:
         return params["W"].reshape(-1).to(self.dtype)
 
     def unpack(self, row: Tensor) -> dict[str, Tensor]:
         return {"W": row.detach().to(torch.float64).reshape(self.width, self.d).clone()}
-
-
-def _columns(v: Tensor, m: int, d: int) -> Tensor:
-    """A history (K, h, m d) of (m, d) matrices as the columns (K, m, h d) of one solve."""
-    k, h = v.shape[0], v.shape[1]
-    return v.view(k, h, m, d).permute(0, 2, 1, 3).reshape(k, m, h * d)
 
 
 def flops_per_evaluation(model: str, n: int, d: int, width: int) -> float:

@@ -1,0 +1,79 @@
+"""workers.training.optimizers: the L-BFGS direction is -H g for the BFGS matrix of each slot's
+own pairs, with or without a preconditioner, whatever the slots' history lengths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from workers.training.optimizers import LBFGS
+
+F64 = torch.float64
+CPU = torch.device("cpu")
+
+
+def _bfgs_matrix(pairs: list[tuple[Tensor, Tensor]], h0: Tensor) -> Tensor:
+    """The inverse-Hessian approximation of BFGS from H0 through ``pairs`` (oldest first),
+    written out densely: H <- V'HV + rho s s', V = I - rho y s'."""
+    h = h0.clone()
+    eye = torch.eye(h0.shape[0], dtype=F64)
+    for s, y in pairs:
+        rho = 1.0 / float(s @ y)
+        v = eye - rho * torch.outer(y, s)
+        h = v.T @ h @ v + rho * torch.outer(s, s)
+    return h
+
+
+@pytest.mark.parametrize("preconditioned", [False, True])
+def test_the_direction_is_minus_h_g_for_each_slots_own_pairs(preconditioned: bool) -> None:
+    """Three slots with 0, 3 and 7 pairs (7 > the 4 kept: the oldest half is dropped when the
+    history is full) on convex quadratics (y = A s, so s'y > 0); H0 = (s'y / y'H0y) P of the
+    last pair with P a dense SPD matrix per slot (or I); 1e-10 relative."""
+    rng = np.random.default_rng(3)
+    k, p, h = 3, 6, 4
+    opt = LBFGS(k, p, F64, CPU)
+    opt.h = h
+    for name in ("s", "y"):
+        setattr(opt, name, torch.zeros(k, h, p, dtype=F64))
+    opt.sy, opt.yy = torch.zeros(k, h, h, dtype=F64), torch.zeros(k, h, h, dtype=F64)
+    counts = (0, 3, 7)
+    hess = [torch.as_tensor(_spd(rng, p)) for _ in range(k)]
+    kept: list[list[tuple[Tensor, Tensor]]] = [[] for _ in range(k)]
+    x = torch.as_tensor(rng.normal(size=(k, p)))
+    for step in range(max(counts)):
+        s_vec = torch.as_tensor(rng.normal(size=(k, p)))
+        y_vec = torch.stack([hess[j] @ s_vec[j] for j in range(k)])
+        ok = torch.tensor([step < c for c in counts])
+        g = torch.zeros(k, p, dtype=F64)
+        opt.accepted(x, x + s_vec, g, y_vec, ok, torch.ones(k, dtype=F64), [None] * k)
+        for j in range(k):
+            if step < counts[j]:
+                if len(kept[j]) == h:  # a full history drops its oldest half at once
+                    kept[j] = kept[j][h // 2 :]
+                kept[j].append((s_vec[j], y_vec[j]))
+    assert opt.count.tolist() == [len(kp) for kp in kept] == [0, 3, 3]
+
+    pre = [torch.as_tensor(_spd(rng, p)) for _ in range(k)]
+
+    def apply(v: Tensor) -> Tensor:
+        return torch.stack([pre[j] @ v[j] for j in range(k)])
+
+    g = torch.as_tensor(rng.normal(size=(k, p)))
+    d, _ = opt.direction(x, g, [None] * k, apply if preconditioned else None)
+    for j in range(k):
+        base = pre[j] if preconditioned else torch.eye(p, dtype=F64)
+        if kept[j]:
+            s_last, y_last = kept[j][-1]
+            base = float(s_last @ y_last) / float(y_last @ base @ y_last) * base
+        want = -_bfgs_matrix(kept[j], base) @ g[j]
+        if not kept[j] and not preconditioned:  # a first plain step: the gradient itself
+            want = -g[j]
+        torch.testing.assert_close(d[j], want, rtol=1e-10, atol=1e-12, msg=f"slot {j}")
+
+
+def _spd(rng: np.random.Generator, p: int) -> np.ndarray:
+    a = rng.normal(size=(p, p))
+    out: np.ndarray = a @ a.T / p + 0.5 * np.eye(p)
+    return out
