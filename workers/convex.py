@@ -36,6 +36,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 from workers.certificate import Certificate, lasso_certificate, sensing_certificate
+from workers.lanczos import top_eigenvalue
 from workers.operators import Sensing
 
 Array = Tensor
@@ -43,11 +44,12 @@ StopReason = Literal["duality_gap", "max_steps", "timeout"]
 Refine = Callable[[Tensor], Certificate | None]
 """A better dual bound at an iterate (workers.face), or None."""
 
-_POWER_ITERATIONS = 10
-"""Power-iteration steps for the Lipschitz estimate (stops earlier at 1e-4 relative change):
-a rough lower bound is enough, the backtracking raises it where the iterates need it."""
+_LANCZOS_STEPS = 10
+"""Lanczos steps for the Lipschitz estimate (:mod:`workers.lanczos`; stops earlier at 1e-4
+relative change): a rough lower bound is enough, the backtracking raises it where the
+iterates need it."""
 _SAFETY = 1.05
-"""The power-iteration estimate is a lower bound on L: inflate it a little."""
+"""The Lanczos estimate is a lower bound on L: inflate it a little."""
 _BACKTRACK = 1.25
 """On a failed sufficient-decrease test: L <- this factor x max(observed curvature, L)."""
 _RELAX = 0.9
@@ -121,23 +123,11 @@ def _dot(a: Array, b: Array) -> float:
     return float((a * b).sum())
 
 
-def _power_lipschitz(
+def _lipschitz(
     forward: Callable[[Array], Array], adjoint: Callable[[Array], Array], v0: Array
 ) -> float:
-    """Top eigenvalue of x -> A'(A x)/n by power iteration from v0 (a lower bound)."""
-    v = v0 / math.sqrt(_dot(v0, v0))
-    est = 0.0
-    for _ in range(_POWER_ITERATIONS):
-        w = adjoint(forward(v))
-        new = _dot(v, w)  # Rayleigh quotient (v has unit norm)
-        norm = math.sqrt(_dot(w, w))
-        if norm == 0.0:
-            return 0.0
-        v = w / norm
-        if abs(new - est) <= 1e-4 * abs(new):
-            return new
-        est = new
-    return est
+    """Top eigenvalue of x -> A'(A x)/n from v0 (a lower bound, :mod:`workers.lanczos`)."""
+    return top_eigenvalue(lambda v: adjoint(forward(v)), v0, max_steps=_LANCZOS_STEPS)
 
 
 def _fista(
@@ -323,10 +313,10 @@ def solve_lasso(
         prox=prox,
         certificate=lambda th, _pred: lasso_certificate(xm, yv, th, lam),
     )
-    # L = ||X||_2^2 / n: power iteration on X'X/n from a fixed start, slightly inflated;
+    # L = ||X||_2^2 / n: Lanczos on X'X/n from a fixed start, slightly inflated;
     # the backtracking test in _fista corrects any underestimate.
     v0 = as_tensor(np.ones(d) + np.random.default_rng(0).standard_normal(d), dev)
-    lip = _SAFETY * _power_lipschitz(forward, adjoint, v0)
+    lip = _SAFETY * _lipschitz(forward, adjoint, v0)
     # With lam = 0 the certificate solves a least-squares problem (O(n d min(n, d))):
     # check it rarely enough that it costs at most ~10 % of the iterations.
     check = _CHECK_EVERY if lam > 0 else max(_CHECK_EVERY, 3 * min(n, d))
@@ -389,7 +379,7 @@ def solve_sensing(
         A time.monotonic() value after which the solve stops with stop_reason "timeout".
     lipschitz
         A known estimate of the top eigenvalue of A'A/n (the backtracking corrects an
-        underestimate); default: power iteration here.
+        underestimate); default: Lanczos here.
     op
         The sensing operator on ``x`` when the caller keeps one (its X'X computed once).
     refine
@@ -443,7 +433,7 @@ def solve_sensing(
     if lipschitz is None:
         g = np.random.default_rng(0).standard_normal((d, d))
         v0 = as_tensor(np.eye(d) + (g + g.T) / (2.0 * math.sqrt(d)), dev)
-        lipschitz = _SAFETY * _power_lipschitz(op.forward, op.adjoint, v0)
+        lipschitz = _SAFETY * _lipschitz(op.forward, op.adjoint, v0)
     lip = lipschitz
     return _fista(
         prob,

@@ -16,7 +16,7 @@ dual-feasible u, with ``G = P(candidate) - D(u)`` the absolute gap. Then
 * trace-penalised sensing (``M(u) = A'(u)/n <= (lam/2) I``; the range of S* lies in the
   eigenspace of M(u*) at lam/2, or at +-lam/2 for the nuclear norm): with
   ``|M(u) - M(u*)|_op <= sqrt(2 L G) = delta`` (L >= the top eigenvalue of the sensing
-  operator's quadratic form Q = A'A/n, by power iteration) Weyl's inequality gives
+  operator's quadratic form Q = A'A/n, by Lanczos) Weyl's inequality gives
   ``rank(S*) <= #{k : mu_k(M(u)) >= lam/2 - delta}`` (``|mu_k| >=`` for the nuclear norm): every
   other eigen-direction of the candidate is zero at the minimum.
 
@@ -50,6 +50,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from workers.certificate import Certificate, lasso_certificate, sensing_certificate
+from workers.lanczos import top_eigenvalue
 from workers.operators import Sensing
 
 Array = NDArray[np.float64]
@@ -57,9 +58,11 @@ Array = NDArray[np.float64]
 METHOD = "gap-safe sphere test (Fercoq, Gramfort and Salmon 2015)"
 """The named estimator of ``support``: what ``RunMetrics.support_method`` says."""
 SAFETY = 1.05
-"""The power-iteration estimate of L is a lower bound: inflated by this factor."""
-POWER_ITERATIONS = 30
-"""At most; the iteration stops at 1e-3 relative change (the radius goes as sqrt(L))."""
+"""The Lanczos estimate of L is a lower bound: inflated by this factor."""
+LANCZOS_RTOL = 1e-3
+"""The Lanczos estimate stops at this relative change (the radius goes as sqrt(L)). Measured
+on the d = 200, n = 8,000 quadratic run: 16 applications of Q, 0.13 % below the top
+eigenvalue (60 steps), where 25 steps of power iteration ended 2.2 % below it."""
 FACE_FLOPS = 2e9
 """The sensing face's Gram matrix (n x D_r^2 flops) is formed only below this cost; above
 it the resolution is not computed (None) and the fits use every kept eigenvalue."""
@@ -152,24 +155,12 @@ def screen_lasso(
 
 
 def sensing_lipschitz(op: Sensing, *, seed: int = 0) -> float:
-    """An upper estimate of the top eigenvalue of Q = A'A/n (power iteration, x SAFETY)."""
+    """An upper estimate of the top eigenvalue of Q = A'A/n (Lanczos, :mod:`workers.lanczos`,
+    x SAFETY), from near the identity direction plus a fixed random symmetric part."""
     d = op.d
     g = np.random.default_rng(seed).standard_normal((d, d))
     v = torch.as_tensor(np.eye(d) + (g + g.T) / (2.0 * math.sqrt(d)), device=op.x.device)
-    v = v / torch.linalg.norm(v)
-    est = 0.0
-    for _ in range(POWER_ITERATIONS):
-        w = op.adjoint(op.forward(v))
-        new = float((v * w).sum())
-        norm = float(torch.linalg.norm(w))
-        if norm == 0.0:
-            return 0.0
-        v = w / norm
-        if abs(new - est) <= 1e-3 * abs(new):
-            est = new
-            break
-        est = new
-    return SAFETY * est
+    return SAFETY * top_eigenvalue(lambda s: op.adjoint(op.forward(s)), v, rtol=LANCZOS_RTOL)
 
 
 def _face_curvature(x: Tensor, v: Tensor) -> float | None:
