@@ -52,7 +52,7 @@ def init_values(rng: np.random.Generator, init_scale: float, shape: tuple[int, .
 
 
 Preconditioner = Callable[[Tensor], Tensor]
-"""``v -> P v`` for v of shape (K, p): L-BFGS's initial inverse Hessian up to its scale
+"""``v -> P v``: L-BFGS's initial inverse Hessian up to its scale
 (:meth:`BatchedNets.preconditioner`)."""
 
 
@@ -62,6 +62,9 @@ class BatchedNets(ABC):
     n_params: int
     preconditioned = False
     """Whether :meth:`precondition` gives L-BFGS its initial inverse Hessian."""
+    elementwise_preconditioner = False
+    """Whether that preconditioner costs O(p) a vector (L-BFGS then applies it to its whole
+    history, in compact form; else by the two-loop recursion, to two vectors a step)."""
 
     def __init__(
         self, d: int, *, device: torch.device, dtype: torch.dtype, chunk_bytes: int | None = None
@@ -92,8 +95,8 @@ class BatchedNets(ABC):
 
     def preconditioner(self, p: Tensor, lam: Tensor, curvature: Tensor) -> Preconditioner:
         """``v -> P v``: L-BFGS's initial inverse Hessian at ``p`` up to its scale, for ``v`` of
-        shape (K, p) (nets with ``preconditioned`` only; factorised once per step, applied
-        to two vectors of the step by the L-BFGS two-loop recursion)."""
+        shape (K, p), or (K, h, p) where ``elementwise_preconditioner`` (nets with
+        ``preconditioned`` only; factorised once per step)."""
         raise NotImplementedError
 
     def chunk_rows(self, k: int, n: int, width: int) -> int:
@@ -110,6 +113,7 @@ class DiagonalNets(BatchedNets):
     """f(x) = sum_i a_i w_i x_i (THEORY.md 1.A); a row of P is ``[a, w]``."""
 
     preconditioned = True
+    elementwise_preconditioner = True
 
     def __init__(self, d: int, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(d, device=device, dtype=dtype)

@@ -5,8 +5,9 @@ Adam (one class each; :func:`make_optimizer` picks one from ``training.optimizer
   Nocedal and Schnabel 1994), initial inverse Hessian ``(s'y / y'y) I`` -- or, for nets that
   have one (:meth:`BatchedNets.preconditioner`: the diagonal net's 2 x 2 Gauss-Newton blocks,
   the quadratic net's ``(4 W W' + lam I)^-1``), that preconditioner at the current point scaled
-  by ``s'y / y'Py``, with :data:`PRECONDITIONED_HISTORY` pairs, by the two-loop recursion (P
-  applied to two vectors a step); a backtracking Armijo line
+  by ``s'y / y'Py``, with :data:`PRECONDITIONED_HISTORY` pairs (a P that is costly to apply,
+  the quadratic net's, by the two-loop recursion: P applied to two vectors a step, not to
+  the whole history); a backtracking Armijo line
   search from t = 1 (an unpreconditioned first step from ``min(1, 1/|g|_1)``); a pair enters
   the history only when ``s'y > 0``.
 * :class:`GradientDescent`: Armijo backtracking from the last accepted step (grown by 1.25
@@ -208,10 +209,13 @@ class LBFGS(Optimizer):
         device: torch.device,
         *,
         preconditioned: bool = False,
+        two_loop: bool = False,
     ) -> None:
         super().__init__(k, p, dtype, device)
         h = history_size(p, dtype, preconditioned)
         self.h = h
+        self.two_loop = two_loop
+        """A preconditioner is applied by the two-loop recursion, not the compact form."""
         # the history, oldest first: pairs 0..count-1 of each slot; SY[i, j] = s_i . y_j,
         # YY[i, j] = y_i . y_j (kept up to date at each insertion: the compact form needs them)
         self.s = torch.zeros(k, h, p, dtype=dtype, device=device)
@@ -255,19 +259,21 @@ class LBFGS(Optimizer):
         return d, t
 
     def _inverse_hessian_times(self, g: Tensor, h0: Preconditioner | None = None) -> Tensor:
-        """H g for every slot: ``H0 = gamma I`` by the compact form, ``H0 = gamma P`` (``P =
-        h0``, the preconditioner at the current point) by the two-loop recursion; ``gamma =
-        s'y / y'H0y`` of the last pair (Oren-Luenberger). Both give the same matrix."""
-        if h0 is None:
-            return self._compact(g)
-        return self._two_loop(g, h0)
+        """H g for every slot, ``H0 = gamma I`` or ``gamma P`` (``P = h0``, the preconditioner
+        at the current point), ``gamma = s'y / y'H0y`` of the last pair (Oren-Luenberger): by
+        the compact form, or by the two-loop recursion for nets whose P is costly to apply
+        to the whole history (``two_loop``). Both give the same matrix."""
+        if h0 is not None and self.two_loop:
+            return self._two_loop(g, h0)
+        return self._compact(g, h0)
 
-    def _compact(self, g: Tensor) -> Tensor:
-        """H g with H0 = gamma I by the compact form of the L-BFGS matrix:
+    def _compact(self, g: Tensor, h0: Preconditioner | None) -> Tensor:
+        """H g by the compact form of the L-BFGS matrix:
         ``H = H0 + [S H0Y] M [S' ; Y'H0]`` with
         ``M = [[R^-T (D + Y'H0Y) R^-1, -R^-T], [-R^-1, 0]]``, R the upper triangle of S'Y
-        and D its diagonal: a few batched matmuls and two triangular solves with the S'Y and
-        Y'Y kept up to date at each insertion, no loop over the pairs."""
+        and D its diagonal: a few batched matmuls and two triangular solves, no loop over the
+        pairs. Y'Y is kept up to date at each insertion; Y'PY is formed here (P changes at
+        every step), P applied to the whole history: O(h p) for an elementwise P."""
         k, h = self.count.shape[0], self.h
         valid = torch.arange(h, device=g.device)[None, :] < self.count[:, None]  # (k, h)
         eye = torch.eye(h, dtype=g.dtype, device=g.device)
@@ -277,26 +283,34 @@ class LBFGS(Optimizer):
         ar = torch.arange(k, device=g.device)
         last = (self.count - 1).clamp_min(0)
         sy_last = self.sy[ar, last, last]
-        yy_last = self.yy[ar, last, last]
+        if h0 is None:
+            p_g, y_p_y = g, self.yy
+        else:
+            p_g, y_p_y = h0(g), torch.bmm(self.y, h0(self.y).transpose(1, 2))
+        ypy_last = y_p_y[ar, last, last]
         gamma = torch.where(
-            (self.count > 0) & (yy_last > 0), sy_last / yy_last.clamp_min(1e-300), 1.0
+            (self.count > 0) & (ypy_last > 0), sy_last / ypy_last.clamp_min(1e-300), 1.0
         )
         u = mv(self.s, g).unsqueeze(-1)  # S' g, (k, h, 1)
-        v = gamma[:, None, None] * mv(self.y, g).unsqueeze(-1)  # Y' H0 g
+        v = gamma[:, None, None] * mv(self.y, p_g).unsqueeze(-1)  # Y' H0 g
         r_u = torch.linalg.solve_triangular(r, u, upper=True)
-        y_h0_y_r_u = gamma[:, None, None] * mv(self.yy, r_u.squeeze(-1)).unsqueeze(-1)
+        y_h0_y_r_u = gamma[:, None, None] * mv(y_p_y, r_u.squeeze(-1)).unsqueeze(-1)
         inner = dg[:, :, None] * r_u + y_h0_y_r_u - v
         top = torch.linalg.solve_triangular(r.transpose(1, 2), inner, upper=False)
         out = vm(top.squeeze(-1), self.s)
-        out += gamma[:, None] * (g - vm(r_u.squeeze(-1), self.y))
+        y_r_u = vm(r_u.squeeze(-1), self.y)
+        out += gamma[:, None] * (p_g - (y_r_u if h0 is None else h0(y_r_u)))
         return out
 
     def _two_loop(self, g: Tensor, h0: Preconditioner) -> Tensor:
         """H g with H0 = gamma P by the two-loop recursion (Nocedal 1980): P is applied to two
         vectors (the middle of the recursion, and the last y for gamma), never to the history.
-        The compact form needs Y'PY, and P changes at every step: forming it anew cost h
-        triangular solves a step (d = 200, m = 200, 20 pairs: 13 ms a step, about a matmul
-        of the data). Pairs past a slot's count weigh 0 (rho = 0)."""
+        The compact form needs Y'PY, and P changes at every step: for the quadratic nets'
+        triangular P that is h triangular solves a step (d = 200, m = 200, 20 pairs: 13 ms a
+        step, about a matmul of the data); the loop over the pairs costs about 1 ms a step
+        whatever p, which is why the elementwise P of the diagonal nets keeps the compact
+        form (a grid of 20 diagonal runs took 10.9 s by this loop, 8.5 s by the compact
+        form, in the same steps). Pairs past a slot's count weigh 0 (rho = 0)."""
         k, h = self.count.shape[0], self.h
         ar = torch.arange(k, device=g.device)
         valid = torch.arange(h, device=g.device)[None, :] < self.count[:, None]
@@ -374,10 +388,12 @@ def make_optimizer(
     *,
     fixed_lr: bool = False,
     preconditioned: bool = False,
+    two_loop: bool = False,
 ) -> Optimizer:
-    """The optimizer ``kind`` (lbfgs | gd | adam) for K slots of p parameters."""
+    """The optimizer ``kind`` (lbfgs | gd | adam) for K slots of p parameters (``two_loop``:
+    L-BFGS applies its preconditioner by the two-loop recursion)."""
     if kind == "lbfgs":
-        return LBFGS(k, p, dtype, device, preconditioned=preconditioned)
+        return LBFGS(k, p, dtype, device, preconditioned=preconditioned, two_loop=two_loop)
     if kind == "gd":
         return GradientDescent(k, p, dtype, device, fixed=fixed_lr)
     if kind == "adam":

@@ -99,6 +99,7 @@ class Batch:
             device,
             fixed_lr=self.tr.lr is not None,
             preconditioned=self.nets.preconditioned,
+            two_loop=not self.nets.elementwise_preconditioner,
         )
         self.rules = StopRules(self, self.tr.optimizer)
         self.certifies = phase.certify
