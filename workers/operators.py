@@ -34,7 +34,7 @@ def quadratic_form(x: Tensor, s: Tensor) -> Tensor:
     out = torch.empty(n, dtype=x.dtype, device=x.device)
     for i in range(0, n, CHUNK_ROWS):
         xc = x[i : i + CHUNK_ROWS]
-        out[i : i + len(xc)] = ((xc @ s) * xc).sum(dim=1)
+        out[i : i + len(xc)] = (xc @ s).mul_(xc).sum(dim=1)  # in place: no second n x d temporary
     return out - torch.trace(s)
 
 

@@ -25,7 +25,7 @@ from workers.certificate import Certificate, sensing_certificate
 from workers.convex import ConvexSolution, solve_sensing
 from workers.corrections import quadratic_correction
 from workers.data import Dataset
-from workers.face import sensing_face_certificate
+from workers.face import face_size, sensing_face_certificate
 from workers.networks import QuadraticNets, init_values
 from workers.operators import quadratic_form
 from workers.problems.base import Array, ConvexSolver, Estimate, Params, Problem, Teacher
@@ -154,6 +154,9 @@ class QuadraticProblem(Problem):
             data.x, data.y, solution, self.cfg.weight_decay, self.psd,
             adjoint=data.sensing.adjoint,
         )  # fmt: skip
+
+    def face_size(self, solution: Tensor) -> int:
+        return face_size(solution, self.psd)
 
     def face_certificate(self, data: Dataset, solution: Tensor) -> Certificate | None:
         return sensing_face_certificate(
