@@ -40,7 +40,7 @@ from workers.lanczos import top_eigenvalue
 from workers.operators import Sensing
 
 Array = Tensor
-StopReason = Literal["duality_gap", "max_steps", "timeout"]
+StopReason = Literal["duality_gap", "primal_target", "max_steps", "timeout"]
 Refine = Callable[[Tensor], Certificate | None]
 """A better dual bound at an iterate (workers.face), or None."""
 
@@ -77,7 +77,8 @@ class ConvexSolution:
     iterations
         Accepted proximal-gradient steps.
     stop_reason
-        "duality_gap" (gap <= tol), "max_steps" (max_iter reached) or "timeout" (deadline passed).
+        "duality_gap" (gap <= tol), "primal_target" (an iterate below the caller's
+        ``primal_target``), "max_steps" (max_iter reached) or "timeout" (deadline passed).
     wall_time_s
         Wall time of the solve, certificates included.
     """
@@ -143,11 +144,12 @@ def _fista(
     refine: Refine | None = None,
     refine_every: int = 0,
     dual_target: float | None = None,
+    primal_target: float | None = None,
 ) -> ConvexSolution:
     """FISTA with gradient-based adaptive restart and sufficient-decrease backtracking;
     ``refine`` (every ``refine_every`` iterations, a multiple of ``check_every``) supplies a
-    better dual bound at an iterate, and ``dual_target`` ends the solve once the bound reaches
-    it (:func:`solve_sensing`)."""
+    better dual bound at an iterate, ``dual_target`` ends the solve once the bound reaches
+    it and ``primal_target`` once an iterate's objective is below it (:func:`solve_sensing`)."""
     y_obs = prob.y
     n = len(y_obs)
     lip = max(lipschitz, 1e-300)
@@ -194,6 +196,9 @@ def _fista(
             ay = ax_new + beta * (ax_new - ax)
             t_mom = t_next
         x, ax, obj_x = x_new, ax_new, obj_new
+        if primal_target is not None and obj_x < primal_target:
+            stop = "primal_target"
+            break
         if it % check_every == 0:
             cert = prob.certificate(x, ax)
             if refine is not None and refine_every and it % refine_every == 0:
@@ -202,6 +207,8 @@ def _fista(
                     cert = cert.combined(better)
             if cert.gap <= tol or (dual_target is not None and cert.dual >= dual_target):
                 stop = "duality_gap"
+            elif primal_target is not None and cert.best_primal < primal_target:
+                stop = "primal_target"
     if stop != "duality_gap" or it % check_every != 0:
         cert = prob.certificate(x, ax)
         if stop == "max_steps" and cert.gap <= tol:
@@ -256,6 +263,7 @@ def solve_lasso(
     refine: Refine | None = None,
     refine_every: int = 0,
     dual_target: float | None = None,
+    primal_target: float | None = None,
 ) -> ConvexSolution:
     """Solve the LASSO ``min (1/2n)||y - X theta||^2 + lam ||theta||_1``.
 
@@ -276,7 +284,7 @@ def solve_lasso(
         Warm start theta, shape (d,); default zeros.
     deadline
         A time.monotonic() value after which the solve stops with stop_reason "timeout".
-    refine, refine_every, dual_target
+    refine, refine_every, dual_target, primal_target
         As in :func:`solve_sensing`.
 
     Returns
@@ -332,6 +340,7 @@ def solve_lasso(
         refine=refine,
         refine_every=_every(refine_every, check),
         dual_target=dual_target,
+        primal_target=primal_target,
     )
 
 
@@ -350,6 +359,7 @@ def solve_sensing(
     refine: Refine | None = None,
     refine_every: int = 0,
     dual_target: float | None = None,
+    primal_target: float | None = None,
 ) -> ConvexSolution:
     """Solve trace-penalised sensing with ``A_mu = x_mu x_mu' - I``.
 
@@ -388,6 +398,10 @@ def solve_sensing(
     dual_target
         Also stop once the dual bound reaches this value (a caller certifying another
         primal needs no tighter bound; stop_reason "duality_gap").
+    primal_target
+        Also stop once an iterate's objective (or a refinement's upper bound) is below this
+        value: a caller whose candidate can be certified only if the minimum is above it
+        learns that it is not (stop_reason "primal_target").
 
     Returns
     -------
@@ -447,4 +461,5 @@ def solve_sensing(
         refine=refine,
         refine_every=_every(refine_every, _CHECK_EVERY),
         dual_target=dual_target,
+        primal_target=primal_target,
     )

@@ -195,6 +195,36 @@ def test_deadline_and_warm_start() -> None:
     assert s_warm.stop_reason == "duality_gap" and s_warm.iterations <= 10  # already optimal
 
 
+@pytest.mark.parametrize("model", ["lasso", "sensing"])
+def test_a_solve_stops_once_an_iterate_is_below_its_primal_target(model: str) -> None:
+    # a caller's candidate 1e-3 above the minimum (relative) cannot be certified to 1e-6: the
+    # first iterate below candidate - 1e-6 says so, long before the solve's own tolerance
+    if model == "lasso":
+        x, y = _lasso_data(n=80, d=120, seed=7)
+
+        def solve(**kw: Any) -> ConvexSolution:
+            return solve_lasso(x, y, 0.01, **kw)
+    else:
+        x, y = _sensing_data(n=300, d=12, seed=7, signed=False)
+
+        def solve(**kw: Any) -> ConvexSolution:
+            return solve_sensing(x, y, 0.05, **kw)
+
+    exact = solve(tol=1e-13, max_iter=100_000)
+    assert exact.certificate is not None
+    p_star = exact.certificate.primal
+    target = p_star * (1 + 1e-3) - 1e-6 * p_star * (1 + 1e-3)
+    stopped = solve(tol=1e-13, max_iter=100_000, primal_target=target)
+    assert stopped.stop_reason == "primal_target"
+    assert stopped.certificate is not None
+    assert p_star * (1 - 1e-12) <= stopped.certificate.best_primal < target
+    assert stopped.iterations < exact.iterations
+    # a target below the minimum is never reached: the solve ends on its gap as before
+    below = solve(tol=1e-13, max_iter=100_000, primal_target=p_star * (1 - 1e-6))
+    assert below.stop_reason == "duality_gap"
+    assert below.iterations == exact.iterations
+
+
 def test_non_psd_warm_start_is_projected() -> None:
     xs, ys = _sensing_data(n=150, d=10, seed=8, signed=False)
     s0 = -torch.eye(

@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from service.spec import RunConfig, TeacherSpec, TrainingSpec
-from workers.certificate import CERTIFIED, Certificate
-from workers.data import Dataset
+from workers.certificate import CERTIFIED
 from workers.problems import problem_for
 from workers.screening import screen_lasso, screen_sensing
 from workers.training import Run, train
@@ -118,39 +117,3 @@ def test_lambda_zero_proves_nothing_and_says_the_minimiser_is_not_unique() -> No
     assert problem_for(_cfg("diagonal", 50, 80, 0.0)).unique_minimizer() == (True, None)
     assert problem_for(_cfg("diagonal", 50, 30, 1e-3)).unique_minimizer() == (True, None)
     assert not problem_for(_cfg("quadratic", 10, 40, 0.0)).unique_minimizer()[0]  # 40 < 55
-
-
-def test_the_certified_solution_reuses_the_face_its_certificate_solved(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # a candidate near the minimum: its free gap in the window where the face is solved
-    cfg = _cfg("quadratic", 16, 600, 0.3, 0)  # rank 6: a face to solve
-    problem = problem_for(cfg)
-    _, data = problem.draw()
-    rough = problem.solve_convex(data, tol=1e-5, max_iter=200_000).solution
-    est = problem.convex_estimate(rough)
-    cert = problem.certificate(data, est)
-    folded = problem._folded_face
-    assert folded is not None and folded[2] is not None
-    assert folded[2].dual <= cert.dual  # the face's bound is in the certificate
-    calls: list[torch.Tensor] = []
-    solve = problem.face_certificate
-
-    def counted(d: Dataset, s: torch.Tensor) -> Certificate | None:
-        calls.append(s)
-        return solve(d, s)
-
-    monkeypatch.setattr(problem, "face_certificate", counted)
-    # the same face (the same solution, recomputed): the certificate's own face, not solved
-    assert problem._face_of_certified(data, est.solution.clone(), rough.clone()) is folded[2]
-    assert calls == []
-    # a smaller face (a direction of the face zeroed by the screening): solved anew
-    ev, vec = torch.linalg.eigh(rough)
-    ev[-problem.face_size(rough)] = 0.0
-    smaller = (vec * ev) @ vec.T
-    assert problem.face_size(smaller) == problem.face_size(rough) - 1
-    problem._face_of_certified(data, est.solution, smaller)
-    assert len(calls) == 1
-    # another estimate: solved anew
-    problem._face_of_certified(data, rough * (1 + 1e-9), rough)
-    assert len(calls) == 2

@@ -290,7 +290,11 @@ class Problem(ABC):
 
         The warm solve starts at the estimate itself, so it is short whenever the estimate
         is close to the minimum; it never replaces the estimate (the primal stays its own),
-        and it stops once its dual bound certifies the estimate's primal.
+        and it stops once its dual bound certifies the estimate's primal, or once an upper
+        bound on the minimum (an iterate's objective, a face's minimum) proves that no dual
+        bound can: the estimate is then farther than the tolerance from the minimum (measured,
+        d = 200, n = 12,000, lambda = 0.005: a check whose estimate was 1.23e-6 above the
+        minimum ran the solve 60 iterations, 2.5 s, to end uncertified).
         """
         cheap = self.dual_certificate(data, est.solution)
         cert = cheap.with_primal(self.objective(data, est))
@@ -301,7 +305,8 @@ class Problem(ABC):
         self._folded_face = (data, est.solution.clone(), face)
         if face is not None:
             cert = cert.combined(face)
-        if cert.gap > floor:
+        uncertifiable = cert.primal - floor * abs(cert.primal)  # P* below it: no D can do
+        if cert.gap > floor and cert.best_primal >= uncertifiable:
             sol = self.solve_convex(
                 data,
                 tol=WARM_SOLVE_TOL * floor,
@@ -310,6 +315,7 @@ class Problem(ABC):
                 refine=lambda s: self.face_certificate(data, s),
                 refine_every=REFINE_EVERY,
                 dual_target=cert.primal - DUAL_TARGET * floor * abs(cert.primal),
+                primal_target=uncertifiable,
             )
             cert = cert.combined(sol.certificate)
         return cert
