@@ -307,28 +307,33 @@ class LBFGS(Optimizer):
         vectors (the middle of the recursion, and the last y for gamma), never to the history.
         The compact form needs Y'PY, and P changes at every step: for the quadratic nets'
         triangular P that is h triangular solves a step (d = 200, m = 200, 20 pairs: 13 ms a
-        step, about a matmul of the data); the loop over the pairs costs about 1 ms a step
-        whatever p, which is why the elementwise P of the diagonal nets keeps the compact
-        form (a grid of 20 diagonal runs took 10.9 s by this loop, 8.5 s by the compact
-        form, in the same steps). Pairs past a slot's count weigh 0 (rho = 0)."""
+        step, about a matmul of the data). Each loop is written as one triangular solve with
+        the upper triangle of S'Y (its recursion for the alphas, resp. the corrections
+        alpha - beta), so that the history is read by four batched products and no Python
+        loop runs over the pairs (p = 40,000, 20 pairs, one thread: 1.4 ms against 2.0 ms
+        for the loop with one slot, 5.2 ms against 15 ms with four). The elementwise P of
+        the diagonal nets keeps the compact form (a grid of 20 diagonal runs took 10.9 s by
+        the loop, 8.5 s by the compact form, in the same steps). Pairs past a slot's count
+        get identity rows and zero right-hand sides: they weigh 0."""
         k, h = self.count.shape[0], self.h
         ar = torch.arange(k, device=g.device)
         valid = torch.arange(h, device=g.device)[None, :] < self.count[:, None]
         sy = torch.diagonal(self.sy, dim1=1, dim2=2)
-        rho = torch.where(valid, 1.0 / torch.where(valid, sy, 1.0), 0.0)  # (k, h)
         last = (self.count - 1).clamp_min(0)
         y_last = self.y[ar, last]
         ypy = (y_last * h0(y_last)).sum(dim=1)
         gamma = torch.where((self.count > 0) & (ypy > 0), sy[ar, last] / ypy.clamp_min(1e-300), 1.0)
-        q = g.clone()
-        alpha = torch.zeros_like(rho)
-        for i in range(h - 1, -1, -1):
-            alpha[:, i] = rho[:, i] * (self.s[:, i] * q).sum(dim=1)
-            q -= alpha[:, i, None] * self.y[:, i]
+        # the two loops as two triangular solves with R = triu(S'Y) (unused pairs: identity
+        # rows): the first loop's alphas solve R alpha = S'g; the second's corrections
+        # c = alpha - beta solve R' c = D alpha - Y'(gamma P q), D = diag(S'Y)
+        eye = torch.eye(h, dtype=g.dtype, device=g.device)
+        r = torch.triu(self.sy) + (~valid).to(g.dtype)[:, :, None] * eye
+        alpha = torch.linalg.solve_triangular(r, mv(self.s, g).unsqueeze(-1), upper=True)
+        q = g - vm(alpha.squeeze(-1), self.y)
         out = gamma[:, None] * h0(q)
-        for i in range(h):
-            beta = rho[:, i] * (self.y[:, i] * out).sum(dim=1)
-            out += (alpha[:, i] - beta)[:, None] * self.s[:, i]
+        rhs = (sy * valid.to(g.dtype)).unsqueeze(-1) * alpha - mv(self.y, out).unsqueeze(-1)
+        c = torch.linalg.solve_triangular(r.transpose(1, 2), rhs, upper=False)
+        out += vm(c.squeeze(-1), self.s)
         return out
 
     def accepted(
