@@ -62,9 +62,6 @@ class BatchedNets(ABC):
     n_params: int
     preconditioned = False
     """Whether :meth:`precondition` gives L-BFGS its initial inverse Hessian."""
-    elementwise_preconditioner = False
-    """Whether that preconditioner costs O(p) a vector (L-BFGS then applies it to its whole
-    history, in compact form; else by the two-loop recursion, to two vectors a step)."""
 
     def __init__(
         self, d: int, *, device: torch.device, dtype: torch.dtype, chunk_bytes: int | None = None
@@ -95,8 +92,7 @@ class BatchedNets(ABC):
 
     def preconditioner(self, p: Tensor, lam: Tensor, curvature: Tensor) -> Preconditioner:
         """``v -> P v``: L-BFGS's initial inverse Hessian at ``p`` up to its scale, for ``v`` of
-        shape (K, p), or (K, h, p) where ``elementwise_preconditioner`` (nets with
-        ``preconditioned`` only; factorised once per step)."""
+        shape (K, p) (nets with ``preconditioned`` only; factorised once per step)."""
         raise NotImplementedError
 
     def chunk_rows(self, k: int, n: int, width: int) -> int:
@@ -113,7 +109,6 @@ class DiagonalNets(BatchedNets):
     """f(x) = sum_i a_i w_i x_i (THEORY.md 1.A); a row of P is ``[a, w]``."""
 
     preconditioned = True
-    elementwise_preconditioner = True
 
     def __init__(self, d: int, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(d, device=device, dtype=dtype)
@@ -161,15 +156,13 @@ class DiagonalNets(BatchedNets):
         those networks are not preconditioned."""
         k, d = p.shape[0], self.d
 
+        u = p.view(k, 2, d).flip(1)  # (w_i, a_i) = d theta_i/d(a_i, w_i)
+        denominator = lam.view(k, 1) + curvature * (u * u).sum(dim=1)
+
         def apply(v: Tensor) -> Tensor:
-            lead = (k,) + (1,) * (v.dim() - 2)
-            u = p.view(k, 2, d).flip(1).view(*lead, 2, d)  # (w_i, a_i) = d theta_i/d(a_i, w_i)
-            q = curvature.view(*lead, d)
-            lam_b = lam.view(*lead, 1, 1)
-            pairs = v.view(*v.shape[:-1], 2, d)
-            c = q * (u * pairs).sum(dim=-2) / (lam.view(*lead, 1) + q * (u * u).sum(dim=-2))
-            out = (pairs - c.unsqueeze(-2) * u) / lam_b
-            return out.view(v.shape)
+            pairs = v.view(k, 2, d)
+            c = curvature * (u * pairs).sum(dim=1) / denominator
+            return ((pairs - c.unsqueeze(1) * u) / lam.view(k, 1, 1)).view(k, -1)
 
         return apply
 

@@ -118,8 +118,8 @@ def test_diagonal_networks_are_linear_in_theta() -> None:
 
 def test_the_diagonal_preconditioner_inverts_each_coordinates_gauss_newton_block() -> None:
     """H0 v against the explicit inverse of blockdiag(lam I + q_i u_i u_i'), u_i = (w_i, a_i),
-    for a gradient (K, p) and a history (K, h, p); 1e-12 relative."""
-    d, k, h = 7, 3, 4
+    for a gradient (K, p); 1e-12 relative."""
+    d, k = 7, 3
     nets = DiagonalNets(d, device=CPU, dtype=F64)
     assert nets.preconditioned
     rng = np.random.default_rng(8)
@@ -128,7 +128,7 @@ def test_the_diagonal_preconditioner_inverts_each_coordinates_gauss_newton_block
     q = nets.data_curvature(x)
     torch.testing.assert_close(q, (x * x).sum(dim=1) / 40, rtol=1e-12, atol=0.0)
     lam = torch.tensor([1e-3, 0.1, 2.0], dtype=F64)
-    v = torch.as_tensor(rng.normal(size=(k, h, 2 * d)))
+    v = torch.as_tensor(rng.normal(size=(k, 2 * d)))
     expected = torch.zeros_like(v)
     for j in range(k):
         a, w = p[j, :d], p[j, d:]
@@ -137,10 +137,9 @@ def test_the_diagonal_preconditioner_inverts_each_coordinates_gauss_newton_block
         block[idx, idx] = lam[j] + q[j] * w * w
         block[idx + d, idx + d] = lam[j] + q[j] * a * a
         block[idx, idx + d] = block[idx + d, idx] = q[j] * a * w
-        expected[j] = torch.linalg.solve(block, v[j].T).T
+        expected[j] = torch.linalg.solve(block, v[j])
     apply = nets.preconditioner(p, lam, q)
     torch.testing.assert_close(apply(v), expected, rtol=1e-12, atol=0.0)
-    torch.testing.assert_close(apply(v[:, 0]), expected[:, 0], rtol=1e-12, atol=0.0)
 
 
 def test_the_quadratic_preconditioner_inverts_4_w_wt_plus_lam_on_the_rows() -> None:

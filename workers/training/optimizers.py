@@ -1,13 +1,13 @@
 """The per-slot optimizers of a batch, vectorised over the slots: L-BFGS, gradient descent,
 Adam (one class each; :func:`make_optimizer` picks one from ``training.optimizer``).
 
-* :class:`LBFGS`: limited-memory BFGS, :data:`LBFGS_HISTORY` pairs, in compact form (Byrd,
-  Nocedal and Schnabel 1994), initial inverse Hessian ``(s'y / y'y) I`` -- or, for nets that
-  have one (:meth:`BatchedNets.preconditioner`: the diagonal net's 2 x 2 Gauss-Newton blocks,
-  the quadratic net's ``(4 W W' + lam I)^-1``), that preconditioner at the current point scaled
-  by ``s'y / y'Py``, with :data:`PRECONDITIONED_HISTORY` pairs (a P that is costly to apply,
-  the quadratic net's, by the two-loop recursion: P applied to two vectors a step, not to
-  the whole history); a backtracking Armijo line
+* :class:`LBFGS`: limited-memory BFGS, :data:`LBFGS_HISTORY` pairs, by the two-loop recursion
+  (Nocedal 1980) written as two triangular solves (:meth:`LBFGS.direction`), initial inverse
+  Hessian ``(s'y / y'y) I`` -- or, for nets that have one (:meth:`BatchedNets.preconditioner`:
+  the diagonal net's 2 x 2 Gauss-Newton blocks, the quadratic net's ``(4 W W' + lam I)^-1``),
+  that preconditioner at the current point scaled by ``s'y / y'Py``, with
+  :data:`PRECONDITIONED_HISTORY` pairs (P applied to two vectors a step, never to the
+  history); a backtracking Armijo line
   search from t = 1 (an unpreconditioned first step from ``min(1, 1/|g|_1)``); a pair enters
   the history only when ``s'y > 0``.
 * :class:`GradientDescent`: Armijo backtracking from the last accepted step (grown by 1.25
@@ -34,10 +34,9 @@ ARMIJO_GROW = 1.25
 LBFGS_HISTORY = 50
 """Most L-BFGS pairs a run keeps (fewer when they would exceed HISTORY_BYTES)."""
 PRECONDITIONED_HISTORY = 20
-"""The same for nets with a preconditioner (H0 carries the per-coordinate curvature, and
-forming Y'H0Y costs h^2 p a step): on the diagonal net d = 500, n = 128, lam = 1e-3 (8
-seeds) 20 pairs took 370-1,173 steps, 2.8 s in all, against 386-654 steps, 3.4 s with 50
-(10 pairs: 2.7 s)."""
+"""The same for nets with a preconditioner (H0 carries the per-coordinate curvature): on the
+diagonal net d = 500, n = 128, lam = 1e-3 (8 seeds) 20 pairs took 370-1,173 steps, 2.8 s in
+all, against 386-654 steps, 3.4 s with 50 (10 pairs: 2.7 s)."""
 HISTORY_BYTES = 32 * 2**20
 """Memory of one run's L-BFGS history."""
 
@@ -197,7 +196,7 @@ class Adam(Optimizer):
 
 
 class LBFGS(Optimizer):
-    """Limited-memory BFGS in compact form (module docstring)."""
+    """Limited-memory BFGS (module docstring)."""
 
     kind = "lbfgs"
 
@@ -209,28 +208,24 @@ class LBFGS(Optimizer):
         device: torch.device,
         *,
         preconditioned: bool = False,
-        two_loop: bool = False,
     ) -> None:
         super().__init__(k, p, dtype, device)
         h = history_size(p, dtype, preconditioned)
         self.h = h
-        self.two_loop = two_loop
-        """A preconditioner is applied by the two-loop recursion, not the compact form."""
-        # the history, oldest first: pairs 0..count-1 of each slot; SY[i, j] = s_i . y_j,
-        # YY[i, j] = y_i . y_j (kept up to date at each insertion: the compact form needs them)
+        # the history, oldest first: pairs 0..count-1 of each slot; SY[i, j] = s_i . y_j
+        # (kept up to date at each insertion)
         self.s = torch.zeros(k, h, p, dtype=dtype, device=device)
         self.y = torch.zeros(k, h, p, dtype=dtype, device=device)
         self.sy = torch.zeros(k, h, h, dtype=dtype, device=device)
-        self.yy = torch.zeros(k, h, h, dtype=dtype, device=device)
         self.count = torch.zeros(k, dtype=torch.long, device=device)
 
     def reset(self, i: int, *, new_run: bool = True, lr: float | None = None) -> None:
         self.count[i] = 0
-        for t in (self.s, self.y, self.sy, self.yy):
+        for t in (self.s, self.y, self.sy):
             t[i].zero_()
 
     def select(self, idx: Tensor) -> None:
-        for name in ("s", "y", "sy", "yy", "count"):
+        for name in ("s", "y", "sy", "count"):
             setattr(self, name, getattr(self, name).index_select(0, idx))
 
     def can_polish(self) -> bool:
@@ -260,77 +255,33 @@ class LBFGS(Optimizer):
 
     def _inverse_hessian_times(self, g: Tensor, h0: Preconditioner | None = None) -> Tensor:
         """H g for every slot, ``H0 = gamma I`` or ``gamma P`` (``P = h0``, the preconditioner
-        at the current point), ``gamma = s'y / y'H0y`` of the last pair (Oren-Luenberger): by
-        the compact form, or by the two-loop recursion for nets whose P is costly to apply
-        to the whole history (``two_loop``). Both give the same matrix."""
-        if h0 is not None and self.two_loop:
-            return self._two_loop(g, h0)
-        return self._compact(g, h0)
+        at the current point), ``gamma = s'y / y'H0y`` of the last pair (Oren-Luenberger).
 
-    def _compact(self, g: Tensor, h0: Preconditioner | None) -> Tensor:
-        """H g by the compact form of the L-BFGS matrix:
-        ``H = H0 + [S H0Y] M [S' ; Y'H0]`` with
-        ``M = [[R^-T (D + Y'H0Y) R^-1, -R^-T], [-R^-1, 0]]``, R the upper triangle of S'Y
-        and D its diagonal: a few batched matmuls and two triangular solves, no loop over the
-        pairs. Y'Y is kept up to date at each insertion; Y'PY is formed here (P changes at
-        every step), P applied to the whole history: O(h p) for an elementwise P."""
-        k, h = self.count.shape[0], self.h
-        valid = torch.arange(h, device=g.device)[None, :] < self.count[:, None]  # (k, h)
-        eye = torch.eye(h, dtype=g.dtype, device=g.device)
-        pad = (~valid).to(g.dtype)
-        r = torch.triu(self.sy) + pad[:, :, None] * eye  # unused pairs: identity rows
-        dg = torch.diagonal(self.sy, dim1=1, dim2=2) * valid.to(g.dtype)
-        ar = torch.arange(k, device=g.device)
-        last = (self.count - 1).clamp_min(0)
-        sy_last = self.sy[ar, last, last]
-        if h0 is None:
-            p_g, y_p_y = g, self.yy
-        else:
-            p_g, y_p_y = h0(g), torch.bmm(self.y, h0(self.y).transpose(1, 2))
-        ypy_last = y_p_y[ar, last, last]
-        gamma = torch.where(
-            (self.count > 0) & (ypy_last > 0), sy_last / ypy_last.clamp_min(1e-300), 1.0
-        )
-        u = mv(self.s, g).unsqueeze(-1)  # S' g, (k, h, 1)
-        v = gamma[:, None, None] * mv(self.y, p_g).unsqueeze(-1)  # Y' H0 g
-        r_u = torch.linalg.solve_triangular(r, u, upper=True)
-        y_h0_y_r_u = gamma[:, None, None] * mv(y_p_y, r_u.squeeze(-1)).unsqueeze(-1)
-        inner = dg[:, :, None] * r_u + y_h0_y_r_u - v
-        top = torch.linalg.solve_triangular(r.transpose(1, 2), inner, upper=False)
-        out = vm(top.squeeze(-1), self.s)
-        y_r_u = vm(r_u.squeeze(-1), self.y)
-        out += gamma[:, None] * (p_g - (y_r_u if h0 is None else h0(y_r_u)))
-        return out
-
-    def _two_loop(self, g: Tensor, h0: Preconditioner) -> Tensor:
-        """H g with H0 = gamma P by the two-loop recursion (Nocedal 1980): P is applied to two
-        vectors (the middle of the recursion, and the last y for gamma), never to the history.
-        The compact form needs Y'PY, and P changes at every step: for the quadratic nets'
-        triangular P that is h triangular solves a step (d = 200, m = 200, 20 pairs: 13 ms a
-        step, about a matmul of the data). Each loop is written as one triangular solve with
-        the upper triangle of S'Y (its recursion for the alphas, resp. the corrections
-        alpha - beta), so that the history is read by four batched products and no Python
-        loop runs over the pairs (p = 40,000, 20 pairs, one thread: 1.4 ms against 2.0 ms
-        for the loop with one slot, 5.2 ms against 15 ms with four). The elementwise P of
-        the diagonal nets keeps the compact form (a grid of 20 diagonal runs took 10.9 s by
-        the loop, 8.5 s by the compact form, in the same steps). Pairs past a slot's count
-        get identity rows and zero right-hand sides: they weigh 0."""
+        The two-loop recursion (Nocedal 1980) with each loop written as one triangular solve
+        with R, the upper triangle of S'Y: the first loop's alphas solve ``R alpha = S'g``,
+        the second's corrections ``c = alpha - beta`` solve ``R' c = D alpha - Y'(gamma P q)``
+        with ``q = g - Y alpha`` and D the diagonal of S'Y; then ``H g = gamma P q + S c``.
+        This is the compact form's matrix (Byrd, Nocedal and Schnabel 1994) without its
+        ``Y'PY``: P, which changes at every step, is applied to two vectors (q, and the last
+        y for gamma), never to the history, and the history is read by four batched products,
+        with no loop over the pairs. Measured (one thread): the quadratic nets' triangular P
+        on the whole history cost 13 ms a step at d = m = 200 with 20 pairs, about a matmul
+        of the data; a Python loop over the pairs 2.0 ms with one slot and 15 ms with four
+        at p = 40,000, against 1.4 ms and 5.2 ms here. Pairs past a slot's count get
+        identity rows and zero right-hand sides: they weigh 0."""
         k, h = self.count.shape[0], self.h
         ar = torch.arange(k, device=g.device)
         valid = torch.arange(h, device=g.device)[None, :] < self.count[:, None]
         sy = torch.diagonal(self.sy, dim1=1, dim2=2)
         last = (self.count - 1).clamp_min(0)
         y_last = self.y[ar, last]
-        ypy = (y_last * h0(y_last)).sum(dim=1)
+        ypy = (y_last * (y_last if h0 is None else h0(y_last))).sum(dim=1)
         gamma = torch.where((self.count > 0) & (ypy > 0), sy[ar, last] / ypy.clamp_min(1e-300), 1.0)
-        # the two loops as two triangular solves with R = triu(S'Y) (unused pairs: identity
-        # rows): the first loop's alphas solve R alpha = S'g; the second's corrections
-        # c = alpha - beta solve R' c = D alpha - Y'(gamma P q), D = diag(S'Y)
         eye = torch.eye(h, dtype=g.dtype, device=g.device)
         r = torch.triu(self.sy) + (~valid).to(g.dtype)[:, :, None] * eye
         alpha = torch.linalg.solve_triangular(r, mv(self.s, g).unsqueeze(-1), upper=True)
         q = g - vm(alpha.squeeze(-1), self.y)
-        out = gamma[:, None] * h0(q)
+        out = gamma[:, None] * (q if h0 is None else h0(q))
         rhs = (sy * valid.to(g.dtype)).unsqueeze(-1) * alpha - mv(self.y, out).unsqueeze(-1)
         c = torch.linalg.solve_triangular(r.transpose(1, 2), rhs, upper=False)
         out += vm(c.squeeze(-1), self.s)
@@ -354,7 +305,7 @@ class LBFGS(Optimizer):
 
     def _insert(self, store: Tensor, s_vec: Tensor, y_vec: Tensor) -> None:
         """Append a pair to the history of the slots in ``store``, with its row and column of
-        S'Y and Y'Y. A full history drops its oldest half at once (so the shift is paid once
+        S'Y. A full history drops its oldest half at once (so the shift is paid once
         per h/2 insertions, not at each)."""
         h = self.h
         full = store & (self.count == h)
@@ -363,10 +314,9 @@ class LBFGS(Optimizer):
             for t in (self.s, self.y):
                 t[full, : h - drop] = t[full, drop:].clone()
                 t[full, h - drop :] = 0.0
-            for t in (self.sy, self.yy):
-                t[full, : h - drop, : h - drop] = t[full, drop:, drop:].clone()
-                t[full, h - drop :] = 0.0
-                t[full, :, h - drop :] = 0.0
+            self.sy[full, : h - drop, : h - drop] = self.sy[full, drop:, drop:].clone()
+            self.sy[full, h - drop :] = 0.0
+            self.sy[full, :, h - drop :] = 0.0
             self.count[full] -= drop
         ar = torch.arange(self.count.shape[0], device=s_vec.device)
         idx, pos = ar[store], self.count[store]
@@ -375,12 +325,9 @@ class LBFGS(Optimizer):
         # dot products with the whole (new) history of every slot, then the stored rows
         s_y = mv(self.y, s_vec)[store]  # y_j . s_new
         y_s = mv(self.s, y_vec)[store]  # s_i . y_new
-        y_y = mv(self.y, y_vec)[store]
         keep = (torch.arange(h, device=s_vec.device)[None, :] <= pos[:, None]).to(s_y.dtype)
         self.sy[idx, pos, :] = s_y * keep
         self.sy[idx, :, pos] = y_s * keep
-        self.yy[idx, pos, :] = y_y * keep
-        self.yy[idx, :, pos] = y_y * keep
         self.count[store] = pos + 1
 
 
@@ -393,12 +340,10 @@ def make_optimizer(
     *,
     fixed_lr: bool = False,
     preconditioned: bool = False,
-    two_loop: bool = False,
 ) -> Optimizer:
-    """The optimizer ``kind`` (lbfgs | gd | adam) for K slots of p parameters (``two_loop``:
-    L-BFGS applies its preconditioner by the two-loop recursion)."""
+    """The optimizer ``kind`` (lbfgs | gd | adam) for K slots of p parameters."""
     if kind == "lbfgs":
-        return LBFGS(k, p, dtype, device, preconditioned=preconditioned, two_loop=two_loop)
+        return LBFGS(k, p, dtype, device, preconditioned=preconditioned)
     if kind == "gd":
         return GradientDescent(k, p, dtype, device, fixed=fixed_lr)
     if kind == "adam":

@@ -99,7 +99,6 @@ class Batch:
             device,
             fixed_lr=self.tr.lr is not None,
             preconditioned=self.nets.preconditioned,
-            two_loop=not self.nets.elementwise_preconditioner,
         )
         self.rules = StopRules(self, self.tr.optimizer)
         self.certifies = phase.certify
@@ -362,8 +361,7 @@ class Batch:
         apply = self.nets.preconditioner(p, safe, curvature)
 
         def h0(v: Tensor) -> Tensor:
-            keep = on.view((-1,) + (1,) * (v.dim() - 1))
-            return torch.where(keep, apply(v), v)
+            return torch.where(on[:, None], apply(v), v)
 
         return h0
 

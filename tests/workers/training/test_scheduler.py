@@ -312,7 +312,7 @@ def test_the_preconditioner_applies_to_penalised_slots_only() -> None:
     batch = _batch(runs, 2)
     h0 = batch._h0()
     assert h0 is not None and batch.curvature is not None
-    v = torch.randn(2, 3, batch.nets.n_params, dtype=batch.p.dtype)
+    v = torch.randn(2, batch.nets.n_params, dtype=batch.p.dtype)
     out = h0(v)
     torch.testing.assert_close(out[0], v[0], rtol=0.0, atol=0.0)
     lam = torch.where(batch.lam > 0, batch.lam, torch.ones_like(batch.lam))
