@@ -213,7 +213,8 @@ def test_a_solve_stops_once_an_iterate_is_below_its_primal_target(model: str) ->
     exact = solve(tol=1e-13, max_iter=100_000)
     assert exact.certificate is not None
     p_star = exact.certificate.primal
-    target = p_star * (1 + 1e-3) - 1e-6 * p_star * (1 + 1e-3)
+    candidate = p_star * (1 + 1e-3)
+    target = candidate * (1 - 1e-6)  # what a certificate of the candidate needs P* above
     stopped = solve(tol=1e-13, max_iter=100_000, primal_target=target)
     assert stopped.stop_reason == "primal_target"
     assert stopped.certificate is not None

@@ -133,13 +133,10 @@ def test_a_solve_refined_by_faces_stops_at_its_dual_target_sooner() -> None:
 def test_the_face_size_counts_what_spans_the_face() -> None:
     theta = torch.tensor([2.0, -1e-3, 1e-7, 0.0, -3.0], dtype=torch.float64)
     assert face_size(theta) == 3  # 2, -3 and -1e-3 are above 1e-6 of the largest; 1e-7 is not
-    q, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64, generator=_gen()))
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64, generator=gen))
     ev = torch.tensor([4.0, 1.0, 1e-4, 1e-8, 0.0, -2.0], dtype=torch.float64)
     s = (q * ev) @ q.T
     assert face_size(s) == 3  # PSD: the negative eigenvalue is not on the face
     assert face_size(s, psd=False) == 4  # nuclear norm: |-2| is
     assert face_size(torch.zeros(4, 4, dtype=torch.float64)) == 0
-
-
-def _gen() -> torch.Generator:
-    return torch.Generator().manual_seed(0)

@@ -3,8 +3,6 @@ teacher forms; initialisation by each problem's init stream."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -19,12 +17,7 @@ CPU = torch.device("cpu")
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(k: int, n: int, d: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:

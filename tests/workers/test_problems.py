@@ -9,8 +9,6 @@ by exp(eps K), K a fixed antisymmetric matrix: the wrong face of a network near 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -21,13 +19,7 @@ from workers.convex import ConvexSolution
 from workers.data import Dataset
 from workers.problems import Problem, problem_for
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _problem() -> tuple[Problem, Dataset, ConvexSolution]:

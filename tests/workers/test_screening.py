@@ -6,8 +6,6 @@ The reference is the convex solver's solution on the same data, solved to a rela
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -18,13 +16,7 @@ from workers.problems import problem_for
 from workers.screening import screen_lasso, screen_sensing
 from workers.training import Run, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(model: str, d: int, n: int, lam: float, seed: int = 0, **training: object) -> RunConfig:

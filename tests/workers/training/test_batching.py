@@ -4,7 +4,6 @@ batch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,13 +14,7 @@ from service.spec import RunConfig, TeacherSpec, TrainingSpec
 from workers.tasks import run_batch, run_one
 from workers.training import batching, scheduler
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(lam: float, seed: int, **training: Any) -> RunConfig:

@@ -6,7 +6,7 @@ minimum."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,12 +27,7 @@ PER_CERTIFICATE = 200
 CPU certificate also reads its data through numpy for a symmetric update, zero-copy)."""
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(model: str, d: int, n: int, lam: float, device: str = "cpu", **kw: Any) -> RunConfig:
