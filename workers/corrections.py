@@ -19,8 +19,9 @@ along such directions, by an exact line search on the network's objective (a pol
 degree 4 along any line, since the prediction is quadratic in the parameters):
 
 * growth: add ``eps * u v'`` to W (v the most negative eigenvector of G, u the weakest left
-  singular direction of W; diagonal: ``eps * (1, sign c_i) sqrt(|c_i| - lam)`` to
-  ``(a_i, w_i)`` of every violating coordinate), ``eps`` the global minimiser of the quartic;
+  singular direction of W: its first zero row where it has one; diagonal:
+  ``eps * (1, sign c_i) sqrt(|c_i| - lam)`` to ``(a_i, w_i)`` of every violating
+  coordinate), ``eps`` the global minimiser of the quartic;
 * decay: scale the offending directions by ``1 - t`` (W <- W (I - t P), P the projector on
   the eigen-directions of S where G is positive; diagonal: ``(a_i, w_i) <- (1 - t)(a_i, w_i)``),
   which is a quadratic in ``u = 1 - (1 - t)^2``, minimised exactly on [0, 1].
@@ -158,8 +159,12 @@ def _grow_block(
     if float(ev[0]) >= 0.0 or w.shape[0] == 0:
         return None
     v = vec[:, 0]
-    left = torch.linalg.svd(w, full_matrices=True)[0]
-    u = left[:, -1]  # the weakest direction of the block's rows
+    zero = torch.nonzero(~w.ne(0.0).any(dim=1)).squeeze(1)
+    if zero.numel():  # a zero row is a weakest direction, and the growth stays in one row
+        u = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+        u[zero[0]] = 1.0
+    else:
+        u = torch.linalg.svd(w, full_matrices=True)[0][:, -1]  # the weakest direction
     q = w.T @ u
     xv, xq = x @ v, x @ q
     qv = float(q @ v)

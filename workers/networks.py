@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -51,6 +52,17 @@ def init_values(rng: np.random.Generator, init_scale: float, shape: tuple[int, .
     return out
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What :meth:`BatchedNets.prune` proposes: candidate parameters (K, p) -- each net's own,
+    rotated so that its non-zero units come first, with its small decaying units set to zero
+    -- whether a net lost any unit (K,) and how many leading units each keeps (K,)."""
+
+    params: Tensor
+    dropped: Tensor
+    live: Tensor
+
+
 Preconditioner = Callable[[Tensor], Tensor]
 """``v -> P v``: L-BFGS's initial inverse Hessian up to its scale
 (:meth:`BatchedNets.preconditioner`)."""
@@ -67,6 +79,10 @@ class BatchedNets(ABC):
         self, d: int, *, device: torch.device, dtype: torch.dtype, chunk_bytes: int | None = None
     ) -> None:
         self.d = d
+        self.width = d
+        """Units per net (the quadratic net's rows it computes on; d for the diagonal net)."""
+        self.full_width = d
+        """The net's own width (:meth:`QuadraticNets.narrowed` computes on fewer rows)."""
         self.device = device
         self.dtype = dtype
         default = CPU_CHUNK_BYTES if device.type == "cpu" else DEFAULT_CHUNK_BYTES
@@ -103,6 +119,31 @@ class BatchedNets(ABC):
     def penalty(self, p: Tensor) -> Tensor:
         """(1/2)||P||^2 per network."""
         return 0.5 * (p * p).sum(dim=1)
+
+    prunable = False
+    """Whether :meth:`prune` applies: parameters that decay to exactly zero and then stay
+    there, so that a batch may compute on fewer of them (:meth:`narrowed`)."""
+
+    def prune(self, p: Tensor, g: Tensor, below: float) -> Pruned:
+        """Candidates with the small decaying parts of each net set to zero (prunable nets)."""
+        raise NotImplementedError
+
+    def live(self, p: Tensor) -> Tensor:
+        """(K,) how many leading units of each net can be non-zero (prunable nets)."""
+        raise NotImplementedError
+
+    def live_units(self, params: dict[str, Tensor]) -> int:
+        """How many leading units of one net's named parameters can be non-zero."""
+        raise NotImplementedError
+
+    def narrowed(self, width: int) -> BatchedNets:
+        """The same nets computing on their first ``width`` units (prunable nets)."""
+        raise NotImplementedError
+
+    def resize(self, t: Tensor, width: int) -> Tensor:
+        """A (..., n_params) tensor of these nets as one of ``width`` units: trailing units cut
+        (they must be zero) or zero units appended (prunable nets)."""
+        raise NotImplementedError
 
 
 class DiagonalNets(BatchedNets):
@@ -187,15 +228,96 @@ class QuadraticNets(BatchedNets):
         *,
         device: torch.device,
         dtype: torch.dtype,
+        full_width: int | None = None,
     ) -> None:
         super().__init__(d, device=device, dtype=dtype)
         self.width = width
+        """The rows the nets compute on."""
+        self.full_width = full_width or width
+        """The network's width m: rows past ``width`` are zero (:meth:`narrowed`), and
+        :meth:`unpack` gives all m."""
         self.n_params = width * d
         s = torch.ones(width, dtype=dtype, device=device)
         self.positive = (width + 1) // 2 if second_layer == "signed" else width
         """The rows with s_j = +1 come first; the rest have s_j = -1."""
         s[self.positive :] = -1.0
         self.s = s
+        self.prunable = second_layer == "positive"
+
+    # -- pruning: a positive second layer's rows, zero rows and narrower nets ----------------
+    #
+    # With s = +1 on every row, F depends on W only through S = W'W, so every rotation
+    # W -> U'W (U orthogonal, m x m) leaves F unchanged and rotates the gradient. A zero row
+    # stays exactly zero under every optimizer here: its gradient row is zero (its z = X w_j
+    # is), the preconditioner (4 W W' + lam I)^-1 maps it to zero (the Cholesky factor of a
+    # matrix with a zero row and column has a zero row and column off the diagonal), and so
+    # does every L-BFGS pair (s and y are differences of points and gradients with that row
+    # zero). So nets whose trailing rows are zero train exactly as the narrower nets without
+    # them, which cost width / m of an evaluation.
+
+    def rows_by_size(self, p: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Each net's W rotated to U'W, U the eigenvectors of W W' (largest first): the same S
+        and F, rows ``sqrt(mu_j) v_j'`` (mu_j, v_j the eigenpairs of S). Rows at the rounding
+        level of W W' (mu_j <= m eps mu_1) are set to zero. Returns the rows (K, m, d), U
+        (K, m, m) and mu (K, m), descending."""
+        k, m, d = p.shape[0], self.width, self.d
+        w = p.view(k, m, d)
+        gram = w @ w.transpose(1, 2)
+        mu, u = torch.linalg.eigh((gram + gram.transpose(1, 2)) / 2.0)
+        mu, u = mu.flip(-1), u.flip(-1)
+        rows = u.transpose(1, 2) @ w
+        floor = m * torch.finfo(self.dtype).eps * mu[:, :1].clamp_min(0.0)
+        rows = torch.where((mu <= floor)[..., None], torch.zeros_like(rows), rows)
+        return rows, u, mu
+
+    def prune(self, p: Tensor, g: Tensor, below: float) -> Pruned:
+        """Rows of U'W with ``mu_j <= below mu_1`` along which F decays (G = dF/dS positive:
+        ``(U'g)_j . (U'W)_j = 2 mu_j v_j' G v_j > 0``) set to zero, and the non-zero rows
+        first. Setting such a row to zero lowers F to first order (a decay correction,
+        :mod:`workers.corrections`, taken all the way); the caller keeps it only where F does
+        not rise."""
+        if not self.prunable:
+            raise NotImplementedError("only a positive second layer has rotation-free rows")
+        k, m, d = p.shape[0], self.width, self.d
+        rows, u, mu = self.rows_by_size(p)
+        g_rows = u.transpose(1, 2) @ g.view(k, m, d)
+        decays = (g_rows * rows).sum(dim=2) > 0.0
+        zero = ~rows.ne(0.0).any(dim=2)
+        drop = (mu <= below * mu[:, :1]) & decays & ~zero
+        rows = torch.where(drop[..., None], torch.zeros_like(rows), rows)
+        gone = drop | zero
+        order = torch.sort(gone.to(torch.int8), dim=1, stable=True).indices
+        rows = torch.gather(rows, 1, order[..., None].expand(k, m, d))
+        return Pruned(rows.reshape(k, -1), drop.any(dim=1), (~gone).sum(dim=1))
+
+    def live(self, p: Tensor) -> Tensor:
+        """(K,) one past each net's last non-zero row."""
+        k, m = p.shape[0], self.width
+        nonzero = p.view(k, m, self.d).ne(0.0).any(dim=2)
+        index = torch.arange(1, m + 1, device=p.device)
+        return (nonzero * index).amax(dim=1)
+
+    def live_units(self, params: dict[str, Tensor]) -> int:
+        nonzero = torch.nonzero(params["W"].ne(0.0).any(dim=1))
+        return int(nonzero[-1]) + 1 if nonzero.numel() else 0
+
+    def narrowed(self, width: int) -> QuadraticNets:
+        if not self.prunable:
+            raise NotImplementedError("only a positive second layer is narrowed")
+        return QuadraticNets(
+            self.d, width, "positive", device=self.device, dtype=self.dtype,
+            full_width=self.full_width,
+        )  # fmt: skip
+
+    def resize(self, t: Tensor, width: int) -> Tensor:
+        lead, m, d = t.shape[:-1], self.width, self.d
+        rows = t.reshape(*lead, m, d)
+        if width <= m:
+            if bool(rows[..., width:, :].ne(0.0).any()):
+                raise ValueError(f"cutting the nets to {width} rows would drop non-zero rows")
+            return rows[..., :width, :].reshape(*lead, width * d)
+        pad = torch.zeros(*lead, width - m, d, dtype=t.dtype, device=t.device)
+        return torch.cat([rows, pad], dim=-2).reshape(*lead, width * d)
 
     def _signed_squares(self, z: Tensor) -> Tensor:
         """sum_j s_j z_j^2 over the last axis, as squared norms (no (k, c, m) temporary)."""
@@ -255,10 +377,20 @@ class QuadraticNets(BatchedNets):
         return apply
 
     def pack(self, params: dict[str, Tensor]) -> Tensor:
-        return params["W"].reshape(-1).to(self.dtype)
+        """W (m' x d, m' >= width) as a row; rows past ``width`` must be zero."""
+        w = params["W"]
+        if w.shape[0] > self.width:
+            if bool(w[self.width :].ne(0.0).any()):
+                raise ValueError(f"W has non-zero rows past the nets' {self.width}")
+            w = w[: self.width]
+        return w.reshape(-1).to(self.dtype)
 
     def unpack(self, row: Tensor) -> dict[str, Tensor]:
-        return {"W": row.detach().to(torch.float64).reshape(self.width, self.d).clone()}
+        """W with all m rows (the zero rows past ``width`` included)."""
+        w = row.detach().to(torch.float64).reshape(self.width, self.d)
+        out = torch.zeros(self.full_width, self.d, dtype=torch.float64, device=row.device)
+        out[: self.width] = w
+        return {"W": out}
 
 
 def flops_per_evaluation(model: str, n: int, d: int, width: int) -> float:

@@ -189,3 +189,100 @@ def test_init_scale_dtype_and_width() -> None:
     assert signed.init_params()["W"].shape == (12, 6)  # width 2d by default
     diag = problem_for(_cfg("diagonal")).init_params()
     assert set(diag) == {"a", "w"} and diag["a"].shape == (6,)
+
+
+# -- pruning: rotations, zero rows, narrower nets -------------------------------------------
+
+
+def _low_rank_rows(k: int, m: int, d: int, rank: int, seed: int = 0) -> Tensor:
+    """(k, m d) parameters whose W have ``rank`` rows of size 1 and the rest of size 1e-3."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(k, m, d))
+    w[:, rank:] *= 1e-3
+    return torch.as_tensor(w.reshape(k, m * d))
+
+
+def test_rows_by_size_rotates_w_leaving_f_and_rotating_the_gradient() -> None:
+    """U'W has the same F (1e-12 relative) and the gradient U'g; its rows are sqrt(mu_j) v_j',
+    largest first."""
+    d, m, k = 5, 6, 3
+    nets = QuadraticNets(d, m, device=CPU, dtype=F64)
+    x, y, lam = _batch(k, 40, d)
+    p = _low_rank_rows(k, m, d, 3)
+    rows, u, mu = nets.rows_by_size(p)
+    f, _, g = nets.evaluate(p, x, y, lam)
+    f_rot, _, g_rot = nets.evaluate(rows.reshape(k, -1), x, y, lam)
+    torch.testing.assert_close(f_rot, f, rtol=1e-12, atol=0.0)
+    expected = (u.transpose(1, 2) @ g.view(k, m, d)).reshape(k, -1)
+    torch.testing.assert_close(g_rot, expected, rtol=1e-9, atol=1e-13)  # rotated sums
+    norms = (rows * rows).sum(dim=2)
+    torch.testing.assert_close(norms, mu, rtol=1e-10, atol=1e-15)
+    assert bool((mu[:, :-1] >= mu[:, 1:]).all())
+
+
+def test_prune_drops_exactly_the_small_directions_along_which_f_decays() -> None:
+    """A row goes when its eigenvalue of S is at most ``below`` of the largest and v'Gv > 0
+    (G = dF/dS, checked by autograd); the kept rows come first and the candidate keeps S on
+    every other direction (1e-10 relative)."""
+    d, m, k = 6, 6, 4
+    nets = QuadraticNets(d, m, device=CPU, dtype=F64)
+    x, y, lam = _batch(k, 60, d, seed=3)
+    p = _low_rank_rows(k, m, d, 3, seed=4)
+    _, _, g = nets.evaluate(p, x, y, lam)
+    cand = nets.prune(p, g, below=1e-4)
+    w = p.view(k, m, d)
+    for j in range(k):
+        s = w[j].T @ w[j]
+        ev, vec = torch.linalg.eigh(s)
+        q = w[j].clone().requires_grad_(True)
+        (gs,) = torch.autograd.grad(
+            ((y[j] - (torch.einsum("nd,de,ne->n", x[j], q.T @ q, x[j]) - (q * q).sum())) ** 2).sum()
+            / (2 * x.shape[1])
+            + lam[j] / 2 * (q * q).sum(),
+            q,
+        )
+        # dF/dW = 2 W G, so v'Gv = (W v)'(dF/dW v) / (2 |W v|^2)
+        wv = w[j] @ vec
+        curvature = (wv * (gs @ vec)).sum(0) / (2 * (wv * wv).sum(0))
+        drop = (ev <= 1e-4 * ev[-1]) & (curvature > 0)
+        kept = int((~drop).sum())
+        assert bool(cand.dropped[j]) == bool(drop.any())
+        assert int(cand.live[j]) == kept
+        rows = cand.params[j].view(m, d)
+        assert bool(rows[kept:].eq(0.0).all()) and bool(rows[:kept].ne(0.0).any(dim=1).all())
+        keep_s = (vec[:, ~drop] * ev[~drop]) @ vec[:, ~drop].T
+        torch.testing.assert_close(rows.T @ rows, keep_s, rtol=1e-10, atol=1e-14)
+    assert bool(cand.dropped.any())  # the case is not vacuous
+
+
+def test_zero_rows_stay_zero_and_a_narrowed_net_computes_the_same() -> None:
+    """Trailing zero rows: their gradient and preconditioned rows are exactly zero, and the
+    nets narrowed to the other rows give the same F (1e-12 relative) and gradient."""
+    d, m, k, live = 5, 7, 3, 4
+    nets = QuadraticNets(d, m, device=CPU, dtype=F64)
+    x, y, lam = _batch(k, 30, d, seed=5)
+    p = _low_rank_rows(k, m, d, m, seed=6).view(k, m, d)
+    p[:, live:] = 0.0
+    p = p.reshape(k, -1)
+    f, _, g = nets.evaluate(p, x, y, lam)
+    assert bool(g.view(k, m, d)[:, live:].eq(0.0).all())
+    h0 = nets.preconditioner(p, lam, nets.data_curvature(x))
+    assert bool(h0(g).view(k, m, d)[:, live:].eq(0.0).all())
+    assert nets.live(p).tolist() == [live] * k
+    narrow = nets.narrowed(live)
+    assert (narrow.width, narrow.full_width) == (live, m)
+    f_n, _, g_n = narrow.evaluate(nets.resize(p, live), x, y, lam)
+    torch.testing.assert_close(f_n, f, rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(g_n, nets.resize(g, live), rtol=1e-12, atol=1e-15)
+    assert narrow.unpack(nets.resize(p, live)[0])["W"].shape == (m, d)  # the net's own m rows
+    torch.testing.assert_close(narrow.resize(nets.resize(p, live), m), p, rtol=0.0, atol=0.0)
+    with pytest.raises(ValueError, match="non-zero rows"):
+        nets.resize(p, live - 1)
+    with pytest.raises(ValueError, match="non-zero rows"):
+        narrow.pack({"W": torch.ones(m, d, dtype=F64)})
+
+
+def test_only_a_positive_second_layer_prunes() -> None:
+    assert QuadraticNets(4, 4, "positive", device=CPU, dtype=F64).prunable
+    assert not QuadraticNets(4, 4, "signed", device=CPU, dtype=F64).prunable
+    assert not DiagonalNets(4, device=CPU, dtype=F64).prunable

@@ -19,7 +19,7 @@ Adam (one class each; :func:`make_optimizer` picks one from ``training.optimizer
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -65,6 +65,11 @@ class Optimizer:
 
     def select(self, idx: Tensor) -> None:
         """Keep only these slots (compaction)."""
+
+    def resize(self, to: Callable[[Tensor], Tensor], n_params: int) -> None:
+        """Every per-parameter state tensor (..., p) mapped by ``to`` to (..., n_params) (the
+        nets narrowed or widened: the units cut are zero in that state)."""
+        self.p = n_params
 
     def can_polish(self) -> bool:
         """Whether a slot whose objective is flat polishes (unit quasi-Newton or gd steps)."""
@@ -173,6 +178,10 @@ class Adam(Optimizer):
         for name in ("m", "v", "t", "lr"):
             setattr(self, name, getattr(self, name).index_select(0, idx))
 
+    def resize(self, to: Callable[[Tensor], Tensor], n_params: int) -> None:
+        super().resize(to, n_params)
+        self.m, self.v = to(self.m), to(self.v)
+
     def lr_of(self, i: int, slot: SlotState) -> float:
         return float(self.lr[i])
 
@@ -227,6 +236,11 @@ class LBFGS(Optimizer):
     def select(self, idx: Tensor) -> None:
         for name in ("s", "y", "sy", "count"):
             setattr(self, name, getattr(self, name).index_select(0, idx))
+
+    def resize(self, to: Callable[[Tensor], Tensor], n_params: int) -> None:
+        """The pairs' vectors resized; S'Y is unchanged (the units cut are zero in them)."""
+        super().resize(to, n_params)
+        self.s, self.y = to(self.s), to(self.y)
 
     def can_polish(self) -> bool:
         return True

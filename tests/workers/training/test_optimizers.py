@@ -78,3 +78,31 @@ def _spd(rng: np.random.Generator, p: int) -> np.ndarray:
     a = rng.normal(size=(p, p))
     out: np.ndarray = a @ a.T / p + 0.5 * np.eye(p)
     return out
+
+
+def test_a_history_resized_past_zero_coordinates_gives_the_same_direction() -> None:
+    """Pairs and gradient zero on their last coordinates: the optimizer resized to drop them
+    (a narrowed batch) gives the first coordinates of the same direction, and resized back,
+    the same direction with zeros; 1e-12 relative."""
+    rng = np.random.default_rng(5)
+    k, p, live = 2, 8, 5
+    opt = LBFGS(k, p, F64, CPU)
+    hess = torch.as_tensor(_spd(rng, live))
+    x = torch.zeros(k, p, dtype=F64)
+    for _ in range(4):
+        s_vec = torch.zeros(k, p, dtype=F64)
+        s_vec[:, :live] = torch.as_tensor(rng.normal(size=(k, live)))
+        y_vec = torch.zeros(k, p, dtype=F64)
+        y_vec[:, :live] = s_vec[:, :live] @ hess
+        ok = torch.ones(k, dtype=torch.bool)
+        opt.accepted(x, x + s_vec, torch.zeros(k, p, dtype=F64), y_vec, ok, ok.to(F64), [None] * k)
+    g = torch.zeros(k, p, dtype=F64)
+    g[:, :live] = torch.as_tensor(rng.normal(size=(k, live)))
+    full, _ = opt.direction(x, g, [None] * k)
+    assert bool(full[:, live:].eq(0.0).all())
+    opt.resize(lambda t: t[..., :live].contiguous(), live)
+    narrow, _ = opt.direction(x[:, :live], g[:, :live], [None] * k)
+    torch.testing.assert_close(narrow, full[:, :live], rtol=1e-12, atol=0.0)
+    opt.resize(lambda t: torch.cat([t, t.new_zeros(*t.shape[:-1], p - live)], dim=-1), p)
+    again, _ = opt.direction(x, g, [None] * k)
+    torch.testing.assert_close(again, full, rtol=1e-12, atol=0.0)

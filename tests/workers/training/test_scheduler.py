@@ -10,6 +10,7 @@ import math
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +20,7 @@ from workers.data import Dataset
 from workers.devices import resolve_device
 from workers.problems import Problem, problem_for
 from workers.problems.base import Params
-from workers.training import Batch, Phase, Run, TrainOutcome, train
+from workers.training import Batch, Phase, Run, TrainOutcome, scheduler, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -312,3 +313,70 @@ def test_the_preconditioner_applies_to_penalised_slots_only() -> None:
     torch.testing.assert_close(out[1], want[1], rtol=1e-12, atol=0.0)
     # all slots unpenalised: no preconditioner at all
     assert _batch(runs[:1], 1)._h0() is None
+
+
+# --------------------------------------------------------------------------------------
+# pruning: a batch of quadratic nets computes on the rows its nets need
+
+
+def _certified_batch(runs: list[Run], slots: int, prunes: bool) -> Batch:
+    batch = Batch(runs, torch.device("cpu"), slots, Phase(torch.float64, 1e-6))
+    batch.prunes = batch.prunes and prunes
+    return batch
+
+
+def test_a_pruned_batch_narrows_and_reaches_the_same_certified_minimum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two d = 60 runs (minima of rank well below 60), pruned at every check whatever the
+    cost of an evaluation: the batch narrows, each run is certified (gap <= 1e-6) at the
+    objective of the unpruned batch (both within 1e-6 of the minimum: 3e-6 relative), and its
+    parameters come back with the net's own 60 rows."""
+    monkeypatch.setattr(scheduler, "PRUNE_MIN_FLOPS", 0.0)
+    cfgs = [_cfg("quadratic", 60, 2400, 0.03, seed=s) for s in range(2)]
+    outcomes = {}
+    for prunes in (True, False):
+        runs = [_run(c) for c in cfgs]
+        batch = _certified_batch(runs, 2, prunes)
+        outs = dict(batch.outcomes())
+        widths = batch.nets.width
+        outcomes[prunes] = outs
+        for i, run in enumerate(runs):
+            assert outs[i].stop_reason == "gradient"
+            assert outs[i].params["W"].shape == (60, 60)
+            assert run.certificate(outs[i].params).gap <= 1e-6
+        assert (widths < 60) == prunes
+    for i in range(2):
+        assert outcomes[True][i].objective == pytest.approx(outcomes[False][i].objective, rel=3e-6)
+
+
+def test_signed_nets_narrow_nets_and_adam_do_not_prune() -> None:
+    """Rotations leave F unchanged only with a positive second layer; a narrow net is
+    certified by its own rules (workers.second_order); Adam's moments would move zero rows."""
+    assert _certified_batch([_run(_cfg("quadratic", 6, 40, 0.05))], 1, True).prunes
+    for cfg in (
+        _cfg("quadratic", 6, 40, 0.05, signed=True),
+        _cfg("quadratic", 6, 40, 0.05, width=3),
+        _cfg("quadratic", 6, 40, 0.05, optimizer="adam"),
+        _cfg("diagonal", 6, 40, 0.05),
+    ):
+        assert not _certified_batch([_run(cfg)], 1, True).prunes
+
+
+def test_a_growth_correction_in_a_batch_without_a_spare_row_widens_it() -> None:
+    """A net started at rank 2 on a problem whose minimum has more, in a batch narrowed to
+    those 2 rows: the refused certificate's growth correction puts its direction in the net's
+    first zero row, and the batch widens to that row and SPARE_ROWS more."""
+    run = _run(_cfg("quadratic", 8, 400, 0.01))
+    w = torch.zeros(8, 8, dtype=torch.float64)
+    w[:2] = torch.as_tensor(np.random.default_rng(0).normal(size=(2, 8)))
+    run.start = {"W": w}
+    batch = _certified_batch([run], 1, True)
+    batch._resize(2)
+    slot = batch.slots[0]
+    assert slot is not None and batch.nets.width == 2
+    ok, _ = batch.certify(0, slot)
+    assert not ok and slot.corrections == 1
+    assert batch.nets.width == 3 + scheduler.SPARE_ROWS
+    grown = batch.params(0)["W"]
+    assert bool(grown[2].ne(0.0).any()) and bool(grown[3:].eq(0.0).all())
