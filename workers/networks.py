@@ -61,6 +61,9 @@ class Pruned:
     params: Tensor
     dropped: Tensor
     live: Tensor
+    carry: Callable[[Tensor], Tensor]
+    """The same rotation, zeroing and order applied to (K, ..., p) vectors of the nets (an
+    optimizer's history)."""
 
 
 Preconditioner = Callable[[Tensor], Tensor]
@@ -284,11 +287,18 @@ class QuadraticNets(BatchedNets):
         decays = (g_rows * rows).sum(dim=2) > 0.0
         zero = ~rows.ne(0.0).any(dim=2)
         drop = (mu <= below * mu[:, :1]) & decays & ~zero
-        rows = torch.where(drop[..., None], torch.zeros_like(rows), rows)
         gone = drop | zero
         order = torch.sort(gone.to(torch.int8), dim=1, stable=True).indices
+
+        def carry(t: Tensor) -> Tensor:
+            r = u.transpose(1, 2).unsqueeze(1) @ t.reshape(k, -1, m, d)
+            r = torch.where(gone[:, None, :, None], torch.zeros_like(r), r)
+            r = torch.gather(r, 2, order[:, None, :, None].expand_as(r))
+            return r.reshape(t.shape)
+
+        rows = torch.where(gone[..., None], torch.zeros_like(rows), rows)
         rows = torch.gather(rows, 1, order[..., None].expand(k, m, d))
-        return Pruned(rows.reshape(k, -1), drop.any(dim=1), (~gone).sum(dim=1))
+        return Pruned(rows.reshape(k, -1), drop.any(dim=1), (~gone).sum(dim=1), carry)
 
     def live(self, p: Tensor) -> Tensor:
         """(K,) one past each net's last non-zero row."""

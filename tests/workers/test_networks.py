@@ -222,8 +222,8 @@ def test_rows_by_size_rotates_w_leaving_f_and_rotating_the_gradient() -> None:
 
 def test_prune_drops_exactly_the_small_directions_along_which_f_decays() -> None:
     """A row goes when its eigenvalue of S is at most ``below`` of the largest and v'Gv > 0
-    (G = dF/dS, checked by autograd); the kept rows come first and the candidate keeps S on
-    every other direction (1e-10 relative)."""
+    (G = dF/dS, checked by autograd); the kept rows come first, the candidate keeps S on
+    every other direction (1e-10 relative), and ``carry`` maps vectors as it mapped W."""
     d, m, k = 6, 6, 4
     nets = QuadraticNets(d, m, device=CPU, dtype=F64)
     x, y, lam = _batch(k, 60, d, seed=3)
@@ -253,6 +253,10 @@ def test_prune_drops_exactly_the_small_directions_along_which_f_decays() -> None
         keep_s = (vec[:, ~drop] * ev[~drop]) @ vec[:, ~drop].T
         torch.testing.assert_close(rows.T @ rows, keep_s, rtol=1e-10, atol=1e-14)
     assert bool(cand.dropped.any())  # the case is not vacuous
+    # the history follows by the same map: the parameters themselves map to the candidate
+    torch.testing.assert_close(cand.carry(p), cand.params, rtol=1e-12, atol=0.0)
+    stacked = torch.stack([p, 2.0 * p], dim=1)  # (k, h, p) like an L-BFGS history
+    torch.testing.assert_close(cand.carry(stacked)[:, 1], 2.0 * cand.params, rtol=1e-12, atol=0.0)
 
 
 def test_zero_rows_stay_zero_and_a_narrowed_net_computes_the_same() -> None:

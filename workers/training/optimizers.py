@@ -71,6 +71,13 @@ class Optimizer:
         nets narrowed or widened: the units cut are zero in that state)."""
         self.p = n_params
 
+    def carry(self, slots: Tensor, to: Callable[[Tensor], Tensor]) -> None:
+        """The slots ``slots`` (K,) moved to parameters ``to`` maps theirs to (a rotation of
+        the nets, some units zeroed): their state follows where it still applies, else
+        restarts (the default: every state restarts)."""
+        for i in torch.nonzero(slots).squeeze(1).tolist():
+            self.reset(i, new_run=False)
+
     def can_polish(self) -> bool:
         """Whether a slot whose objective is flat polishes (unit quasi-Newton or gd steps)."""
         return False
@@ -241,6 +248,22 @@ class LBFGS(Optimizer):
         """The pairs' vectors resized; S'Y is unchanged (the units cut are zero in them)."""
         super().resize(to, n_params)
         self.s, self.y = to(self.s), to(self.y)
+
+    def carry(self, slots: Tensor, to: Callable[[Tensor], Tensor]) -> None:
+        """The pairs mapped by ``to`` with the point and S'Y recomputed; a slot any of whose
+        pairs then has s'y <= 0 restarts its history."""
+        keep = slots[:, None, None]
+        self.s = torch.where(keep, to(self.s), self.s)
+        self.y = torch.where(keep, to(self.y), self.y)
+        h = self.h
+        valid = torch.arange(h, device=self.s.device)[None, :] < self.count[:, None]
+        both = (valid[:, :, None] & valid[:, None, :]).to(self.s.dtype)
+        sy = (self.s @ self.y.transpose(1, 2)) * both
+        self.sy = torch.where(keep, sy, self.sy)
+        diag = torch.diagonal(sy, dim1=1, dim2=2)
+        bad = slots & ((diag <= 0.0) & valid).any(dim=1)
+        for i in torch.nonzero(bad).squeeze(1).tolist():
+            self.reset(i, new_run=False)
 
     def can_polish(self) -> bool:
         return True

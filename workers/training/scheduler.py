@@ -15,8 +15,8 @@ every few steps, once no run waits, the small eigen-directions of S along which 
 are set to zero where F does not rise, and when every net then fits in fewer rows the batch
 computes on those rows only (zero rows stay zero, so this is the same training, cheaper).
 Measured on the d = 200, n = 8,000 run (lambda = 0.01, float64, one thread; the minimum has
-rank 73): 200 -> 163 -> 110 -> 85 rows by step 40; training 4.6-4.8 s -> 3.3-3.5 s, 95 ->
-96-97 steps, the same certified minimum.
+rank 73): 200 -> 108 -> 84 rows at steps 30 and 40; training 4.6-4.8 s -> 3.1 s, the same 95
+steps (107 evaluations against 105), the same certified minimum.
 
 The objective of every slot is ``F = (1/2n) sum (y - f(x))^2 + (lam/2) ||params||^2``,
 started from i.i.d. N(0, init_scale^2) parameters (:meth:`Problem.init_params`) or from the
@@ -79,14 +79,18 @@ certified minimum (161, 160, 106 and 83 rows kept); at 1e-3 from step 30 it kept
 took 99 steps against 65 (a direction of the minimum was cut and had to grow back)."""
 PRUNE_MIN_FLOPS = 1e8
 """A batch prunes only when one evaluation of all its nets costs at least these matmul flops
-(:func:`workers.networks.flops_per_evaluation`): on smaller ones the steps that the restarted
-histories cost outweigh the narrower evaluations (d = 60, n = 2,400, lambda = 0.03: 38 steps,
-0.32 s, against 34 steps, 0.26 s unpruned; d = 100, n = 4,000, lambda = 0.01, at 1.6e8
-flops: 80 steps, 1.17 s, against 63 steps, 1.32 s)."""
+(:func:`workers.networks.flops_per_evaluation`): below, the evaluation a pruning check spends
+and the steps a changed point may cost are about what the narrower evaluations save
+(one run, float64, one thread, pruned against not: d = 60, n = 2,400, lambda = 0.03,
+3.5e7 flops: 0.24 s against 0.25 s; d = 100, n = 4,000, 1.6e8 flops: lambda = 0.01 1.30 s
+against 1.55 s, lambda = 0.03 0.92 s against 0.78 s; d = 150, n = 6,000, lambda = 0.01:
+3.4 s against 4.0 s)."""
 SPARE_ROWS = 2
 """Zero rows a narrowed batch keeps past its widest net: room for a growth correction."""
 NARROW_AT = 0.8
-"""A batch narrows when its nets fit in at most this fraction of its rows."""
+"""A batch narrows when its nets fit in at most this fraction of its rows. On the d = 200 run
+above: 95 steps, training 3.1-3.2 s; at 0.9 it also pruned at step 10 (to 163 rows) and took
+124 steps, 4.1-4.4 s."""
 
 WIDTH_CORRECTIONS = 3
 """A narrow network (:attr:`Problem.width_limited`) stops at a stationary point the convex
@@ -398,8 +402,9 @@ class Batch:
         """Every :data:`PRUNE_EVERY` steps, once no run waits for a slot: when setting each
         net's small eigen-directions along which F decays to zero (:meth:`BatchedNets.prune`)
         would fit every net in at most :data:`NARROW_AT` of the rows, that pruning is kept
-        where F does not rise (one evaluation; the slot's history restarts) and the batch
-        computes on the rows the nets then need and :data:`SPARE_ROWS` more. The zero rows
+        where F does not rise (one evaluation; the slot's optimizer state follows the
+        rotation, :meth:`Optimizer.carry`) and the batch computes on the rows the nets then
+        need and :data:`SPARE_ROWS` more. The zero rows
         stay zero (:mod:`workers.networks`), so a narrowed batch trains exactly as the full
         one would from the pruned point."""
         if not self.prunes or self.waiting or self.updates == 0 or self.updates % PRUNE_EVERY:
@@ -417,8 +422,7 @@ class Batch:
         now = self.nets.live(self.p)
         fit = torch.where(cand.dropped, cand.live, now)[self.active()].max()
         if rows and int(fit) + SPARE_ROWS <= NARROW_AT * self.nets.width:
-            # only a pruning that narrows the batch is worth its evaluation and the restart
-            # of the slots' histories
+            # only a pruning that narrows the batch is worth its evaluation
             mask, (f, mse, g) = self._evaluate(cand.params, rows)
             slack = 8.0 * self.eps * self.f.abs()
             ok = mask & torch.isfinite(f) & torch.isfinite(g).all(dim=1) & (f <= self.f + slack)
@@ -428,9 +432,7 @@ class Batch:
             self.g = torch.where(keep, g, self.g)
             self.f = torch.where(ok, f, self.f)
             self.mse = torch.where(ok, mse, self.mse)
-            for i, took in enumerate(ok.tolist()):
-                if took:
-                    self.opt.reset(i, new_run=False)
+            self.opt.carry(ok, cand.carry)
             width = int(self.nets.live(self.p)[self.active()].max()) + SPARE_ROWS
             if width <= NARROW_AT * self.nets.width:
                 self._resize(width)

@@ -106,3 +106,27 @@ def test_a_history_resized_past_zero_coordinates_gives_the_same_direction() -> N
     opt.resize(lambda t: torch.cat([t, t.new_zeros(*t.shape[:-1], p - live)], dim=-1), p)
     again, _ = opt.direction(x, g, [None] * k)
     torch.testing.assert_close(again, full, rtol=1e-12, atol=0.0)
+
+
+def test_a_history_carried_through_a_rotation_gives_the_rotated_direction() -> None:
+    """The pairs of a slot mapped by an orthogonal Q (a rotation of the nets' units): the
+    direction at Q g is Q times the one at g (BFGS is invariant under orthogonal changes of
+    variables; 1e-10 relative). A map that leaves a pair with s'y <= 0 restarts the slot."""
+    rng = np.random.default_rng(8)
+    k, p = 2, 6
+    opt = LBFGS(k, p, F64, CPU)
+    hess = torch.as_tensor(_spd(rng, p))
+    x = torch.zeros(k, p, dtype=F64)
+    for _ in range(3):
+        s_vec = torch.as_tensor(rng.normal(size=(k, p)))
+        ok = torch.ones(k, dtype=torch.bool)
+        opt.accepted(x, x + s_vec, torch.zeros_like(x), s_vec @ hess, ok, ok.to(F64), [None] * k)
+    q = torch.linalg.qr(torch.as_tensor(rng.normal(size=(p, p))))[0]
+    g = torch.as_tensor(rng.normal(size=(k, p)))
+    before, _ = opt.direction(x, g, [None] * k)
+    opt.carry(torch.tensor([True, False]), lambda t: t @ q.T)
+    after, _ = opt.direction(x, g @ q.T, [None] * k)
+    torch.testing.assert_close(after[0], before[0] @ q.T, rtol=1e-10, atol=1e-12)
+    assert opt.count.tolist() == [3, 3]
+    opt.carry(torch.tensor([False, True]), lambda t: torch.zeros_like(t))
+    assert opt.count.tolist() == [3, 0]  # zeroed pairs have s'y = 0: slot 1 restarts
