@@ -302,14 +302,10 @@ class QuadraticNets(BatchedNets):
 
     def live(self, p: Tensor) -> Tensor:
         """(K,) one past each net's last non-zero row."""
-        k, m = p.shape[0], self.width
-        nonzero = p.view(k, m, self.d).ne(0.0).any(dim=2)
-        index = torch.arange(1, m + 1, device=p.device)
-        return (nonzero * index).amax(dim=1)
+        return _live_rows(p.view(p.shape[0], self.width, self.d))
 
     def live_units(self, params: dict[str, Tensor]) -> int:
-        nonzero = torch.nonzero(params["W"].ne(0.0).any(dim=1))
-        return int(nonzero[-1]) + 1 if nonzero.numel() else 0
+        return int(_live_rows(params["W"]))
 
     def narrowed(self, width: int) -> QuadraticNets:
         if not self.prunable:
@@ -323,9 +319,7 @@ class QuadraticNets(BatchedNets):
         lead, m, d = t.shape[:-1], self.width, self.d
         rows = t.reshape(*lead, m, d)
         if width <= m:
-            if bool(rows[..., width:, :].ne(0.0).any()):
-                raise ValueError(f"cutting the nets to {width} rows would drop non-zero rows")
-            return rows[..., :width, :].reshape(*lead, width * d)
+            return _cut_rows(rows, width).reshape(*lead, width * d)
         pad = torch.zeros(*lead, width - m, d, dtype=t.dtype, device=t.device)
         return torch.cat([rows, pad], dim=-2).reshape(*lead, width * d)
 
@@ -388,12 +382,7 @@ class QuadraticNets(BatchedNets):
 
     def pack(self, params: dict[str, Tensor]) -> Tensor:
         """W (m' x d, m' >= width) as a row; rows past ``width`` must be zero."""
-        w = params["W"]
-        if w.shape[0] > self.width:
-            if bool(w[self.width :].ne(0.0).any()):
-                raise ValueError(f"W has non-zero rows past the nets' {self.width}")
-            w = w[: self.width]
-        return w.reshape(-1).to(self.dtype)
+        return _cut_rows(params["W"], self.width).reshape(-1).to(self.dtype)
 
     def unpack(self, row: Tensor) -> dict[str, Tensor]:
         """W with all m rows (the zero rows past ``width`` included)."""
@@ -401,6 +390,19 @@ class QuadraticNets(BatchedNets):
         out = torch.zeros(self.full_width, self.d, dtype=torch.float64, device=row.device)
         out[: self.width] = w
         return {"W": out}
+
+
+def _live_rows(w: Tensor) -> Tensor:
+    """One past the last non-zero row of (..., m, d) weights, shape (...)."""
+    nonzero = w.ne(0.0).any(dim=-1)
+    return (nonzero * torch.arange(1, w.shape[-2] + 1, device=w.device)).amax(dim=-1)
+
+
+def _cut_rows(w: Tensor, width: int) -> Tensor:
+    """The first ``width`` rows of (..., m, d) weights, whose other rows must be zero."""
+    if bool(w[..., width:, :].ne(0.0).any()):
+        raise ValueError(f"cutting the nets to {width} rows would drop non-zero rows")
+    return w[..., :width, :]
 
 
 def flops_per_evaluation(model: str, n: int, d: int, width: int) -> float:

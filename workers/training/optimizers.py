@@ -250,8 +250,8 @@ class LBFGS(Optimizer):
         self.s, self.y = to(self.s), to(self.y)
 
     def carry(self, slots: Tensor, to: Callable[[Tensor], Tensor]) -> None:
-        """The pairs mapped by ``to`` with the point and S'Y recomputed; a slot any of whose
-        pairs then has s'y <= 0 restarts its history."""
+        """The carried slots' pairs mapped by ``to`` and their S'Y recomputed; a slot any of
+        whose pairs then has s'y <= 0 restarts its history."""
         keep = slots[:, None, None]
         self.s = torch.where(keep, to(self.s), self.s)
         self.y = torch.where(keep, to(self.y), self.y)

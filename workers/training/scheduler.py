@@ -338,8 +338,10 @@ class Batch:
         narrow = run.ready[0].width_limited
         moved = run.correct(params) if not narrow or slot.corrections < WIDTH_CORRECTIONS else None
         if moved is not None:
-            if self.prunes and self.nets.live_units(moved) >= self.nets.width:
-                self._resize(min(self.nets.live_units(moved) + SPARE_ROWS, self.nets.full_width))
+            if self.prunes and self.nets.width < self.nets.full_width:
+                live = self.nets.live_units(moved)
+                if live >= self.nets.width:  # no spare row left for the next growth
+                    self._resize(min(live + SPARE_ROWS, self.nets.full_width))
             self.p[i].copy_(self.nets.pack(moved))
             self.opt.reset(i, new_run=False)
             slot.corrections += 1
@@ -404,16 +406,15 @@ class Batch:
         would fit every net in at most :data:`NARROW_AT` of the rows, that pruning is kept
         where F does not rise (one evaluation; the slot's optimizer state follows the
         rotation, :meth:`Optimizer.carry`) and the batch computes on the rows the nets then
-        need and :data:`SPARE_ROWS` more. The zero rows
-        stay zero (:mod:`workers.networks`), so a narrowed batch trains exactly as the full
-        one would from the pruned point."""
+        need and :data:`SPARE_ROWS` more. The zero rows stay zero (:mod:`workers.networks`),
+        so a narrowed batch trains exactly as the full one would from the pruned point."""
         if not self.prunes or self.waiting or self.updates == 0 or self.updates % PRUNE_EVERY:
             return
         cfg = self.runs[0].cfg
         flops = len(self.active()) * flops_per_evaluation(cfg.model, cfg.n, cfg.d, self.nets.width)
         if flops < PRUNE_MIN_FLOPS:
             return
-        live = [i for i in self.active() if not self._slot(i).polishing]
+        live = [i for i, s in enumerate(self.slots) if s is not None and not s.polishing]
         if not live:
             return
         cand = self.nets.prune(self.p, self.g, PRUNE_BELOW)
@@ -436,11 +437,6 @@ class Batch:
             width = int(self.nets.live(self.p)[self.active()].max()) + SPARE_ROWS
             if width <= NARROW_AT * self.nets.width:
                 self._resize(width)
-
-    def _slot(self, i: int) -> SlotState:
-        slot = self.slots[i]
-        assert slot is not None
-        return slot
 
     def _resize(self, width: int) -> None:
         """The batch computes on ``width`` rows (the rows cut are zero in every live slot)."""

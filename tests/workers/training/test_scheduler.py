@@ -366,7 +366,8 @@ def test_signed_nets_narrow_nets_and_adam_do_not_prune() -> None:
 def test_a_growth_correction_in_a_batch_without_a_spare_row_widens_it() -> None:
     """A net started at rank 2 on a problem whose minimum has more, in a batch narrowed to
     those 2 rows: the refused certificate's growth correction puts its direction in the net's
-    first zero row, and the batch widens to that row and SPARE_ROWS more."""
+    first zero row, and the batch widens to that row and SPARE_ROWS more; at the net's full
+    width the same correction leaves the batch's nets as they are."""
     run = _run(_cfg("quadratic", 8, 400, 0.01))
     w = torch.zeros(8, 8, dtype=torch.float64)
     w[:2] = torch.as_tensor(np.random.default_rng(0).normal(size=(2, 8)))
@@ -380,3 +381,10 @@ def test_a_growth_correction_in_a_batch_without_a_spare_row_widens_it() -> None:
     assert batch.nets.width == 3 + scheduler.SPARE_ROWS
     grown = batch.params(0)["W"]
     assert bool(grown[2].ne(0.0).any()) and bool(grown[3:].eq(0.0).all())
+    # a batch still at the net's full width has nothing to widen: its nets stay as they are
+    full = _certified_batch([_run(_cfg("quadratic", 8, 400, 0.01))], 1, True)  # no zero row
+    nets = full.nets
+    full_slot = full.slots[0]
+    assert full_slot is not None
+    ok, _ = full.certify(0, full_slot)
+    assert not ok and full_slot.corrections == 1 and full.nets is nets
